@@ -1,0 +1,52 @@
+/**
+ * One error class for everything instructify reports, in the manner of undici:
+ * a stable `code` that scripts can match on, plus the context a user needs to
+ * find the problem (which file, which byte, which image), and `cause` for the
+ * underlying error.
+ */
+export type ErrorCode =
+  | 'E_OPTION'            // bad command-line option or config value
+  | 'E_JSON_SYNTAX'       // malformed JSON in an input file
+  | 'E_JSON_TRUNCATED'    // input ended inside a value
+  | 'E_WRONG_KIND'        // file does not look like what the source expects
+  | 'E_BAD_RECORD'        // a record is invalid (fatal only in strict mode)
+  | 'E_IO'                // reading or writing files
+  | 'E_INTERNAL';
+
+export interface ErrorContext {
+  file?: string;
+  offset?: number;
+  imageId?: string;
+  source?: string;
+  cause?: unknown;
+}
+
+export class InstructifyError extends Error {
+  readonly code: ErrorCode;
+  readonly file?: string;
+  readonly offset?: number;
+  readonly imageId?: string;
+  readonly source?: string;
+
+  constructor(code: ErrorCode, message: string, ctx: ErrorContext = {}) {
+    super(formatMessage(message, ctx), ctx.cause === undefined ? undefined : { cause: ctx.cause });
+    this.name = 'InstructifyError';
+    this.code = code;
+    this.file = ctx.file;
+    this.offset = ctx.offset;
+    this.imageId = ctx.imageId;
+    this.source = ctx.source;
+  }
+}
+
+function formatMessage(message: string, ctx: ErrorContext): string {
+  const where: string[] = [];
+  if (ctx.file !== undefined) where.push(ctx.file + (ctx.offset !== undefined ? ` at byte ${ctx.offset}` : ''));
+  else if (ctx.offset !== undefined) where.push(`at byte ${ctx.offset}`);
+  if (ctx.imageId !== undefined) where.push(`image ${ctx.imageId}`);
+  return where.length ? `${where.join(', ')}: ${message}` : message;
+}
+
+export function optionError(message: string): InstructifyError {
+  return new InstructifyError('E_OPTION', message);
+}

@@ -1,0 +1,154 @@
+/**
+ * The typed records that flow between stages, defined in one place.
+ *
+ * Flow: source files -> Fragment (one source's facts about one image, in that
+ * source's units) -> ImageGroup (all fragments of one image, after the join)
+ * -> ImageRecord (normalised, validated, one row of a prepared shard).
+ */
+
+/** A mask as the dataset gave it. Coordinates are pixels of the annotated image. */
+export interface Mask {
+  /** 'polygon': `polygons` holds flat [x0,y0,x1,y1,...] rings; 'rle': `rle` holds a COCO compressed RLE string. */
+  format: 'polygon' | 'rle';
+  polygons: number[][] | null;
+  rle: string | null;
+  /** Size of the mask grid (RLE) or of the image the polygon was drawn on (may be 0 when unknown). */
+  height: number;
+  width: number;
+}
+
+/** A box as a source reports it: pixels, top-left origin, x/y/width/height. */
+export interface RawBox {
+  /** Null while the label is only known by category id (COCO: categories come last). */
+  label: string | null;
+  categoryId: number | null;
+  x: number;
+  y: number;
+  w: number;
+  h: number;
+  attributes: string[];
+  relations: string[];
+  mask: Mask | null;
+  iscrowd: boolean;
+  /** The dataset's own id for this object, for provenance. */
+  sourceId: string | null;
+}
+
+export interface RawRegion {
+  text: string;
+  x: number;
+  y: number;
+  w: number;
+  h: number;
+}
+
+export interface QAPair {
+  question: string;
+  /** The answer to train on (VQA: the most common of its answers). */
+  answer: string;
+  /** Every answer the dataset has for the question (VQA v2: all ten). */
+  answers: string[];
+  source: string;
+}
+
+/** Where a fragment came from, so a reject can name the file and byte. */
+export interface Provenance {
+  file: string;
+  offset: number;
+}
+
+/**
+ * One source's facts about one image. `ref` is the canonical identity used to
+ * join (e.g. `coco:397133`, `vg:1`), aliases already resolved.
+ */
+export interface Fragment {
+  ref: string;
+  source: string;
+  /** A catalog fragment comes from a dataset's image table: it names the file and/or its size. */
+  catalog: boolean;
+  /** Relative file name as the dataset's image table gives it (COCO `file_name`, VG url tail). */
+  path: string | null;
+  width: number | null;
+  height: number | null;
+  /**
+   * When set, this fragment is only valid if a catalog fragment from the named
+   * source exists for the same image (a COCO annotation whose image_id is not in
+   * its file's `images` is an annotation for an unknown image).
+   */
+  requiresCatalogFrom: string | null;
+  captions: string[];
+  boxes: RawBox[];
+  qa: QAPair[];
+  regions: RawRegion[];
+  prov: Provenance;
+}
+
+/** All fragments of one image, in a deterministic order. */
+export interface ImageGroup {
+  ref: string;
+  fragments: Fragment[];
+}
+
+export interface Caption {
+  text: string;
+  source: string;
+}
+
+/** A box in the output: corners normalised to 0..1, top-left origin. */
+export interface Box {
+  label: string;
+  x1: number;
+  y1: number;
+  x2: number;
+  y2: number;
+  attributes: string[];
+  relations: string[];
+  source: string;
+  iscrowd: boolean;
+  sourceId: string | null;
+  mask: Mask | null;
+}
+
+export interface Region {
+  text: string;
+  x1: number;
+  y1: number;
+  x2: number;
+  y2: number;
+  source: string;
+}
+
+/** One row of a prepared shard: everything known about one image. */
+export interface ImageRecord {
+  /** Path relative to the image root; the join key users see. */
+  image: string;
+  width: number | null;
+  height: number | null;
+  sources: string[];
+  /** Every identity the image was known by (`coco:…`, `vg:…`). */
+  refs: string[];
+  captions: Caption[];
+  boxes: Box[];
+  qa: QAPair[];
+  regions: Region[];
+}
+
+/** Why a record or part of one was set aside. Stable strings: they appear in manifests. */
+export type RejectReason =
+  | 'bad-box'
+  | 'box-outside-image'
+  | 'unknown-category'
+  | 'unknown-image'
+  | 'missing-image'
+  | 'unreadable-image'
+  | 'path-escape'
+  | 'bad-record';
+
+export interface Reject {
+  reason: RejectReason;
+  detail: string;
+  source: string | null;
+  file: string | null;
+  offset: number | null;
+  image: string | null;
+}
