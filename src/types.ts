@@ -64,6 +64,8 @@ export interface Provenance {
 export interface Fragment {
   ref: string;
   source: string;
+  /** The image family of the source ('coco', 'vg'): boxes are in the pixel space of that family's copy of the image. */
+  family: string;
   /** A catalog fragment comes from a dataset's image table: it names the file and/or its size. */
   catalog: boolean;
   /** Relative file name as the dataset's image table gives it (COCO `file_name`, VG url tail). */
@@ -78,9 +80,20 @@ export interface Fragment {
   requiresCatalogFrom: string | null;
   captions: string[];
   boxes: RawBox[];
-  qa: QAPair[];
+  qa: RawQA[];
   regions: RawRegion[];
   prov: Provenance;
+}
+
+/**
+ * A question and/or its answers as one file gives them. VQA v2 keeps
+ * questions and answers in separate files; the assembler pairs them by `id`.
+ */
+export interface RawQA {
+  id: string | null;
+  question: string | null;
+  answer: string | null;
+  answers: string[];
 }
 
 /** All fragments of one image, in a deterministic order. */
@@ -124,9 +137,9 @@ export interface ImageRecord {
   image: string;
   width: number | null;
   height: number | null;
+  /** The identity the sources were joined on (`coco:397133`, `vg:1`). */
+  ref: string;
   sources: string[];
-  /** Every identity the image was known by (`coco:…`, `vg:…`). */
-  refs: string[];
   captions: Caption[];
   boxes: Box[];
   qa: QAPair[];

@@ -1,0 +1,225 @@
+import {
+  Bool,
+  Field,
+  Float32,
+  Float64,
+  Int32,
+  List,
+  makeData,
+  RecordBatch,
+  Schema,
+  Struct,
+  Table,
+  Utf8,
+  type Data,
+  type DataType,
+} from 'apache-arrow';
+
+/**
+ * Builds Arrow columns straight from plain objects, following a schema that
+ * is declared up front. Values are appended into growable typed arrays and
+ * wrapped with `makeData`; measured several times faster than
+ * `vectorFromArray` on nested `List<Struct>` columns (bench/prepare).
+ *
+ * Struct fields are read from the object by the camelCase form of their
+ * snake_case column name (`source_id` reads `sourceId`).
+ */
+interface ColumnBuilder {
+  append(v: unknown): void;
+  finish(): Data;
+}
+
+class Bits {
+  bytes = new Uint8Array(64);
+  nulls = 0;
+  set(i: number, valid: boolean): void {
+    if (i >> 3 >= this.bytes.length) this.bytes = grow(this.bytes, (i >> 3) + 1);
+    if (valid) this.bytes[i >> 3]! |= 1 << (i & 7);
+    else this.nulls++;
+  }
+}
+
+function grow<T extends Uint8Array | Int32Array | Float32Array | Float64Array>(a: T, need: number): T {
+  let n = a.length * 2;
+  while (n < need) n *= 2;
+  const b = new (a.constructor as new (n: number) => T)(n);
+  b.set(a);
+  return b;
+}
+
+function camel(name: string): string {
+  return name.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
+}
+
+class Utf8Builder implements ColumnBuilder {
+  private offsets = new Int32Array(1024);
+  private bytes = Buffer.allocUnsafe(1 << 16);
+  private pos = 0;
+  private n = 0;
+  private valid = new Bits();
+  constructor(private readonly type: Utf8) {}
+  append(v: unknown): void {
+    const ok = v !== null && v !== undefined;
+    this.valid.set(this.n, ok);
+    if (ok) {
+      const s = typeof v === 'string' ? v : String(v);
+      const max = s.length * 3;
+      if (this.pos + max > this.bytes.length) {
+        let n = this.bytes.length * 2;
+        while (n < this.pos + max) n *= 2;
+        const b = Buffer.allocUnsafe(n);
+        this.bytes.copy(b, 0, 0, this.pos);
+        this.bytes = b;
+      }
+      this.pos += this.bytes.write(s, this.pos, 'utf8');
+    }
+    this.n++;
+    if (this.n >= this.offsets.length) this.offsets = grow(this.offsets, this.n + 1);
+    this.offsets[this.n] = this.pos;
+  }
+  finish(): Data {
+    return makeData({
+      type: this.type,
+      length: this.n,
+      nullCount: this.valid.nulls,
+      nullBitmap: this.valid.nulls ? this.valid.bytes : null,
+      valueOffsets: this.offsets.subarray(0, this.n + 1),
+      data: new Uint8Array(this.bytes.buffer, this.bytes.byteOffset, this.pos),
+    });
+  }
+}
+
+class NumberBuilder implements ColumnBuilder {
+  private values: Int32Array | Float32Array | Float64Array;
+  private n = 0;
+  private valid = new Bits();
+  constructor(private readonly type: Int32 | Float32 | Float64) {
+    this.values = type instanceof Int32 ? new Int32Array(1024) : type instanceof Float32 ? new Float32Array(1024) : new Float64Array(1024);
+  }
+  append(v: unknown): void {
+    const ok = typeof v === 'number';
+    this.valid.set(this.n, ok);
+    if (this.n >= this.values.length) this.values = grow(this.values, this.n + 1);
+    this.values[this.n++] = ok ? v : 0;
+  }
+  /** Append many numbers at once (polygon rings), all valid. */
+  appendAll(vs: ArrayLike<number>): void {
+    const need = this.n + vs.length;
+    if (need > this.values.length) this.values = grow(this.values, need);
+    this.values.set(vs as ArrayLike<number>, this.n);
+    for (let i = this.n; i < need; i++) this.valid.set(i, true);
+    this.n = need;
+  }
+  finish(): Data {
+    return makeData({
+      type: this.type as Float32,
+      length: this.n,
+      nullCount: this.valid.nulls,
+      nullBitmap: this.valid.nulls ? this.valid.bytes : null,
+      data: this.values.subarray(0, this.n) as Float32Array,
+    });
+  }
+}
+
+class BoolBuilder implements ColumnBuilder {
+  private values = new Bits();
+  private n = 0;
+  private valid = new Bits();
+  constructor(private readonly type: Bool) {}
+  append(v: unknown): void {
+    const ok = typeof v === 'boolean';
+    this.valid.set(this.n, ok);
+    this.values.set(this.n, v === true);
+    this.values.nulls = 0;
+    this.n++;
+  }
+  finish(): Data {
+    return makeData({
+      type: this.type,
+      length: this.n,
+      nullCount: this.valid.nulls,
+      nullBitmap: this.valid.nulls ? this.valid.bytes : null,
+      data: this.values.bytes,
+    });
+  }
+}
+
+class ListBuilder implements ColumnBuilder {
+  private offsets = new Int32Array(1024);
+  private n = 0;
+  private total = 0;
+  private valid = new Bits();
+  readonly child: ColumnBuilder;
+  constructor(private readonly type: List) {
+    this.child = builderFor(type.valueType);
+  }
+  append(v: unknown): void {
+    const ok = Array.isArray(v) || ArrayBuffer.isView(v);
+    this.valid.set(this.n, ok);
+    if (ok) {
+      const arr = v as ArrayLike<unknown>;
+      if (this.child instanceof NumberBuilder && (ArrayBuffer.isView(v) || typeof arr[0] === 'number')) {
+        this.child.appendAll(arr as ArrayLike<number>);
+      } else {
+        for (let i = 0; i < arr.length; i++) this.child.append(arr[i]);
+      }
+      this.total += arr.length;
+    }
+    this.n++;
+    if (this.n >= this.offsets.length) this.offsets = grow(this.offsets, this.n + 1);
+    this.offsets[this.n] = this.total;
+  }
+  finish(): Data {
+    return makeData({
+      type: this.type,
+      length: this.n,
+      nullCount: this.valid.nulls,
+      nullBitmap: this.valid.nulls ? this.valid.bytes : null,
+      valueOffsets: this.offsets.subarray(0, this.n + 1),
+      child: this.child.finish(),
+    });
+  }
+}
+
+class StructBuilder implements ColumnBuilder {
+  private n = 0;
+  private valid = new Bits();
+  private readonly keys: string[];
+  private readonly children: ColumnBuilder[];
+  constructor(private readonly type: Struct) {
+    this.keys = type.children.map((f) => camel(f.name));
+    this.children = type.children.map((f) => builderFor(f.type));
+  }
+  append(v: unknown): void {
+    const ok = typeof v === 'object' && v !== null;
+    this.valid.set(this.n++, ok);
+    const o = (ok ? v : {}) as Record<string, unknown>;
+    for (let i = 0; i < this.keys.length; i++) this.children[i]!.append(o[this.keys[i]!] ?? null);
+  }
+  finish(): Data {
+    return makeData({
+      type: this.type,
+      length: this.n,
+      nullCount: this.valid.nulls,
+      nullBitmap: this.valid.nulls ? this.valid.bytes : null,
+      children: this.children.map((c) => c.finish()),
+    });
+  }
+}
+
+function builderFor(type: DataType): ColumnBuilder {
+  if (type instanceof Utf8) return new Utf8Builder(type);
+  if (type instanceof Int32 || type instanceof Float32 || type instanceof Float64) return new NumberBuilder(type);
+  if (type instanceof Bool) return new BoolBuilder(type);
+  if (type instanceof List) return new ListBuilder(type);
+  if (type instanceof Struct) return new StructBuilder(type);
+  throw new Error(`no column builder for Arrow type ${String(type)}`);
+}
+
+/** Turn rows into one Arrow table with exactly the given schema. */
+export function rowsToTable(schema: Schema, rows: readonly object[]): Table {
+  const root = new StructBuilder(new Struct(schema.fields as Field[]));
+  for (const r of rows) root.append(r);
+  const data = root.finish();
+  return new Table(schema, [new RecordBatch(schema, data as Data<Struct>)]);
+}

@@ -1,0 +1,239 @@
+import path from 'node:path';
+import type { IngestState } from './sources/types.js';
+import { cocoFileName } from './sources/vqa.js';
+import type { Box, Caption, Fragment, ImageGroup, ImageRecord, QAPair, RawBox, Region, Reject, RejectReason } from './types.js';
+
+/**
+ * Turning a joined group into a record happens in two pure steps around the
+ * image check: `resolveGroup` decides which file the image is and what size
+ * each dataset says it has; `buildRecord` normalises and validates boxes
+ * once the size is settled.
+ */
+export interface AssembleOptions {
+  /** Folder (relative to the image root) holding each family's images, e.g. { coco: 'val2017' }. */
+  imageDirs: Partial<Record<string, string>>;
+  cocoNaming: '2017' | '2014';
+  /**
+   * How far a box may overshoot the image edge (fraction of the side) before
+   * it is rejected rather than clamped. COCO has boxes that end half a pixel
+   * past the edge.
+   */
+  edgeTolerance: number;
+}
+
+export const DEFAULT_EDGE_TOLERANCE = 0.01;
+
+export interface Size {
+  width: number;
+  height: number;
+}
+
+export interface ResolvedGroup {
+  ref: string;
+  image: string;
+  /** The size the datasets give for the file chosen as `image` (null: read it from the file). */
+  size: Size | null;
+  /** Size per family, for normalising each family's pixel boxes. */
+  familySizes: Record<string, Size>;
+  fragments: Fragment[];
+}
+
+export interface Assembled<T> {
+  value: T | null;
+  rejects: Reject[];
+}
+
+function reject(reason: RejectReason, detail: string, f: Fragment | null, image: string | null): Reject {
+  return { reason, detail, source: f?.source ?? null, file: f?.prov.file ?? null, offset: f?.prov.offset ?? null, image };
+}
+
+/** A relative path that stays inside the image root, or null. */
+export function safeRelativePath(p: string): string | null {
+  if (p === '' || p.includes('\0')) return null;
+  if (path.posix.isAbsolute(p) || path.win32.isAbsolute(p)) return null;
+  const norm = path.posix.normalize(p.replace(/\\/g, '/'));
+  if (norm === '..' || norm.startsWith('../') || norm === '.') return null;
+  return norm;
+}
+
+function idOfRef(ref: string): number {
+  return Number(ref.slice(ref.indexOf(':') + 1));
+}
+
+export function resolveGroup(group: ImageGroup, opts: AssembleOptions): Assembled<ResolvedGroup> {
+  const rejects: Reject[] = [];
+  const catalogSources = new Set<string>();
+  for (const f of group.fragments) if (f.catalog) catalogSources.add(f.source);
+
+  const fragments: Fragment[] = [];
+  for (const f of group.fragments) {
+    if (f.requiresCatalogFrom !== null && !catalogSources.has(f.requiresCatalogFrom)) {
+      rejects.push(reject('unknown-image', `annotation for image ${group.ref}, which is not in the file's "images"`, f, null));
+    } else fragments.push(f);
+  }
+  if (!fragments.length) return { value: null, rejects };
+
+  const ns = group.ref.slice(0, group.ref.indexOf(':'));
+  // The file: a catalog path from the image's own family first, then any
+  // catalog path, then a path hint, then the family's naming convention.
+  const withPath = fragments.filter((f) => f.path !== null);
+  const chosen =
+    withPath.find((f) => f.catalog && f.family === ns) ?? withPath.find((f) => f.catalog) ?? withPath.find((f) => f.family === ns) ?? withPath[0] ?? null;
+  let rel: string;
+  let family: string;
+  if (chosen) {
+    rel = chosen.path!;
+    family = chosen.family;
+  } else {
+    family = ns;
+    rel = ns === 'coco' ? cocoFileName(idOfRef(group.ref), '2017', null) : `${idOfRef(group.ref)}.jpg`;
+  }
+  const dir = opts.imageDirs[family] ?? '';
+  const image = safeRelativePath(dir ? `${dir}/${rel}` : rel);
+  if (image === null) {
+    rejects.push(reject('path-escape', `image path "${dir ? `${dir}/${rel}` : rel}" leaves the image root`, chosen, null));
+    return { value: null, rejects };
+  }
+
+  const familySizes: Record<string, Size> = {};
+  for (const f of fragments) {
+    if (f.width !== null && f.height !== null && !familySizes[f.family]) familySizes[f.family] = { width: f.width, height: f.height };
+  }
+  const size = chosen?.catalog && chosen.width !== null && chosen.height !== null ? { width: chosen.width, height: chosen.height } : (familySizes[family] ?? null);
+  return { value: { ref: group.ref, image, size, familySizes, fragments }, rejects };
+}
+
+export interface BuildContext {
+  state: IngestState;
+  opts: AssembleOptions;
+}
+
+/** Normalise a pixel box to 0..1 corners, clamping small overshoots; a reason string when it is unusable. */
+export function normaliseBox(x: number, y: number, w: number, h: number, size: Size | null, tolerance: number): [number, number, number, number] | [RejectReason, string] {
+  if (![x, y, w, h].every(Number.isFinite)) return ['bad-box', `box [${x}, ${y}, ${w}, ${h}] has a value that is not a number`];
+  if (w <= 0 || h <= 0) return ['bad-box', `box [${x}, ${y}, ${w}, ${h}] has no area`];
+  if (x < -tolerance * (size?.width ?? 1) || y < -tolerance * (size?.height ?? 1)) return ['bad-box', `box [${x}, ${y}, ${w}, ${h}] starts at a negative coordinate`];
+  if (size === null) return ['box-outside-image', `box [${x}, ${y}, ${w}, ${h}] cannot be placed: the image size is unknown`];
+  const x1 = x / size.width;
+  const y1 = y / size.height;
+  const x2 = (x + w) / size.width;
+  const y2 = (y + h) / size.height;
+  if (x1 >= 1 || y1 >= 1 || x2 > 1 + tolerance || y2 > 1 + tolerance) {
+    return ['box-outside-image', `box [${x}, ${y}, ${w}, ${h}] lies outside the ${size.width}x${size.height} image`];
+  }
+  const clamp = (v: number) => (v < 0 ? 0 : v > 1 ? 1 : v);
+  return [clamp(x1), clamp(y1), clamp(x2), clamp(y2)];
+}
+
+function pushUnique(into: string[], from: string[]): void {
+  for (const s of from) if (!into.includes(s)) into.push(s);
+}
+
+export function buildRecord(g: ResolvedGroup, fileSize: Size | null, ctx: BuildContext): Assembled<ImageRecord> {
+  const rejects: Reject[] = [];
+  const tol = ctx.opts.edgeTolerance;
+  const recordSize = g.size ?? fileSize;
+  const sources: string[] = [];
+  const captions: Caption[] = [];
+  const regions: Region[] = [];
+  // Boxes that a dataset names by id (VG objects, attributes and relationships) merge into one.
+  const boxesById = new Map<string, { box: RawBox; f: Fragment }>();
+  const boxes: { box: RawBox; f: Fragment }[] = [];
+  const qaById = new Map<string, { question: string | null; answer: string | null; answers: string[]; source: string }>();
+  const qaOrder: { question: string | null; answer: string | null; answers: string[]; source: string }[] = [];
+
+  for (const f of g.fragments) {
+    if (!sources.includes(f.source)) sources.push(f.source);
+    for (const text of f.captions) captions.push({ text, source: f.source });
+    for (const b of f.boxes) {
+      if (b.sourceId === null) {
+        boxes.push({ box: b, f });
+        continue;
+      }
+      const key = `${f.source}\0${b.sourceId}`;
+      const had = boxesById.get(key);
+      if (!had) {
+        const copy = { box: { ...b, attributes: [...b.attributes], relations: [...b.relations] }, f };
+        boxesById.set(key, copy);
+        boxes.push(copy);
+      } else {
+        if (had.box.label === null) had.box.label = b.label;
+        pushUnique(had.box.attributes, b.attributes);
+        pushUnique(had.box.relations, b.relations);
+        had.box.mask ??= b.mask;
+      }
+    }
+    const size = f.width !== null && f.height !== null ? { width: f.width, height: f.height } : (g.familySizes[f.family] ?? recordSize);
+    for (const r of f.regions) {
+      const n = normaliseBox(r.x, r.y, r.w, r.h, size, tol);
+      if (n.length === 2) rejects.push(reject(n[0], `region "${r.text}": ${n[1]}`, f, g.image));
+      else regions.push({ text: r.text, x1: n[0], y1: n[1], x2: n[2], y2: n[3], source: f.source });
+    }
+    for (const q of f.qa) {
+      let entry = q.id !== null ? qaById.get(`${f.source}\0${q.id}`) : undefined;
+      if (!entry) {
+        entry = { question: null, answer: null, answers: [], source: f.source };
+        if (q.id !== null) qaById.set(`${f.source}\0${q.id}`, entry);
+        qaOrder.push(entry);
+      }
+      entry.question ??= q.question;
+      entry.answer ??= q.answer;
+      pushUnique(entry.answers, q.answers);
+    }
+  }
+
+  const outBoxes: Box[] = [];
+  for (const { box: b, f } of boxes) {
+    let label = b.label;
+    if (label === null && b.categoryId !== null) {
+      label = ctx.state.categories.get(f.source)?.get(b.categoryId) ?? null;
+      if (label === null) {
+        rejects.push(reject('unknown-category', `category_id ${b.categoryId} is not in the file's "categories"`, f, g.image));
+        continue;
+      }
+    }
+    if (label === null || label === '') {
+      rejects.push(reject('bad-box', 'box has no label', f, g.image));
+      continue;
+    }
+    const size = f.width !== null && f.height !== null ? { width: f.width, height: f.height } : (g.familySizes[f.family] ?? recordSize);
+    const n = normaliseBox(b.x, b.y, b.w, b.h, size, tol);
+    if (n.length === 2) {
+      rejects.push(reject(n[0], `"${label}" ${n[1]}`, f, g.image));
+      continue;
+    }
+    let mask = b.mask;
+    if (mask && mask.format === 'polygon' && size) mask = { ...mask, width: size.width, height: size.height };
+    outBoxes.push({
+      label,
+      x1: n[0],
+      y1: n[1],
+      x2: n[2],
+      y2: n[3],
+      attributes: b.attributes,
+      relations: b.relations,
+      source: f.source,
+      iscrowd: b.iscrowd,
+      sourceId: b.sourceId,
+      mask,
+    });
+  }
+
+  const qa: QAPair[] = [];
+  for (const e of qaOrder) {
+    if (e.question && e.answer) qa.push({ question: e.question, answer: e.answer, answers: e.answers.length ? e.answers : [e.answer], source: e.source });
+  }
+
+  const record: ImageRecord = {
+    image: g.image,
+    width: recordSize?.width ?? null,
+    height: recordSize?.height ?? null,
+    ref: g.ref,
+    sources,
+    captions,
+    boxes: outBoxes,
+    qa,
+    regions,
+  };
+  return { value: record, rejects };
+}

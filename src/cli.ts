@@ -1,0 +1,179 @@
+import { Command, InvalidArgumentError, Option } from 'commander';
+import bytes from 'bytes';
+import cliProgress from 'cli-progress';
+import { InstructifyError } from './errors.js';
+import { DEFAULT_MEMORY_BUDGET, DEFAULT_ROWS_PER_SHARD, prepare, type PrepareProgress, type PrepareResult, type SourceSpec } from './prepare.js';
+import { SOURCE_KINDS } from './sources/index.js';
+import { VERSION } from './version.js';
+import { runDemo } from './demo.js';
+import { formatSummary } from './cli-format.js';
+
+function parseSize(v: string): number {
+  const n = bytes.parse(v);
+  if (n === null || !(n > 0)) throw new InvalidArgumentError(`"${v}" is not a size (try 256MB or 1GB)`);
+  return n;
+}
+
+function parsePositiveInt(v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`"${v}" is not a positive whole number`);
+  return n;
+}
+
+function parseNonNegative(v: string): number {
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < 0) throw new InvalidArgumentError(`"${v}" is not a non-negative number`);
+  return n;
+}
+
+/** `KIND=PATH[,PATH...]`, collected over repeats. */
+function collectSource(v: string, prev: SourceSpec[]): SourceSpec[] {
+  const eq = v.indexOf('=');
+  if (eq <= 0) throw new InvalidArgumentError(`"${v}" should be KIND=PATH[,PATH...], e.g. coco-captions=annotations/captions_val2017.json`);
+  const kind = v.slice(0, eq);
+  if (!SOURCE_KINDS.has(kind)) throw new InvalidArgumentError(`unknown source kind "${kind}"; known: ${[...SOURCE_KINDS.keys()].join(', ')}`);
+  const paths = v.slice(eq + 1).split(',').filter(Boolean);
+  if (!paths.length) throw new InvalidArgumentError(`source ${kind} names no files`);
+  return [...prev, { kind, paths }];
+}
+
+/** `FAMILY=DIR`, collected over repeats. */
+function collectImageDir(v: string, prev: Record<string, string>): Record<string, string> {
+  const eq = v.indexOf('=');
+  if (eq <= 0) throw new InvalidArgumentError(`"${v}" should be FAMILY=DIR, e.g. coco=val2017`);
+  return { ...prev, [v.slice(0, eq)]: v.slice(eq + 1) };
+}
+
+/** A progress bar on a terminal, nothing otherwise. */
+function progressReporter(enabled: boolean): { update: (p: PrepareProgress) => void; stop: () => void } {
+  if (!enabled) return { update: () => {}, stop: () => {} };
+  const bar = new cliProgress.SingleBar(
+    {
+      stream: process.stderr,
+      format: '{phase} {bar} {percentage}% | {done}/{total} | {rate} | ETA {eta_formatted}',
+      hideCursor: true,
+      clearOnComplete: true,
+      etaBuffer: 50,
+    },
+    cliProgress.Presets.shades_classic,
+  );
+  let started = false;
+  let phase: PrepareProgress['phase'] | null = null;
+  const t0 = Date.now();
+  let tWrite = 0;
+  return {
+    update(p) {
+      if (!started) {
+        bar.start(p.bytesTotal, 0, { phase: 'reading', done: '0', total: bytes(p.bytesTotal), rate: '' });
+        started = true;
+      }
+      if (p.phase === 'read') {
+        const secs = (Date.now() - t0) / 1000 || 1e-3;
+        bar.update(p.bytesRead, { phase: 'reading', done: bytes(p.bytesRead), total: bytes(p.bytesTotal), rate: `${bytes(p.bytesRead / secs)}/s` });
+      } else {
+        if (phase !== 'write') tWrite = Date.now();
+        const secs = (Date.now() - tWrite) / 1000 || 1e-3;
+        bar.update(p.bytesTotal, { phase: 'writing', done: `${p.records} images`, total: '', rate: `${Math.round(p.records / secs)} images/s` });
+      }
+      phase = p.phase;
+    },
+    stop() {
+      if (started) bar.stop();
+    },
+  };
+}
+
+export function buildProgram(): Command {
+  const program = new Command();
+  program
+    .name('instructify')
+    .description('Turn image dataset metadata (captions, boxes, masks, question/answer pairs) into visual instruction tuning data.')
+    .version(VERSION)
+    .showHelpAfterError();
+
+  program
+    .command('prepare')
+    .description('Stream annotation files into one record per image (all sources joined) and write them as shards.')
+    .requiredOption('-o, --out <dir>', 'output folder for shards, manifest.json and rejects.jsonl')
+    .option('--images <dir>', 'image root: output image paths are relative to it, and every image is checked there')
+    .option(
+      '-s, --source <kind=paths>',
+      `an input: KIND=PATH[,PATH...], repeatable. Kinds: ${[...SOURCE_KINDS.values()].map((k) => `${k.kind} (${k.expects})`).join('; ')}`,
+      collectSource,
+      [] as SourceSpec[],
+    )
+    .addOption(new Option('--format <format>', 'shard format').choices(['parquet', 'jsonl']).default('parquet'))
+    .option('--rows-per-shard <n>', 'start a new shard after this many images', parsePositiveInt, DEFAULT_ROWS_PER_SHARD)
+    .option('--memory-budget <size>', 'memory for joining before spilling to disk, e.g. 256MB', parseSize, DEFAULT_MEMORY_BUDGET)
+    .option('--tmp-dir <dir>', 'where the join spills (default: the OS temp folder)')
+    .option('--image-dir <family=dir>', 'folder under the image root holding a family\'s images, e.g. coco=val2017 or vg=. (repeatable)', collectImageDir, {})
+    .addOption(new Option('--coco-naming <year>', 'COCO file naming when no image table names the file').choices(['2017', '2014']).default('2017'))
+    .option('--no-check-images', 'do not open images (sizes must then come from the annotations)')
+    .option('--keep-missing', 'keep records whose image is missing or unreadable (still listed in rejects.jsonl)')
+    .option('--strict', 'stop at the first bad record instead of setting it aside')
+    .option('--image-concurrency <n>', 'images checked at once', parsePositiveInt, 16)
+    .option('--edge-tolerance <fraction>', 'how far a box may cross the image edge before it is rejected (it is clamped)', parseNonNegative, 0.01)
+    .option('--json', 'print the summary as JSON on stdout')
+    .option('-q, --quiet', 'no progress and no summary')
+    .action(async (opts) => {
+      const showProgress = !opts.quiet && process.stderr.isTTY === true;
+      const progress = progressReporter(showProgress);
+      let result: PrepareResult;
+      try {
+        result = await prepare({
+          sources: opts.source,
+          images: opts.images ?? null,
+          out: opts.out,
+          format: opts.format,
+          rowsPerShard: opts.rowsPerShard,
+          memoryBudget: opts.memoryBudget,
+          tmpDir: opts.tmpDir,
+          checkImages: opts.checkImages && opts.images !== undefined,
+          keepMissing: opts.keepMissing ?? false,
+          strict: opts.strict ?? false,
+          imageDirs: opts.imageDir,
+          cocoNaming: opts.cocoNaming,
+          imageConcurrency: opts.imageConcurrency,
+          edgeTolerance: opts.edgeTolerance,
+          onProgress: progress.update,
+        });
+      } finally {
+        progress.stop();
+      }
+      if (opts.json) process.stdout.write(JSON.stringify(result, null, 2) + '\n');
+      else if (!opts.quiet) process.stderr.write(formatSummary(result) + '\n');
+    });
+
+  program
+    .command('demo')
+    .description('Make a small sample dataset (images and COCO-style annotations) and run the pipeline on it. Needs no GPU, server or network.')
+    .option('-o, --out <dir>', 'where the sample and its output go', 'demo-out')
+    .option('--images <n>', 'how many sample images', parsePositiveInt, 24)
+    .option('--seed <n>', 'seed for the sample', parsePositiveInt, 7)
+    .action(async (opts) => {
+      await runDemo({ out: opts.out, images: opts.images, seed: opts.seed, log: (s) => process.stdout.write(s + '\n') });
+    });
+
+  program
+    .command('sources')
+    .description('List the source loaders and the files each expects.')
+    .action(() => {
+      for (const k of SOURCE_KINDS.values()) process.stdout.write(`${k.kind.padEnd(16)} ${k.expects}\n`);
+    });
+
+  return program;
+}
+
+export async function main(argv: string[]): Promise<void> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+  } catch (err) {
+    if (err instanceof InstructifyError) {
+      process.stderr.write(`instructify: ${err.code}: ${err.message}\n`);
+      process.exitCode = err.code === 'E_OPTION' ? 2 : 1;
+      return;
+    }
+    throw err;
+  }
+}

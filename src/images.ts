@@ -1,0 +1,40 @@
+import { realpath, stat } from 'node:fs/promises';
+import path from 'node:path';
+import sharp from 'sharp';
+import type { Size } from './assemble.js';
+import type { RejectReason } from './types.js';
+
+export type ProbeResult = { ok: true; size: Size | null } | { ok: false; reason: RejectReason; detail: string };
+
+/**
+ * Checks that an image exists inside the root and, when `needSize`, reads
+ * its size from the header with sharp (no pixels decoded).
+ *
+ * Sizes are the stored width and height, before any EXIF rotation: COCO and
+ * Visual Genome boxes are given in that pixel space, so boxes from any
+ * source line up with what sharp reports here.
+ */
+export async function probeImage(root: string, realRoot: string, rel: string, needSize: boolean): Promise<ProbeResult> {
+  const file = path.join(root, rel);
+  let st;
+  try {
+    st = await stat(file);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    return { ok: false, reason: 'missing-image', detail: code === 'ENOENT' ? `no file ${rel} under the image root` : `cannot read ${rel}: ${code}` };
+  }
+  if (!st.isFile()) return { ok: false, reason: 'missing-image', detail: `${rel} is not a file` };
+  // A symlink inside the root may point outside it.
+  const real = await realpath(file);
+  if (real !== realRoot && !real.startsWith(realRoot + path.sep)) {
+    return { ok: false, reason: 'path-escape', detail: `${rel} resolves outside the image root` };
+  }
+  if (!needSize) return { ok: true, size: null };
+  try {
+    const meta = await sharp(file).metadata();
+    if (!meta.width || !meta.height) return { ok: false, reason: 'unreadable-image', detail: `${rel}: no width/height in the image header` };
+    return { ok: true, size: { width: meta.width, height: meta.height } };
+  } catch (err) {
+    return { ok: false, reason: 'unreadable-image', detail: `${rel}: ${(err as Error).message}` };
+  }
+}

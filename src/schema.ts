@@ -1,0 +1,57 @@
+import { Bool, Field, Float32, Int32, List, Schema, Struct, Utf8 } from 'apache-arrow';
+
+/**
+ * The prepared-record schema, declared once. Bump PREPARED_SCHEMA_VERSION on
+ * any change a reader could notice; it is written into every shard's
+ * metadata and into manifest.json.
+ *
+ * Coordinates are float32: corners normalised to 0..1 (top-left origin) and
+ * polygon vertices in pixels of the annotated image, both far finer than a
+ * pixel. RLE masks are COCO's compressed string form.
+ */
+export const PREPARED_SCHEMA_VERSION = 'instructify.prepared/1';
+
+const utf8 = () => new Utf8();
+const f32 = () => new Float32();
+const list = (t: Utf8 | Float32 | Struct | List, nullable = false) => new List(new Field('item', t, nullable));
+const field = (name: string, type: ConstructorParameters<typeof Field>[1], nullable = false) => new Field(name, type, nullable);
+
+const maskType = new Struct([
+  field('format', utf8()),
+  field('polygons', list(list(f32())), true),
+  field('rle', utf8(), true),
+  field('height', new Int32()),
+  field('width', new Int32()),
+]);
+
+const boxType = new Struct([
+  field('label', utf8()),
+  field('x1', f32()),
+  field('y1', f32()),
+  field('x2', f32()),
+  field('y2', f32()),
+  field('attributes', list(utf8())),
+  field('relations', list(utf8())),
+  field('source', utf8()),
+  field('iscrowd', new Bool()),
+  field('source_id', utf8(), true),
+  field('mask', maskType, true),
+]);
+
+export const preparedSchema = new Schema(
+  [
+    field('image', utf8()),
+    field('width', new Int32(), true),
+    field('height', new Int32(), true),
+    field('ref', utf8()),
+    field('sources', list(utf8())),
+    field('captions', list(new Struct([field('text', utf8()), field('source', utf8())]))),
+    field('boxes', list(boxType)),
+    field('qa', list(new Struct([field('question', utf8()), field('answer', utf8()), field('answers', list(utf8())), field('source', utf8())]))),
+    field(
+      'regions',
+      list(new Struct([field('text', utf8()), field('x1', f32()), field('y1', f32()), field('x2', f32()), field('y2', f32()), field('source', utf8())])),
+    ),
+  ],
+  new Map([['instructify.schema', PREPARED_SCHEMA_VERSION]]),
+);

@@ -1,0 +1,102 @@
+import type { JsonValue } from '../json/splitter.js';
+import type { Fragment, RawBox, Reject } from '../types.js';
+
+/** Image families: datasets that share image identities. */
+export type Family = 'coco' | 'vg';
+
+/**
+ * Shared state that sources build while reading and the record assembler
+ * reads afterwards: small tables only (ids and names), never annotations.
+ */
+export interface IngestState {
+  /** Visual Genome image id -> COCO image id, from VG image_data `coco_id`. */
+  vgToCoco: Map<number, number>;
+  /** Per source name, COCO-style category id -> name. */
+  categories: Map<string, Map<number, string>>;
+}
+
+export function createIngestState(): IngestState {
+  return { vgToCoco: new Map(), categories: new Map() };
+}
+
+/** What a source's file handler may do with what it reads. */
+export interface SourceSink {
+  emit(fragment: Fragment): void;
+  reject(r: Reject): void;
+}
+
+/** Handles the values of one input file, one at a time. */
+export interface FileHandler {
+  /** Top-level keys that hold nothing this handler needs: skipped unparsed. */
+  skipKeys?: ReadonlySet<string>;
+  onValue(v: JsonValue): void;
+  /** Called after the last value: checks that the file had what it should. */
+  finish(): void;
+}
+
+/** One input file of a source, and the role it plays (e.g. VG `objects`). */
+export interface PlannedFile {
+  path: string;
+  role: string;
+  /** Read before all other files of the run: image tables that define aliases. */
+  first?: boolean;
+}
+
+export interface SourceKind {
+  kind: string;
+  family: Family;
+  /** What files it expects, for `--help` and error messages. */
+  expects: string;
+  /** Turn the user's paths (files or folders) into files with roles. */
+  plan(paths: string[]): Promise<PlannedFile[]>;
+  handler(file: PlannedFile, ctx: HandlerContext): FileHandler;
+}
+
+export interface HandlerContext {
+  source: string;
+  family: Family;
+  state: IngestState;
+  sink: SourceSink;
+  /** How COCO images are named on disk when no image table names them. */
+  cocoNaming: '2017' | '2014';
+}
+
+export function emptyFragment(ref: string, ctx: HandlerContext, file: string, offset: number): Fragment {
+  return {
+    ref,
+    source: ctx.source,
+    family: ctx.family,
+    catalog: false,
+    path: null,
+    width: null,
+    height: null,
+    requiresCatalogFrom: null,
+    captions: [],
+    boxes: [],
+    qa: [],
+    regions: [],
+    prov: { file, offset },
+  };
+}
+
+export function rawBox(label: string | null, x: number, y: number, w: number, h: number): RawBox {
+  return { label, categoryId: null, x, y, w, h, attributes: [], relations: [], mask: null, iscrowd: false, sourceId: null };
+}
+
+export function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** A finite number, or NaN when the value is not one (validated later, with the image size at hand). */
+export function num(v: unknown): number {
+  return typeof v === 'number' ? v : typeof v === 'string' && v.trim() !== '' ? Number(v) : NaN;
+}
+
+export function str(v: unknown): string | null {
+  return typeof v === 'string' ? v : typeof v === 'number' ? String(v) : null;
+}
+
+/** Describe an element's keys for wrong-kind messages. */
+export function keysOf(v: unknown): string {
+  return isObject(v) ? Object.keys(v).slice(0, 8).join(', ') || '(no keys)' : Array.isArray(v) ? '(an array)' : `(a ${typeof v})`;
+}

@@ -1,0 +1,37 @@
+import { Writable } from 'node:stream';
+import type { JsonValue } from '../src/json/splitter.js';
+import type { FileHandler } from '../src/sources/types.js';
+
+/**
+ * Feeds batches of JSON values to a source's file handler. The handler emits
+ * fragments synchronously; `drain` returns a promise when the consumer (the
+ * join) is spilling, and the stream waits for it before taking more input.
+ */
+export function ingestSink(handler: FileHandler, drain: () => Promise<void> | undefined): Writable {
+  return new Writable({
+    objectMode: true,
+    highWaterMark: 4,
+    write(batch: JsonValue[], _enc, done) {
+      try {
+        for (const v of batch) handler.onValue(v);
+      } catch (err) {
+        done(err as Error);
+        return;
+      }
+      const wait = drain();
+      if (wait) wait.then(() => done(), done);
+      else done();
+    },
+    final(done) {
+      try {
+        handler.finish();
+      } catch (err) {
+        done(err as Error);
+        return;
+      }
+      const wait = drain();
+      if (wait) wait.then(() => done(), done);
+      else done();
+    },
+  });
+}
