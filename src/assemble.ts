@@ -106,6 +106,8 @@ export function resolveGroup(group: ImageGroup, opts: AssembleOptions): Assemble
 export interface BuildContext {
   state: IngestState;
   opts: AssembleOptions;
+  /** Source names in the order the user gave them: records list their sources in that order. */
+  sourceOrder: string[];
 }
 
 /** Normalise a pixel box to 0..1 corners, clamping small overshoots; a reason string when it is unusable. */
@@ -224,6 +226,7 @@ export function buildRecord(g: ResolvedGroup, fileSize: Size | null, ctx: BuildC
     if (e.question && e.answer) qa.push({ question: e.question, answer: e.answer, answers: e.answers.length ? e.answers : [e.answer], source: e.source });
   }
 
+  sources.sort((a, b) => ctx.sourceOrder.indexOf(a) - ctx.sourceOrder.indexOf(b));
   const record: ImageRecord = {
     image: g.image,
     width: recordSize?.width ?? null,

@@ -70,6 +70,8 @@ export class FragmentJoin {
   private groups = new Map<string, Fragment[]>();
   private held = 0;
   private spillDir: string | null = null;
+  /** The spill being written, if any: spills never overlap (they share files and the folder). */
+  private spilling: Promise<void> | null = null;
   private readonly budget: number;
   private readonly partitions: number;
   private readonly tmpParent: string;
@@ -94,8 +96,18 @@ export class FragmentJoin {
     list.push(f);
     this.held += estimateFragmentBytes(f);
     if (this.held > this.stats.peakHeldBytes) this.stats.peakHeldBytes = this.held;
-    if (this.held > this.budget) return this.spill();
-    return undefined;
+    if (this.held > this.budget && this.spilling === null) {
+      this.spilling = this.spillWhileOver().finally(() => {
+        this.spilling = null;
+      });
+    }
+    return this.spilling ?? undefined;
+  }
+
+  /** Spill until under budget: adds made while a spill is written are caught by the next round. */
+  private async spillWhileOver(): Promise<void> {
+    do await this.spill();
+    while (this.held > this.budget);
   }
 
   private partitionOf(ref: string): number {
@@ -127,6 +139,7 @@ export class FragmentJoin {
 
   /** All groups, in partition-then-ref order. Call once, after the last `add`. */
   async *groupsInOrder(): AsyncGenerator<ImageGroup> {
+    await this.spilling;
     if (this.spillDir === null) {
       const refs = [...this.groups.keys()];
       const order = refs.map((ref) => ({ ref, p: this.partitionOf(ref) }));
@@ -167,6 +180,7 @@ export class FragmentJoin {
 
   /** Remove the spill folder; safe to call more than once and after errors. */
   async cleanup(): Promise<void> {
+    await this.spilling?.catch(() => {});
     if (this.spillDir !== null) {
       await rm(this.spillDir, { recursive: true, force: true });
       this.spillDir = null;

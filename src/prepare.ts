@@ -46,6 +46,8 @@ export interface PrepareOptions {
   cocoNaming?: '2017' | '2014';
   imageConcurrency?: number;
   edgeTolerance?: number;
+  /** Read size per chunk; tests set it tiny to prove chunk boundaries change nothing. */
+  readChunkBytes?: number;
   onProgress?: (p: PrepareProgress) => void;
 }
 
@@ -143,6 +145,7 @@ export function resolvePrepareOptions(o: PrepareOptions): ResolvedOptions {
     cocoNaming,
     imageConcurrency,
     edgeTolerance: o.edgeTolerance ?? DEFAULT_EDGE_TOLERANCE,
+    readChunkBytes: o.readChunkBytes ?? 1 << 20,
     onProgress: o.onProgress,
   };
 }
@@ -250,7 +253,7 @@ export async function prepare(options: PrepareOptions): Promise<PrepareResult> {
         },
       };
       const handler = source.loader.handler(file, ctx);
-      const input = createReadStream(file.path, { highWaterMark: 1 << 20 });
+      const input = createReadStream(file.path, { highWaterMark: o.readChunkBytes });
       input.on('data', (chunk) => {
         bytesRead += chunk.length;
         progress('read');
@@ -271,6 +274,7 @@ export async function prepare(options: PrepareOptions): Promise<PrepareResult> {
     }
 
     // 2. Group per image, check images, build records, write shards.
+    const sourceOrder = o.sources.map((s) => s.name);
     const groups = Readable.from(timed(join.groupsInOrder(), stages.join));
     const probed = groups.map(
       async (group): Promise<{ resolved: ResolvedGroup | null; size: Size | null; rejects: Reject[]; missing: boolean }> => {
@@ -303,7 +307,7 @@ export async function prepare(options: PrepareOptions): Promise<PrepareResult> {
           continue;
         }
         const resolved = item.resolved;
-        const built = stages.assemble.time(() => buildRecord(resolved, item.size, { state, opts: o as AssembleOptions }));
+        const built = stages.assemble.time(() => buildRecord(resolved, item.size, { state, opts: o as AssembleOptions, sourceOrder }));
         for (const rej of built.rejects) recordReject(rej);
         const rec = built.value!;
         stages.assemble.passed++;
@@ -367,7 +371,8 @@ export async function prepare(options: PrepareOptions): Promise<PrepareResult> {
     }).catch(() => {});
     throw err;
   } finally {
-    await join.cleanup();
+    // A failed cleanup must not hide the run's own error; say it and move on.
+    await join.cleanup().catch((err: Error) => process.stderr.write(`instructify: could not remove the join's spill folder: ${err.message}\n`));
   }
 }
 

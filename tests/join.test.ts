@@ -1,0 +1,111 @@
+import { describe, expect, it } from 'vitest';
+import { readFileSync } from 'node:fs';
+import { mkdir, readFile, readdir, writeFile, copyFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import type { ImageRecord } from '../src/types.js';
+import { COCO_CAPTIONS, COCO_IMAGES, COCO_INSTANCES, VG_DIR, VQA_ANNOTATIONS, VQA_QUESTIONS, readJsonlShards, runPrepare, tmpDir } from './helpers.js';
+
+/**
+ * The real slices share no images, so these tests alias them onto each other
+ * the way the full datasets do: a VG image_data with `coco_id` set, VQA
+ * entries for a COCO val2017 image, a GQA scene graph for that VG image.
+ */
+async function aliasedFixtures(): Promise<{ dir: string; vgDir: string; vqaQ: string; vqaA: string; gqa: string }> {
+  const dir = await tmpDir('instructify-alias-');
+  const vgDir = path.join(dir, 'vg');
+  await mkdir(vgDir);
+  for (const f of await readdir(VG_DIR)) await copyFile(path.join(VG_DIR, f), path.join(vgDir, f));
+  const imageData = JSON.parse(readFileSync(path.join(VG_DIR, 'image_data.json'), 'utf8')) as { image_id: number; coco_id: number | null }[];
+  imageData[0]!.coco_id = 397133; // VG image 1 is, for this test, COCO 397133
+  await writeFile(path.join(vgDir, 'image_data.json'), JSON.stringify(imageData));
+  const q = JSON.parse(readFileSync(VQA_QUESTIONS, 'utf8')) as { questions: { image_id: number }[] };
+  const a = JSON.parse(readFileSync(VQA_ANNOTATIONS, 'utf8')) as { annotations: { image_id: number }[] };
+  for (const x of q.questions) if (x.image_id === 6818) x.image_id = 397133;
+  for (const x of a.annotations) if (x.image_id === 6818) x.image_id = 397133;
+  const vqaQ = path.join(dir, 'questions.json');
+  const vqaA = path.join(dir, 'annotations.json');
+  await writeFile(vqaQ, JSON.stringify(q));
+  await writeFile(vqaA, JSON.stringify(a));
+  const gqa = path.join(dir, 'scene_graphs.json');
+  await writeFile(gqa, JSON.stringify({ '1': { width: 800, height: 600, objects: { '9001': { name: 'oven', x: 10, y: 20, w: 200, h: 100, attributes: ['hot'], relations: [] } } } }));
+  return { dir, vgDir, vqaQ, vqaA, gqa };
+}
+
+function sources(f: Awaited<ReturnType<typeof aliasedFixtures>>) {
+  return [
+    { kind: 'coco-captions', paths: [COCO_CAPTIONS] },
+    { kind: 'coco-instances', paths: [COCO_INSTANCES] },
+    { kind: 'vg', paths: [f.vgDir] },
+    { kind: 'vqav2', paths: [f.vqaQ, f.vqaA] },
+    { kind: 'gqa', paths: [f.gqa] },
+  ];
+}
+
+async function shardText(out: string): Promise<string> {
+  const names = (await readdir(out)).filter((n) => n.startsWith('part-')).sort();
+  let text = '';
+  for (const n of names) text += await readFile(path.join(out, n), 'utf8');
+  return text;
+}
+
+describe('per-image join across sources', () => {
+  it('joins COCO, VG (by coco_id), VQA v2 (by image_id) and GQA (by VG id) into one record', async () => {
+    const f = await aliasedFixtures();
+    const { result, out } = await runPrepare({ sources: sources(f), format: 'jsonl', images: COCO_IMAGES, keepMissing: true });
+    const rows = await readJsonlShards<ImageRecord>(out, result);
+    const r = rows.find((x) => x.image === '000000397133.jpg')!;
+    expect(r.ref).toBe('coco:397133');
+    expect(r.sources).toEqual(['coco-captions', 'coco-instances', 'vg', 'vqav2', 'gqa']);
+    expect(rows.filter((x) => x.ref === 'coco:397133')).toHaveLength(1);
+    expect(rows.find((x) => x.ref === 'vg:1')).toBeUndefined();
+    // The COCO file's own size wins for the record; VG boxes are normalised by VG's size for its copy.
+    expect([r.width, r.height]).toEqual([640, 427]);
+    const clock = r.boxes.find((b) => b.source === 'vg' && b.sourceId === '1058498')!;
+    expect(clock.x1).toBeCloseTo(421 / 800, 6);
+    const oven = r.boxes.find((b) => b.source === 'gqa')!;
+    expect(oven).toMatchObject({ label: 'oven', attributes: ['hot'] });
+    expect(oven.x2).toBeCloseTo(210 / 800, 6);
+    expect(r.boxes.filter((b) => b.source === 'coco-instances')).toHaveLength(19);
+    expect(r.qa.some((q) => q.source === 'vqav2' && q.question === 'What color is the wall?')).toBe(true);
+    expect(r.qa.some((q) => q.source === 'vg' && q.question === 'What color is the clock?')).toBe(true);
+    expect(r.captions).toHaveLength(5);
+  });
+
+  it('writes byte-identical shards when a tiny memory budget forces the join to spill', async () => {
+    const f = await aliasedFixtures();
+    const spillParent = await tmpDir('instructify-spill-');
+    const inMemory = await runPrepare({ sources: sources(f), format: 'jsonl', rowsPerShard: 17 });
+    const spilled = await runPrepare({ sources: sources(f), format: 'jsonl', rowsPerShard: 17, memoryBudget: 20_000, tmpDir: spillParent });
+    expect(inMemory.result.join.spills).toBe(0);
+    expect(spilled.result.join.spills).toBeGreaterThan(5);
+    expect(spilled.result.shards.map((s) => s.rows)).toEqual(inMemory.result.shards.map((s) => s.rows));
+    expect(await shardText(spilled.out)).toBe(await shardText(inMemory.out));
+    // The spill folder is gone afterwards.
+    expect(await readdir(spillParent)).toEqual([]);
+  });
+
+  it('gives identical records whatever the read chunk size', async () => {
+    const f = await aliasedFixtures();
+    const base = await runPrepare({ sources: sources(f), format: 'jsonl' });
+    const text = await shardText(base.out);
+    expect(base.result.counts.images).toBeGreaterThan(90);
+    for (const readChunkBytes of [13, 4093]) {
+      const run = await runPrepare({ sources: sources(f), format: 'jsonl', readChunkBytes });
+      expect(await shardText(run.out)).toBe(text);
+    }
+  });
+
+  it('removes the spill folder when the run fails', async () => {
+    const dir = await tmpDir();
+    const spillParent = await tmpDir('instructify-spill-');
+    const bad = path.join(dir, 'captions.json');
+    const good = readFileSync(COCO_CAPTIONS, 'utf8');
+    await writeFile(bad, good.slice(0, Math.floor(good.length * 0.8)));
+    await expect(
+      runPrepare({ sources: [{ kind: 'coco-instances', paths: [COCO_INSTANCES] }, { kind: 'coco-captions', paths: [bad] }], memoryBudget: 10_000, tmpDir: spillParent }),
+    ).rejects.toMatchObject({ code: 'E_JSON_TRUNCATED' });
+    expect(await readdir(spillParent)).toEqual([]);
+    void os;
+  });
+});
