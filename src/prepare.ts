@@ -181,7 +181,10 @@ export async function prepare(options: PrepareOptions): Promise<PrepareResult> {
   planned.sort((a, b) => Number(b.file.first ?? false) - Number(a.file.first ?? false));
   const inputs: InputInfo[] = [];
   for (const { file, source } of planned) {
-    inputs.push({ source: source.name, kind: source.kind, role: file.role, file: file.path, ...(await fileSizeAndMtime(file.path)) });
+    const info = await fileSizeAndMtime(file.path).catch((err: Error) => {
+      throw new InstructifyError('E_IO', `cannot read input for source ${source.name}: ${err.message}`, { file: file.path, source: source.name, cause: err });
+    });
+    inputs.push({ source: source.name, kind: source.kind, role: file.role, file: file.path, ...info });
   }
   const bytesTotal = inputs.reduce((s, i) => s + i.size, 0);
 

@@ -55,6 +55,9 @@ export class ShardWriter {
             .setCompression(parquet.Compression.ZSTD)
             .setMaxRowGroupSize(this.opts.rowGroupRows)
             .setCreatedBy('instructify')
+            // Arrow schema metadata only reaches Parquet inside ARROW:schema; copy it to the
+            // file's own key-value metadata so any Parquet reader sees the schema version.
+            .setKeyValueMetadata(new Map(opts.schema.metadata))
             .build()
         : null;
   }
