@@ -56,8 +56,9 @@ export function estimateFragmentBytes(f: Fragment): number {
     const m = b.mask;
     if (m) {
       n += 100;
-      if (m.polygons) for (const p of m.polygons) n += 32 + 8 * p.length;
-      if (m.rle) n += 2 * m.rle.length;
+      // One-byte strings: about a byte a character.
+      if (m.polygons) n += 24 + m.polygons.length;
+      if (m.rle) n += 24 + m.rle.length;
     }
   }
   for (const q of f.qa) n += 120 + 2 * ((q.question?.length ?? 0) + (q.answer?.length ?? 0)) + q.answers.reduce((s, a) => s + 40 + 2 * a.length, 0);

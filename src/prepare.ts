@@ -264,7 +264,7 @@ export async function prepare(options: PrepareOptions): Promise<PrepareResult> {
       const t = performance.now();
       await pipeline(
         input,
-        jsonValues({ file: file.path, skipKeys: handler.skipKeys }),
+        jsonValues({ file: file.path, skipKeys: handler.skipKeys, rawKeys: handler.rawKeys }),
         ingestSink(handler, () => {
           const w = pendingSpill;
           pendingSpill = undefined;

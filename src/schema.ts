@@ -5,20 +5,21 @@ import { Bool, Field, Float32, Int32, List, Schema, Struct, Utf8 } from 'apache-
  * any change a reader could notice; it is written into every shard's
  * metadata and into manifest.json.
  *
- * Coordinates are float32: corners normalised to 0..1 (top-left origin) and
- * polygon vertices in pixels of the annotated image, both far finer than a
- * pixel. RLE masks are COCO's compressed string form.
+ * Box corners are float32, normalised to 0..1 (top-left origin). Polygon
+ * masks are the dataset's own JSON text (pixels of the annotated image);
+ * RLE masks are COCO's compressed string form.
  */
 export const PREPARED_SCHEMA_VERSION = 'instructify.prepared/1';
 
 const utf8 = () => new Utf8();
 const f32 = () => new Float32();
-const list = (t: Utf8 | Float32 | Struct | List, nullable = false) => new List(new Field('item', t, nullable));
+const list = (t: Utf8 | Struct, nullable = false) => new List(new Field('item', t, nullable));
 const field = (name: string, type: ConstructorParameters<typeof Field>[1], nullable = false) => new Field(name, type, nullable);
 
 const maskType = new Struct([
   field('format', utf8()),
-  field('polygons', list(list(f32())), true),
+  // JSON text of [[x0, y0, x1, y1, ...], ...] in pixels, as the dataset wrote it.
+  field('polygons', utf8(), true),
   field('rle', utf8(), true),
   field('height', new Int32()),
   field('width', new Int32()),

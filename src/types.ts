@@ -8,9 +8,14 @@
 
 /** A mask as the dataset gave it. Coordinates are pixels of the annotated image. */
 export interface Mask {
-  /** 'polygon': `polygons` holds flat [x0,y0,x1,y1,...] rings; 'rle': `rle` holds a COCO compressed RLE string. */
+  /**
+   * 'polygon': `polygons` is the JSON text of a list of flat [x0,y0,x1,y1,...]
+   * rings, exactly as the dataset wrote it (no float rounding, and no cost of
+   * parsing coordinates before the tree stage needs them);
+   * 'rle': `rle` holds a COCO compressed RLE string.
+   */
   format: 'polygon' | 'rle';
-  polygons: number[][] | null;
+  polygons: string | null;
   rle: string | null;
   /** Size of the mask grid (RLE) or of the image the polygon was drawn on (may be 0 when unknown). */
   height: number;

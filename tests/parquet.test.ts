@@ -27,7 +27,7 @@ describe('Parquet shards', () => {
     const [row] = await duckdb<{ image: string; width: number; ncap: string; nbox: string; first_label: string; persons: string; poly_len: string }>(
       `select image, width, len(captions)::varchar as ncap, len(boxes)::varchar as nbox, boxes[1].label as first_label,
               len(list_filter(boxes, b -> b.label = 'person'))::varchar as persons,
-              len(boxes[1].mask.polygons[1])::varchar as poly_len
+              json_array_length(boxes[1].mask.polygons::JSON, '$[0]')::varchar as poly_len
        from ${glob} where image = '000000397133.jpg'`,
     );
     const truth = JSON.parse(readFileSync(COCO_INSTANCES, 'utf8')) as { annotations: { image_id: number; segmentation: number[][] }[] };

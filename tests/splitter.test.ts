@@ -103,3 +103,46 @@ describe('json splitter', () => {
     expect(splitError('{"a": }').code).toBe('E_JSON_SYNTAX');
   });
 });
+
+describe('raw fields', () => {
+  function splitRaw(text: string | Buffer, chunk: number): JsonValue[] {
+    const out: JsonValue[] = [];
+    const s = createJsonSplitter({ file: 'raw.json', rawKeys: new Set(['segmentation']) }, (v) => out.push(v));
+    const buf = Buffer.isBuffer(text) ? text : Buffer.from(text);
+    for (let i = 0; i < buf.length; i += chunk) s.push(buf.subarray(i, i + chunk));
+    s.end();
+    return out;
+  }
+
+  it('keeps array values of raw keys as their exact text, at any chunk size', () => {
+    const text = '{"annotations": [{"segmentation": [[1.50, 2, 3e2]], "id": 1}, {"id": 2, "segmentation" :\n [ [4,5] ] }, {"segmentation": {"counts": "x"}, "id": 3}, {"name": "segmentation", "v": [9]}]}';
+    const expected = splitRaw(text, text.length);
+    expect(expected.map((v) => v.raw)).toEqual([{ segmentation: '[[1.50, 2, 3e2]]' }, { segmentation: '[ [4,5] ]' }, null, null]);
+    expect(expected.map((v) => v.value)).toEqual([
+      { segmentation: null, id: 1 },
+      { id: 2, segmentation: null },
+      { segmentation: { counts: 'x' }, id: 3 },
+      { name: 'segmentation', v: [9] },
+    ]);
+    for (let size = 1; size < 40; size++) expect(splitRaw(text, size)).toEqual(expected);
+  });
+
+  it('gives the same raw polygons as JSON.parse for the real COCO file at any chunk size', () => {
+    const buf = readFileSync(`${SHARED}/coco/annotations/instances_val2017.json`);
+    const truth = JSON.parse(buf.toString()) as { annotations: { segmentation: unknown }[] };
+    const whole = splitRaw(buf, buf.length).filter((v) => v.key === 'annotations');
+    whole.forEach((v, i) => {
+      const seg = truth.annotations[i]!.segmentation;
+      if (Array.isArray(seg)) expect(JSON.parse(v.raw!.segmentation!)).toEqual(seg);
+      else expect((v.value as { segmentation: unknown }).segmentation).toEqual(seg);
+    });
+    for (const size of [3, 1000, 65536]) expect(splitRaw(buf, size).filter((v) => v.key === 'annotations')).toEqual(whole);
+  });
+
+  it('names the byte of anything but numbers inside a raw array, and of JSON errors after it', () => {
+    const bad = '[{"segmentation": [[1, 2, "x"]], "id": 1}]';
+    expect(() => splitRaw(bad, 64)).toThrowError(expect.objectContaining({ code: 'E_JSON_SYNTAX', offset: bad.indexOf('"x"') }));
+    const after = '[{"segmentation": [[1, 2]], "id": 1,}]';
+    expect(() => splitRaw(after, 64)).toThrowError(expect.objectContaining({ code: 'E_JSON_SYNTAX', offset: after.indexOf(',}') + 1 }));
+  });
+});

@@ -24,6 +24,8 @@ export interface JsonValue {
   value: unknown;
   /** Byte offset of the value's first byte in the file. */
   offset: number;
+  /** Fields named in `rawKeys`, as their JSON text (the parsed value holds null there). */
+  raw: Record<string, string> | null;
 }
 
 export interface SplitterOptions {
@@ -34,7 +36,18 @@ export interface SplitterOptions {
    * parsing. Keys not listed are parsed.
    */
   skipKeys?: ReadonlySet<string>;
+  /**
+   * Object fields of each split element kept as JSON text instead of being
+   * parsed (COCO `segmentation`: most of the bytes of an instances file are
+   * polygon coordinates, and nothing before the tree stage needs them as
+   * numbers). Only array values are taken raw; they are checked to hold
+   * nothing but numbers, commas and brackets.
+   */
+  rawKeys?: ReadonlySet<string>;
 }
+
+/** What a raw numeric array may contain. */
+const NUMERIC_ARRAY_TEXT = /^[\[\]\s\d.,eE+-]*$/;
 
 const QUOTE = 0x22;
 const BACKSLASH = 0x5c;
@@ -86,6 +99,7 @@ export interface JsonSplitter {
 export function createJsonSplitter(opts: SplitterOptions, onValue: (v: JsonValue) => void): JsonSplitter {
   const file = opts.file;
   const skipKeys = opts.skipKeys;
+  const rawKeys = opts.rawKeys && opts.rawKeys.size ? [...opts.rawKeys].map((k) => ({ name: k, bytes: Buffer.from(k) })) : null;
 
   let top: Top = Top.Start;
   let expect: Expect = Expect.Value;
@@ -114,6 +128,22 @@ export function createJsonSplitter(opts: SplitterOptions, onValue: (v: JsonValue
   let captureStart = 0;
   let captureOffset = 0;
   let captureParts: Buffer[] = [];
+  /** Bytes of the current value held in captureParts (earlier chunks). */
+  let capturedBefore = 0;
+  // A raw field inside the current value: element-relative byte range, and the depth it closes at.
+  let rawName: string | null = null;
+  let rawStart = -1;
+  let rawEnd = -1;
+  let rawDepth = -1;
+  /** Start of a string directly inside the captured object (a possible raw key), or -1. */
+  let strStartRel = -1;
+  /**
+   * A raw key was just read: if the next structural byte at this depth opens
+   * an array, that array is the raw value. (The ':' between them is skipped
+   * by the fast path; JSON.parse of the rest checks it is there.)
+   */
+  let rawPending: string | null = null;
+  let captureIsObject = false;
   let captureKey: string | null = null;
   let captureIndex = -1;
   let captureSkip = false;
@@ -141,13 +171,32 @@ export function createJsonSplitter(opts: SplitterOptions, onValue: (v: JsonValue
       bytes = buf.subarray(captureStart, endExclusive);
     }
     let value: unknown;
-    const text = bytes.toString('utf8');
+    let raw: Record<string, string> | null = null;
+    let text: string;
+    let prefixChars = -1;
+    if (rawName !== null && rawEnd > rawStart) {
+      const rawText = bytes.toString('latin1', rawStart, rawEnd);
+      if (!NUMERIC_ARRAY_TEXT.test(rawText)) {
+        const bad = rawText.search(/[^\[\]\s\d.,eE+-]/);
+        throw new InstructifyError('E_JSON_SYNTAX', `malformed JSON in "${rawName}": only numbers may appear here`, { file, offset: captureOffset + rawStart + bad });
+      }
+      raw = { [rawName]: rawText };
+      const prefix = bytes.toString('utf8', 0, rawStart);
+      prefixChars = prefix.length;
+      text = prefix + 'null' + bytes.toString('utf8', rawEnd);
+    } else {
+      text = bytes.toString('utf8');
+    }
     try {
       value = JSON.parse(text);
     } catch (err) {
       // V8 reports "... at position N" (in characters); map it to a byte offset.
       const m = /position (\d+)/.exec(String((err as Error).message));
-      const at = m ? captureOffset + Buffer.byteLength(text.slice(0, Number(m[1]))) : captureOffset;
+      let at = captureOffset;
+      if (m) {
+        const pos = Number(m[1]);
+        at += prefixChars >= 0 && pos > prefixChars ? rawEnd + Buffer.byteLength(text.slice(prefixChars + 4, pos)) : Buffer.byteLength(text.slice(0, pos));
+      }
       const where = captureKey !== null ? `in "${captureKey}"${captureIndex >= 0 ? ` element ${captureIndex}` : ''}` : `in element ${captureIndex}`;
       throw new InstructifyError('E_JSON_SYNTAX', `malformed JSON ${where}: ${(err as Error).message}`, {
         file,
@@ -155,17 +204,41 @@ export function createJsonSplitter(opts: SplitterOptions, onValue: (v: JsonValue
         cause: err,
       });
     }
-    onValue({ key: captureKey, index: captureIndex, value, offset: captureOffset });
+    onValue({ key: captureKey, index: captureIndex, value, offset: captureOffset, raw });
   }
 
-  function startCapture(i: number, isContainer: boolean, key: string | null, index: number): void {
+  function startCapture(i: number, isContainer: boolean, key: string | null, index: number, isObject = false): void {
     capturing = true;
+    captureIsObject = isObject;
     captureIsContainer = isContainer;
     captureStart = i;
     captureOffset = base + i;
     captureKey = key;
     captureIndex = index;
     captureSkip = key !== null && skipKeys !== undefined && skipKeys.has(key);
+    capturedBefore = 0;
+    rawName = null;
+    rawPending = null;
+    rawStart = rawEnd = rawDepth = strStartRel = -1;
+  }
+
+  /** Bytes [from, to) of the value being captured, counted from its first byte. */
+  function capturedBytes(buf: Buffer, from: number, to: number): Buffer {
+    if (from >= capturedBefore) return buf.subarray(captureStart + from - capturedBefore, captureStart + to - capturedBefore);
+    return Buffer.concat([...captureParts, buf.subarray(captureStart, captureStart + to - capturedBefore)]).subarray(from, to);
+  }
+
+  /** A string directly inside the captured object ended (closing quote at `q`): is it a raw key? */
+  function rawKeyCandidateEnded(buf: Buffer, q: number): void {
+    const from = strStartRel;
+    strStartRel = -1;
+    const to = capturedBefore + (q - captureStart);
+    for (const k of rawKeys!) {
+      if (k.bytes.length === to - from && capturedBytes(buf, from, to).equals(k.bytes)) {
+        rawPending = k.name;
+        return;
+      }
+    }
   }
 
   // Position of the next backslash in the current chunk (-1: none left), cached
@@ -215,6 +288,7 @@ export function createJsonSplitter(opts: SplitterOptions, onValue: (v: JsonValue
       }
       inString = false;
       if (inKey) endKey(buf, after - 1);
+      else if (strStartRel >= 0) rawKeyCandidateEnded(buf, after - 1);
       i = after;
       endStringScalar(buf, i);
     }
@@ -237,6 +311,9 @@ export function createJsonSplitter(opts: SplitterOptions, onValue: (v: JsonValue
           beginValue(i, false);
         } else if (!capturing && depth <= splitDepth) {
           throw syntax(`unexpected string`, base + i);
+        } else if (rawKeys !== null && captureIsObject && rawName === null && depth === splitDepthFor() + 1) {
+          rawPending = null;
+          strStartRel = capturedBefore + (i + 1 - captureStart);
         }
         const after = skipString(buf, i + 1);
         if (after === -1) {
@@ -244,6 +321,7 @@ export function createJsonSplitter(opts: SplitterOptions, onValue: (v: JsonValue
           break;
         }
         if (inKey) endKey(buf, after - 1);
+        else if (strStartRel >= 0) rawKeyCandidateEnded(buf, after - 1);
         i = after;
         endStringScalar(buf, i);
         continue;
@@ -259,7 +337,16 @@ export function createJsonSplitter(opts: SplitterOptions, onValue: (v: JsonValue
           continue;
         }
         if (top === Top.Done) throw syntax('unexpected data after the end of the JSON document', base + i);
-        if (!capturing) {
+        if (capturing) {
+          if (rawPending !== null) {
+            if (c === LBRACKET && depth === splitDepthFor() + 1) {
+              rawName = rawPending;
+              rawStart = capturedBefore + (i - captureStart);
+              rawDepth = depth;
+            }
+            rawPending = null;
+          }
+        } else {
           if (top === Top.Object && depth === 1) {
             if (expect !== Expect.Value) throw syntax(`expected ${expectName()}`, base + i);
             if (c === LBRACKET) {
@@ -272,9 +359,9 @@ export function createJsonSplitter(opts: SplitterOptions, onValue: (v: JsonValue
               i++;
               continue;
             }
-            startCapture(i, true, currentKey, -1);
+            startCapture(i, true, currentKey, -1, c === LBRACE);
           } else if (depth === splitDepth) {
-            beginValue(i, true);
+            beginValue(i, true, c === LBRACE);
           } else {
             throw syntax('unexpected bracket', base + i);
           }
@@ -294,6 +381,8 @@ export function createJsonSplitter(opts: SplitterOptions, onValue: (v: JsonValue
         depth--;
         i++;
         if (capturing) {
+          rawPending = null;
+          if (depth === rawDepth && rawEnd < 0) rawEnd = capturedBefore + (i - captureStart);
           if (captureIsContainer && depth === splitDepthFor()) {
             finishCapture(buf, i);
             afterValue();
@@ -363,10 +452,10 @@ export function createJsonSplitter(opts: SplitterOptions, onValue: (v: JsonValue
     return captureIndex < 0 ? 1 : splitDepth;
   }
 
-  function beginValue(i: number, isContainer: boolean): void {
+  function beginValue(i: number, isContainer: boolean, isObject = false): void {
     if (expect !== Expect.Value) throw syntax(`expected ${expectName()}`, base + i);
-    if (top === Top.Object && depth === 1) startCapture(i, isContainer, currentKey, -1);
-    else startCapture(i, isContainer, top === Top.Array ? null : arrayKey, arrayIndex++);
+    if (top === Top.Object && depth === 1) startCapture(i, isContainer, currentKey, -1, isObject);
+    else startCapture(i, isContainer, top === Top.Array ? null : arrayKey, arrayIndex++, isObject);
   }
 
   function afterValue(): void {
@@ -414,7 +503,9 @@ export function createJsonSplitter(opts: SplitterOptions, onValue: (v: JsonValue
       keyStart = 0;
     }
     if (capturing) {
-      captureParts.push(captureStart === 0 ? buf : buf.subarray(captureStart));
+      const part = captureStart === 0 ? buf : buf.subarray(captureStart);
+      captureParts.push(part);
+      capturedBefore += part.length;
       captureStart = 0;
     }
   }

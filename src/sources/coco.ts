@@ -20,6 +20,7 @@ export function cocoRef(id: number): string {
 }
 
 const HEADER_KEYS = new Set(['info', 'licenses']);
+const RAW_KEYS = new Set(['segmentation']);
 
 /**
  * Shared by captions and instances: the `images` table gives file names and
@@ -30,7 +31,7 @@ function cocoHandler(
   file: PlannedFile,
   ctx: HandlerContext,
   kind: 'captions' | 'instances',
-  onAnnotation: (a: Record<string, unknown>, offset: number) => void,
+  onAnnotation: (a: Record<string, unknown>, offset: number, raw: Record<string, string> | null) => void,
 ): FileHandler {
   const seen = new Set<string>();
   let checked = false;
@@ -40,6 +41,7 @@ function cocoHandler(
 
   return {
     skipKeys: HEADER_KEYS,
+    rawKeys: kind === 'instances' ? RAW_KEYS : undefined,
     onValue(v) {
       if (v.key === null) {
         throw new InstructifyError('E_WRONG_KIND', `a COCO ${kind} file is a JSON object with "images" and "annotations"; this file is a top-level array`, {
@@ -72,7 +74,7 @@ function cocoHandler(
             );
           }
         }
-        if (isObject(el)) onAnnotation(el, v.offset);
+        if (isObject(el)) onAnnotation(el, v.offset, v.raw);
       } else if (v.key === 'categories' && isObject(el)) {
         const id = num(el.id);
         const name = str(el.name);
@@ -93,10 +95,12 @@ function cocoHandler(
   };
 }
 
-export function parseSegmentation(seg: unknown): Mask | null {
+/** A mask from a COCO `segmentation`: raw polygon JSON text when the splitter kept it raw, else the parsed value. */
+export function parseSegmentation(seg: unknown, rawPolygons: string | undefined): Mask | null {
+  if (rawPolygons !== undefined) return rawPolygons.length > 4 ? { format: 'polygon', polygons: rawPolygons, rle: null, height: 0, width: 0 } : null;
   if (Array.isArray(seg)) {
     const polygons = seg.filter((p): p is number[] => Array.isArray(p) && p.length >= 6);
-    return polygons.length ? { format: 'polygon', polygons, rle: null, height: 0, width: 0 } : null;
+    return polygons.length ? { format: 'polygon', polygons: JSON.stringify(polygons), rle: null, height: 0, width: 0 } : null;
   }
   if (isObject(seg) && Array.isArray(seg.size)) {
     const [h, w] = seg.size as unknown[];
@@ -135,7 +139,7 @@ export const cocoInstances: SourceKind = {
   expects: 'instances_*.json (COCO instances: images + annotations with bbox, category_id, segmentation + categories)',
   plan: (paths) => singleFile('coco-instances', paths),
   handler(file, ctx) {
-    return cocoHandler(file, ctx, 'instances', (a, offset) => {
+    return cocoHandler(file, ctx, 'instances', (a, offset, raw) => {
       const f = emptyFragment(cocoRef(num(a.image_id)), ctx, file.path, offset);
       f.requiresCatalogFrom = ctx.source;
       const bbox = Array.isArray(a.bbox) ? a.bbox : [];
@@ -143,7 +147,7 @@ export const cocoInstances: SourceKind = {
       box.categoryId = num(a.category_id);
       box.iscrowd = a.iscrowd === 1 || a.iscrowd === true;
       box.sourceId = str(a.id);
-      box.mask = parseSegmentation(a.segmentation);
+      box.mask = parseSegmentation(a.segmentation, raw?.segmentation);
       f.boxes.push(box);
       ctx.sink.emit(f);
     });

@@ -29,6 +29,8 @@ export interface SourceSink {
 export interface FileHandler {
   /** Top-level keys that hold nothing this handler needs: skipped unparsed. */
   skipKeys?: ReadonlySet<string>;
+  /** Fields of each element to receive as JSON text (see SplitterOptions.rawKeys). */
+  rawKeys?: ReadonlySet<string>;
   onValue(v: JsonValue): void;
   /** Called after the last value: checks that the file had what it should. */
   finish(): void;
