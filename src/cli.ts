@@ -20,6 +20,13 @@ function parsePositiveInt(v: string): number {
   return n;
 }
 
+function parseWorkers(v: string): number | 'auto' {
+  if (v === 'auto') return 'auto';
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0 || n > 64) throw new InvalidArgumentError(`"${v}" is not a number of workers (0 to 64, or auto)`);
+  return n;
+}
+
 function parseNonNegative(v: string): number {
   const n = Number(v);
   if (!Number.isFinite(n) || n < 0) throw new InvalidArgumentError(`"${v}" is not a non-negative number`);
@@ -104,6 +111,7 @@ export function buildProgram(): Command {
     )
     .addOption(new Option('--format <format>', 'shard format').choices(['parquet', 'jsonl']).default('parquet'))
     .option('--rows-per-shard <n>', 'start a new shard after this many images', parsePositiveInt, DEFAULT_ROWS_PER_SHARD)
+    .option('--row-group-rows <n>', 'Parquet row group size in rows', parsePositiveInt, 1000)
     .option('--memory-budget <size>', 'memory for joining before spilling to disk, e.g. 256MB', parseSize, DEFAULT_MEMORY_BUDGET)
     .option('--tmp-dir <dir>', 'where the join spills (default: the OS temp folder)')
     .option('--image-dir <family=dir>', 'folder under the image root holding a family\'s images, e.g. coco=val2017 or vg=. (repeatable)', collectImageDir, {})
@@ -112,6 +120,7 @@ export function buildProgram(): Command {
     .option('--keep-missing', 'keep records whose image is missing or unreadable (still listed in rejects.jsonl)')
     .option('--strict', 'stop at the first bad record instead of setting it aside')
     .option('--image-concurrency <n>', 'images checked at once', parsePositiveInt, 16)
+    .option('--workers <n>', "worker threads for building records and encoding shards: a number (0: none) or 'auto'", parseWorkers, 'auto' as number | 'auto')
     .option('--edge-tolerance <fraction>', 'how far a box may cross the image edge before it is rejected (it is clamped)', parseNonNegative, 0.01)
     .option('--json', 'print the summary as JSON on stdout')
     .option('-q, --quiet', 'no progress and no summary')
@@ -126,6 +135,7 @@ export function buildProgram(): Command {
           out: opts.out,
           format: opts.format,
           rowsPerShard: opts.rowsPerShard,
+          rowGroupRows: opts.rowGroupRows,
           memoryBudget: opts.memoryBudget,
           tmpDir: opts.tmpDir,
           checkImages: opts.checkImages && opts.images !== undefined,
@@ -135,6 +145,7 @@ export function buildProgram(): Command {
           cocoNaming: opts.cocoNaming,
           imageConcurrency: opts.imageConcurrency,
           edgeTolerance: opts.edgeTolerance,
+          workers: opts.workers,
           onProgress: progress.update,
         });
       } finally {

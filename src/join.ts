@@ -1,17 +1,18 @@
-import { mkdtemp, rm, appendFile, readFile, unlink } from 'node:fs/promises';
+import { mkdtemp, rm, appendFile, readFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { InstructifyError } from './errors.js';
+import { FragmentCodec } from './fragment-codec.js';
 import type { Fragment, ImageGroup } from './types.js';
 
 /**
  * Groups fragments by image with memory bounded by `memoryBudget` bytes.
  *
- * Fragments are held in memory until their estimated size passes the budget;
- * then every group is appended to one of `partitions` spill files, chosen by
- * a hash of the image's ref, and memory is cleared. At the end each partition
- * is read back and grouped on its own, so memory is about budget + one
- * partition.
+ * Each fragment goes to one of `partitions` buffers, chosen by a hash of
+ * the image's ref. When the buffers pass the budget, every buffer is
+ * appended to its partition's spill file and memory is cleared. At the end
+ * each partition is grouped on its own (in a worker thread when there are
+ * several), so memory is about budget + one partition per worker.
  *
  * Output order is the same whether or not anything spilled: by partition,
  * then by ref. So a run with a tiny budget writes byte-identical shards.
@@ -42,40 +43,32 @@ export function hashRef(ref: string): number {
   return h >>> 0;
 }
 
-/**
- * A rough size in bytes of a fragment held in memory: enough to keep the
- * budget honest without serialising every fragment to measure it.
- */
-export function estimateFragmentBytes(f: Fragment): number {
-  let n = 400;
-  for (const c of f.captions) n += 40 + 2 * c.length;
-  for (const b of f.boxes) {
-    n += 300 + 2 * (b.label?.length ?? 0);
-    for (const a of b.attributes) n += 40 + 2 * a.length;
-    for (const r of b.relations) n += 40 + 2 * r.length;
-    const m = b.mask;
-    if (m) {
-      n += 100;
-      // One-byte strings: about a byte a character.
-      if (m.polygons) n += 24 + m.polygons.length;
-      if (m.rle) n += 24 + m.rle.length;
-    }
-  }
-  for (const q of f.qa) n += 120 + 2 * ((q.question?.length ?? 0) + (q.answer?.length ?? 0)) + q.answers.reduce((s, a) => s + 40 + 2 * a.length, 0);
-  for (const r of f.regions) n += 120 + 2 * r.text.length;
-  return n;
+/** One partition's fragments, ready to group: its spill file (if it spilled) and what is still in memory. */
+export interface PartitionInput {
+  partition: number;
+  spillFile: string | null;
+  /** Newline-separated JSON fragments held in memory (after those in the spill file). */
+  lines: string;
 }
 
+/**
+ * Holds fragments serialised, one buffer per partition. Serialised fragments
+ * cost the garbage collector almost nothing to keep (a string has no
+ * pointers to trace), a spill is a plain append, and a partition can be
+ * handed to a worker thread as text.
+ */
 export class FragmentJoin {
   readonly stats: JoinStats = { fragments: 0, spills: 0, spilledBytes: 0, peakHeldBytes: 0 };
-  private groups = new Map<string, Fragment[]>();
+  private buffers: string[][];
   private held = 0;
   private spillDir: string | null = null;
+  private spilled = new Set<number>();
   /** The spill being written, if any: spills never overlap (they share files and the folder). */
   private spilling: Promise<void> | null = null;
   private readonly budget: number;
-  private readonly partitions: number;
+  readonly partitions: number;
   private readonly tmpParent: string;
+  readonly codec = new FragmentCodec();
 
   constructor(opts: JoinOptions) {
     if (!(opts.memoryBudget > 0)) throw new InstructifyError('E_OPTION', `memory budget must be a positive number of bytes, got ${opts.memoryBudget}`);
@@ -84,18 +77,16 @@ export class FragmentJoin {
     this.budget = opts.memoryBudget;
     this.partitions = p;
     this.tmpParent = opts.tmpDir ?? os.tmpdir();
+    this.buffers = Array.from({ length: p }, () => []);
   }
 
-  /** Add one fragment; resolves once any spill it caused is written (backpressure). */
+  /** Add one fragment; returns a promise while a spill it caused is written (backpressure). */
   add(f: Fragment): Promise<void> | undefined {
     this.stats.fragments++;
-    let list = this.groups.get(f.ref);
-    if (!list) {
-      list = [];
-      this.groups.set(f.ref, list);
-    }
-    list.push(f);
-    this.held += estimateFragmentBytes(f);
+    const line = this.codec.encode(f);
+    this.buffers[hashRef(f.ref) % this.partitions]!.push(line);
+    // A one-byte string costs about its length plus a small header.
+    this.held += line.length + 40;
     if (this.held > this.stats.peakHeldBytes) this.stats.peakHeldBytes = this.held;
     if (this.held > this.budget && this.spilling === null) {
       this.spilling = this.spillWhileOver().finally(() => {
@@ -111,71 +102,36 @@ export class FragmentJoin {
     while (this.held > this.budget);
   }
 
-  private partitionOf(ref: string): number {
-    return hashRef(ref) % this.partitions;
-  }
-
   private partitionFile(p: number): string {
     return path.join(this.spillDir!, `part-${String(p).padStart(4, '0')}.ndjson`);
   }
 
   private async spill(): Promise<void> {
     if (this.spillDir === null) this.spillDir = await mkdtemp(path.join(this.tmpParent, 'instructify-join-'));
-    const byPartition: Fragment[][][] = Array.from({ length: this.partitions }, () => []);
-    for (const [ref, list] of this.groups) byPartition[this.partitionOf(ref)]!.push(list);
-    this.groups = new Map();
+    const buffers = this.buffers;
+    this.buffers = Array.from({ length: this.partitions }, () => []);
     this.held = 0;
     this.stats.spills++;
-    // One partition's text at a time keeps the extra memory of a spill small.
     for (let p = 0; p < this.partitions; p++) {
-      const lists = byPartition[p]!;
-      if (!lists.length) continue;
-      let text = '';
-      for (const list of lists) for (const f of list) text += JSON.stringify(f) + '\n';
-      byPartition[p] = [];
+      const lines = buffers[p]!;
+      if (!lines.length) continue;
+      const text = lines.join('\n') + '\n';
+      buffers[p] = [];
       this.stats.spilledBytes += text.length;
+      this.spilled.add(p);
       await appendFile(this.partitionFile(p), text);
     }
   }
 
-  /** All groups, in partition-then-ref order. Call once, after the last `add`. */
-  async *groupsInOrder(): AsyncGenerator<ImageGroup> {
+  /** Every non-empty partition in order. Call once, after the last `add`. */
+  async *partitionsInOrder(): AsyncGenerator<PartitionInput> {
     await this.spilling;
-    if (this.spillDir === null) {
-      const refs = [...this.groups.keys()];
-      const order = refs.map((ref) => ({ ref, p: this.partitionOf(ref) }));
-      order.sort((a, b) => a.p - b.p || (a.ref < b.ref ? -1 : a.ref > b.ref ? 1 : 0));
-      const groups = this.groups;
-      this.groups = new Map();
-      for (const { ref } of order) {
-        const fragments = groups.get(ref)!;
-        groups.delete(ref);
-        yield { ref, fragments };
-      }
-      return;
-    }
-    if (this.groups.size) await this.spill();
     for (let p = 0; p < this.partitions; p++) {
-      const file = this.partitionFile(p);
-      const groups = new Map<string, Fragment[]>();
-      let text: string;
-      try {
-        text = await readFile(file, 'utf8');
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
-        throw err;
-      }
-      for (const line of text.split('\n')) {
-        if (!line) continue;
-        const f = JSON.parse(line) as Fragment;
-        let list = groups.get(f.ref);
-        if (!list) groups.set(f.ref, (list = []));
-        list.push(f);
-      }
-      text = '';
-      await unlink(file);
-      const refs = [...groups.keys()].sort();
-      for (const ref of refs) yield { ref, fragments: groups.get(ref)! };
+      const lines = this.buffers[p]!;
+      this.buffers[p] = [];
+      const spillFile = this.spilled.has(p) ? this.partitionFile(p) : null;
+      if (!lines.length && spillFile === null) continue;
+      yield { partition: p, spillFile, lines: lines.join('\n') };
     }
   }
 
@@ -187,4 +143,27 @@ export class FragmentJoin {
       this.spillDir = null;
     }
   }
+}
+
+/** Group one partition's fragments by image, images in ref order, fragments in arrival order. */
+export async function groupPartition(input: PartitionInput, codec: FragmentCodec): Promise<ImageGroup[]> {
+  const groups = new Map<string, Fragment[]>();
+  const take = (text: string) => {
+    let start = 0;
+    while (start < text.length) {
+      let end = text.indexOf('\n', start);
+      if (end === -1) end = text.length;
+      if (end > start) {
+        const f = codec.decode(text.slice(start, end));
+        let list = groups.get(f.ref);
+        if (!list) groups.set(f.ref, (list = []));
+        list.push(f);
+      }
+      start = end + 1;
+    }
+  };
+  if (input.spillFile !== null) take(await readFile(input.spillFile, 'utf8'));
+  take(input.lines);
+  const refs = [...groups.keys()].sort();
+  return refs.map((ref) => ({ ref, fragments: groups.get(ref)! }));
 }

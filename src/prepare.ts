@@ -1,21 +1,21 @@
 import { createReadStream, createWriteStream, type WriteStream } from 'node:fs';
 import { mkdir, readdir, realpath, rm, writeFile, rename } from 'node:fs/promises';
 import path from 'node:path';
-import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import os from 'node:os';
 import { jsonValues } from '../transforms/json-values.js';
 import { ingestSink } from '../transforms/ingest.js';
-import { shardSink } from '../transforms/shard-sink.js';
-import { buildRecord, DEFAULT_EDGE_TOLERANCE, resolveGroup, type AssembleOptions, type ResolvedGroup, type Size } from './assemble.js';
+import { DEFAULT_EDGE_TOLERANCE } from './assemble.js';
+import type { EmitConfig } from './emit.js';
+import { LanePool } from './lanes.js';
 import { InstructifyError } from './errors.js';
-import { probeImage } from './images.js';
 import { FragmentJoin } from './join.js';
 import { PREPARED_SCHEMA_VERSION, preparedSchema } from './schema.js';
-import { fileSizeAndMtime, ShardWriter, type ShardFormat, type ShardInfo } from './shards.js';
+import { fileSizeAndMtime, type ShardFormat, type ShardInfo } from './shards.js';
 import { SOURCE_KINDS } from './sources/index.js';
 import { createIngestState, type HandlerContext, type PlannedFile, type SourceKind } from './sources/types.js';
 import { StageStats } from './stats.js';
-import type { Fragment, ImageRecord, Reject } from './types.js';
+import type { Fragment, Reject } from './types.js';
 import { VERSION } from './version.js';
 
 export interface SourceSpec {
@@ -33,6 +33,8 @@ export interface PrepareOptions {
   out: string;
   format?: ShardFormat;
   rowsPerShard?: number;
+  /** Parquet row group size in rows. */
+  rowGroupRows?: number;
   /** Bytes of fragments held in memory before the join spills to disk. */
   memoryBudget?: number;
   tmpDir?: string;
@@ -46,6 +48,12 @@ export interface PrepareOptions {
   cocoNaming?: '2017' | '2014';
   imageConcurrency?: number;
   edgeTolerance?: number;
+  /**
+   * Worker threads ("lanes") that build records and write shards: a number
+   * (0: all in this thread) or 'auto' (one per core, up to 4, when the input
+   * is large enough to repay starting them). Lane w writes `part-<w>-<n>`.
+   */
+  workers?: number | 'auto';
   /** Read size per chunk; tests set it tiny to prove chunk boundaries change nothing. */
   readChunkBytes?: number;
   onProgress?: (p: PrepareProgress) => void;
@@ -90,6 +98,8 @@ export interface PrepareResult {
 
 export const DEFAULT_MEMORY_BUDGET = 256 * 1024 * 1024;
 export const DEFAULT_ROWS_PER_SHARD = 10_000;
+/** Below this much input, starting worker threads costs more than it saves. */
+export const AUTO_WORKERS_MIN_BYTES = 16 * 1024 * 1024;
 
 export function manifestPath(out: string): string {
   return path.join(out, 'manifest.json');
@@ -100,6 +110,11 @@ interface ResolvedOptions extends Required<Omit<PrepareOptions, 'onProgress' | '
   tmpDir: string | undefined;
   onProgress: PrepareOptions['onProgress'];
   sources: (SourceSpec & { name: string; loader: SourceKind })[];
+}
+
+function positiveInt(v: number, name: string): number {
+  if (!Number.isInteger(v) || v < 1) throw new InstructifyError('E_OPTION', `${name} must be a positive integer, got ${v}`);
+  return v;
 }
 
 /** Validate options up front, so a mistake fails before any file is read. */
@@ -124,6 +139,9 @@ export function resolvePrepareOptions(o: PrepareOptions): ResolvedOptions {
   const rowsPerShard = o.rowsPerShard ?? DEFAULT_ROWS_PER_SHARD;
   if (!Number.isInteger(rowsPerShard) || rowsPerShard < 1) throw bad(`--rows-per-shard must be a positive integer, got ${rowsPerShard}`);
   const imageConcurrency = o.imageConcurrency ?? 16;
+  if (o.workers !== undefined && o.workers !== 'auto' && (!Number.isInteger(o.workers) || o.workers < 0 || o.workers > 64)) {
+    throw bad(`--workers must be a whole number from 0 to 64 or auto, got ${String(o.workers)}`);
+  }
   if (!Number.isInteger(imageConcurrency) || imageConcurrency < 1) throw bad(`--image-concurrency must be a positive integer, got ${imageConcurrency}`);
   const checkImages = o.checkImages ?? o.images !== null;
   if (checkImages && o.images === null) throw bad('checking images needs --images (the image root)');
@@ -136,6 +154,7 @@ export function resolvePrepareOptions(o: PrepareOptions): ResolvedOptions {
     out: o.out,
     format,
     rowsPerShard,
+    rowGroupRows: positiveInt(o.rowGroupRows ?? 1000, '--row-group-rows'),
     memoryBudget,
     tmpDir: o.tmpDir,
     checkImages,
@@ -146,6 +165,7 @@ export function resolvePrepareOptions(o: PrepareOptions): ResolvedOptions {
     imageConcurrency,
     edgeTolerance: o.edgeTolerance ?? DEFAULT_EDGE_TOLERANCE,
     readChunkBytes: o.readChunkBytes ?? 1 << 20,
+    workers: o.workers ?? 'auto',
     onProgress: o.onProgress,
   };
 }
@@ -159,7 +179,7 @@ async function clearOutput(out: string): Promise<void> {
     return;
   }
   await Promise.all(
-    names.filter((n) => /^part-\d+\.(parquet|jsonl)(\.tmp)?$/.test(n) || n === 'manifest.json' || n === 'rejects.jsonl').map((n) => rm(path.join(out, n), { force: true })),
+    names.filter((n) => /^part-\d+(-\d+)?\.(parquet|jsonl)(\.tmp)?$/.test(n) || n === 'manifest.json' || n === 'rejects.jsonl').map((n) => rm(path.join(out, n), { force: true })),
   );
 }
 
@@ -217,7 +237,8 @@ export async function prepare(options: PrepareOptions): Promise<PrepareResult> {
   for (const s of o.sources) perSource[s.name] = { fragments: 0, images: 0 };
   const counts: PrepareCounts = { images: 0, boxes: 0, captions: 0, qa: 0, regions: 0, masks: 0 };
   const rejectsOut: WriteStream = createWriteStream(path.join(o.out, 'rejects.jsonl'));
-  const shards = new ShardWriter({ dir: o.out, prefix: 'part', format: o.format, schema: preparedSchema, rowsPerShard: o.rowsPerShard });
+  let shards: ShardInfo[] = [];
+  let lanes: LanePool | null = null;
 
   const recordReject = (r: Reject): void => {
     rejectCounts[r.reason] = (rejectCounts[r.reason] ?? 0) + 1;
@@ -276,65 +297,43 @@ export async function prepare(options: PrepareOptions): Promise<PrepareResult> {
       stages.parse.passed++;
     }
 
-    // 2. Group per image, check images, build records, write shards.
-    const sourceOrder = o.sources.map((s) => s.name);
-    const groups = Readable.from(timed(join.groupsInOrder(), stages.join));
-    const probed = groups.map(
-      async (group): Promise<{ resolved: ResolvedGroup | null; size: Size | null; rejects: Reject[]; missing: boolean }> => {
-        const r = stages.assemble.time(() => resolveGroup(group, o as AssembleOptions));
-        const resolved = r.value;
-        if (resolved === null || !o.checkImages) return { resolved, size: null, rejects: r.rejects, missing: false };
-        const t = performance.now();
-        const probe = await probeImage(o.images!, realRoot, resolved.image, resolved.size === null);
-        stages.images.busyMs += performance.now() - t;
-        stages.images.seen++;
-        if (probe.ok) {
-          stages.images.passed++;
-          return { resolved, size: probe.size, rejects: r.rejects, missing: false };
-        }
-        stages.images.drop(probe.reason);
-        const rej: Reject = { reason: probe.reason, detail: probe.detail, source: null, file: null, offset: null, image: resolved.image };
-        // A path that escapes the root is never kept, whatever --keep-missing says.
-        const keep = o.keepMissing && probe.reason !== 'path-escape';
-        return { resolved: keep ? resolved : null, size: null, rejects: [...r.rejects, rej], missing: true };
-      },
-      { concurrency: o.imageConcurrency },
-    );
-
-    const toRecords = async function* (source: AsyncIterable<Awaited<ReturnType<Parameters<typeof groups.map>[0]>>>) {
-      for await (const item of source) {
-        stages.assemble.seen++;
-        for (const rej of item.rejects) recordReject(rej);
-        if (item.resolved === null) {
-          stages.assemble.drop('rejected');
-          continue;
-        }
-        const resolved = item.resolved;
-        const built = stages.assemble.time(() => buildRecord(resolved, item.size, { state, opts: o as AssembleOptions, sourceOrder }));
-        for (const rej of built.rejects) recordReject(rej);
-        const rec = built.value!;
-        stages.assemble.passed++;
-        yield rec;
-      }
+    // 2. Per partition (in worker threads when there are several): group per
+    //    image, check images, build records; then cut shards in order.
+    const config: EmitConfig = {
+      assemble: { imageDirs: o.imageDirs, cocoNaming: o.cocoNaming, edgeTolerance: o.edgeTolerance },
+      sourceOrder: o.sources.map((s) => s.name),
+      categories: [...state.categories].map(([source, table]) => [source, [...table]]),
+      images: o.images,
+      realRoot,
+      checkImages: o.checkImages,
+      keepMissing: o.keepMissing,
+      imageConcurrency: o.imageConcurrency,
+      format: o.format,
+      codec: join.codec.tables(),
     };
-
-    await pipeline(
-      probed,
-      toRecords,
-      shardSink<ImageRecord>(shards, (rec) => {
-        records++;
-        counts.images++;
-        counts.boxes += rec.boxes.length;
-        counts.captions += rec.captions.length;
-        counts.qa += rec.qa.length;
-        counts.regions += rec.regions.length;
-        for (const b of rec.boxes) if (b.mask) counts.masks++;
-        for (const s of rec.sources) perSource[s]!.images++;
-        stages.write.seen++;
-        stages.write.passed++;
-        if (records % 1000 === 0) progress('write');
-      }),
-    );
+    const workers = o.workers === 'auto' ? (bytesTotal >= AUTO_WORKERS_MIN_BYTES ? Math.min(4, os.availableParallelism()) : 0) : o.workers;
+    lanes = new LanePool(workers, { config, out: o.out, format: o.format, rowsPerShard: o.rowsPerShard, rowGroupRows: o.rowGroupRows, metadata: [...preparedSchema.metadata] });
+    for await (const r of lanes.run(join.partitionsInOrder())) {
+      for (const rej of r.rejects) recordReject(rej);
+      for (const [k, v] of Object.entries(r.counts)) counts[k as keyof PrepareCounts] += v;
+      for (const [s, n] of Object.entries(r.perSourceImages)) perSource[s]!.images += n;
+      stages.join.seen++;
+      stages.join.passed++;
+      stages.join.busyMs += r.ms.group;
+      stages.images.seen += r.images.seen;
+      stages.images.passed += r.images.passed;
+      for (const [reason, n] of Object.entries(r.images.dropped)) stages.images.drop(reason, n);
+      stages.images.busyMs += r.ms.images;
+      stages.assemble.busyMs += r.ms.assemble;
+      stages.assemble.passed += r.rows;
+      stages.write.busyMs += r.ms.write;
+      stages.write.passed += r.rows;
+      records += r.rows;
+      progress('write');
+    }
+    const tClose = performance.now();
+    shards = await lanes.finish();
+    stages.write.busyMs += performance.now() - tClose;
     progress('write');
     await new Promise<void>((resolve, reject) => rejectsOut.end((err?: Error | null) => (err ? reject(err) : resolve())));
 
@@ -343,7 +342,7 @@ export async function prepare(options: PrepareOptions): Promise<PrepareResult> {
       counts,
       perSource,
       rejects: rejectCounts,
-      shards: shards.shards,
+      shards,
       stages: Object.fromEntries(Object.entries(stages).map(([k, v]) => [k, v.toJSON()])),
       inputs,
       seconds: Math.round(performance.now() - t0) / 1000,
@@ -363,31 +362,19 @@ export async function prepare(options: PrepareOptions): Promise<PrepareResult> {
     });
     return result;
   } catch (err) {
-    await shards.abort();
+    await lanes?.abort();
     rejectsOut.destroy();
     await writeManifest(o.out, {
       ...baseManifest,
       status: 'failed',
       finished: new Date().toISOString(),
       error: { code: err instanceof InstructifyError ? err.code : 'E_INTERNAL', message: (err as Error).message },
-      shards: shards.shards,
     }).catch(() => {});
     throw err;
   } finally {
+    await lanes?.close();
     // A failed cleanup must not hide the run's own error; say it and move on.
     await join.cleanup().catch((err: Error) => process.stderr.write(`instructify: could not remove the join's spill folder: ${err.message}\n`));
   }
 }
 
-/** Time spent inside an async iterator's `next()`, counted against a stage. */
-async function* timed<T>(it: AsyncIterable<T>, stage: StageStats): AsyncGenerator<T> {
-  const iter = it[Symbol.asyncIterator]();
-  for (;;) {
-    const t = performance.now();
-    const r = await iter.next();
-    stage.busyMs += performance.now() - t;
-    if (r.done) return;
-    stage.passed++;
-    yield r.value;
-  }
-}

@@ -1,13 +1,8 @@
-import { open, rename, rm, stat, type FileHandle } from 'node:fs/promises';
+import { open, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { createRequire } from 'node:module';
-import { tableToIPC, type Schema } from 'apache-arrow';
-import { rowsToTable } from './arrow/columns.js';
+import { encodeParquetShard, recordsToIpc } from './emit.js';
 import { InstructifyError } from './errors.js';
-
-// parquet-wasm's Node entry is CommonJS and loads its wasm synchronously.
-const require = createRequire(import.meta.url);
-const parquet = require('parquet-wasm/node') as typeof import('parquet-wasm/node');
+import type { ImageRecord } from './types.js';
 
 export type ShardFormat = 'parquet' | 'jsonl';
 
@@ -16,11 +11,12 @@ export interface ShardWriterOptions {
   /** File name stem: shards are `<prefix>-00000.<ext>`. */
   prefix: string;
   format: ShardFormat;
-  schema: Schema;
   /** Start a new shard after this many rows. */
   rowsPerShard: number;
   /** Parquet row group size in rows. */
   rowGroupRows?: number;
+  /** Key-value metadata for every Parquet file. */
+  metadata: [string, string][];
 }
 
 export interface ShardInfo {
@@ -32,102 +28,74 @@ export interface ShardInfo {
 export const SHARD_EXTENSIONS: Record<ShardFormat, string> = { parquet: '.parquet', jsonl: '.jsonl' };
 
 /**
- * Writes rows into rotating shards. Each shard is written under `<name>.tmp`
- * and renamed only once complete, so a reader (or a resumed run) never sees
- * a partial shard under its final name.
+ * Cuts an ordered stream of records into shards of exactly `rowsPerShard`
+ * rows (the last may be smaller), one Arrow table and one Parquet encode per
+ * shard. Each shard is written under `<name>.tmp` and renamed only once
+ * complete, so a reader (or a resumed run) never sees a partial shard under
+ * its final name.
  */
 export class ShardWriter {
   readonly shards: ShardInfo[] = [];
-  private rows: object[] = [];
-  private jsonl: { fh: FileHandle; tmp: string; final: string; rows: number; bytes: number } | null = null;
+  private pending: ImageRecord[] = [];
   private index = 0;
+  private current: string | null = null;
   private readonly opts: Required<ShardWriterOptions>;
-  private readonly props: import('parquet-wasm/node').WriterProperties | null;
 
   constructor(opts: ShardWriterOptions) {
     if (!Number.isInteger(opts.rowsPerShard) || opts.rowsPerShard < 1) {
       throw new InstructifyError('E_OPTION', `rows per shard must be a positive integer, got ${opts.rowsPerShard}`);
     }
     this.opts = { rowGroupRows: 1000, ...opts };
-    this.props =
-      opts.format === 'parquet'
-        ? new parquet.WriterPropertiesBuilder()
-            .setCompression(parquet.Compression.ZSTD)
-            .setMaxRowGroupSize(this.opts.rowGroupRows)
-            .setCreatedBy('instructify')
-            // Arrow schema metadata only reaches Parquet inside ARROW:schema; copy it to the
-            // file's own key-value metadata so any Parquet reader sees the schema version.
-            .setKeyValueMetadata(new Map(opts.schema.metadata))
-            .build()
-        : null;
   }
 
-  private nextName(): { tmp: string; final: string } {
+  /** Add records in output order; writes every shard that fills up. Returns the time spent writing (ms). */
+  async add(records: readonly ImageRecord[]): Promise<number> {
+    for (const r of records) this.pending.push(r);
+    let ms = 0;
+    while (this.pending.length >= this.opts.rowsPerShard) {
+      const t = performance.now();
+      await this.cut(this.opts.rowsPerShard);
+      ms += performance.now() - t;
+    }
+    return ms;
+  }
+
+  private async cut(n: number): Promise<void> {
+    const rows = this.pending.slice(0, n);
+    this.pending = this.pending.slice(n);
     const final = path.join(this.opts.dir, `${this.opts.prefix}-${String(this.index++).padStart(5, '0')}${SHARD_EXTENSIONS[this.opts.format]}`);
-    return { final, tmp: `${final}.tmp` };
-  }
-
-  async write(row: object): Promise<void> {
+    const tmp = `${final}.tmp`;
+    this.current = tmp;
+    let bytes: number;
     if (this.opts.format === 'jsonl') {
-      if (!this.jsonl) {
-        const { tmp, final } = this.nextName();
-        this.jsonl = { fh: await open(tmp, 'w'), tmp, final, rows: 0, bytes: 0 };
+      let text = '';
+      for (const r of rows) text += JSON.stringify(r) + '\n';
+      const fh = await open(tmp, 'w');
+      try {
+        await fh.write(text);
+        await fh.sync();
+      } finally {
+        await fh.close();
       }
-      const line = JSON.stringify(row) + '\n';
-      await this.jsonl.fh.write(line);
-      this.jsonl.rows++;
-      this.jsonl.bytes += Buffer.byteLength(line);
-      if (this.jsonl.rows >= this.opts.rowsPerShard) await this.closeJsonl();
-      return;
+      await rename(tmp, final);
+      bytes = Buffer.byteLength(text);
+    } else {
+      bytes = await encodeParquetShard({ ipc: recordsToIpc(rows), tmp, final, rowGroupRows: this.opts.rowGroupRows, metadata: this.opts.metadata });
     }
-    this.rows.push(row);
-    if (this.rows.length >= this.opts.rowsPerShard) await this.flushParquet();
+    this.current = null;
+    this.shards.push({ file: path.basename(final), rows: rows.length, bytes });
   }
 
-  private async closeJsonl(): Promise<void> {
-    const j = this.jsonl;
-    if (!j) return;
-    this.jsonl = null;
-    await j.fh.close();
-    await rename(j.tmp, j.final);
-    this.shards.push({ file: path.basename(j.final), rows: j.rows, bytes: j.bytes });
-  }
-
-  private async flushParquet(): Promise<void> {
-    if (!this.rows.length) return;
-    const rows = this.rows;
-    this.rows = [];
-    const table = rowsToTable(this.opts.schema, rows);
-    const wasmTable = parquet.Table.fromIPCStream(tableToIPC(table, 'stream'));
-    const bytes = parquet.writeParquet(wasmTable, this.props);
-    const { tmp, final } = this.nextName();
-    const fh = await open(tmp, 'w');
-    try {
-      await fh.write(bytes);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await rename(tmp, final);
-    this.shards.push({ file: path.basename(final), rows: rows.length, bytes: bytes.length });
-  }
-
-  /** Write what is buffered and finish the last shard. */
+  /** Write what is buffered. */
   async close(): Promise<ShardInfo[]> {
-    if (this.opts.format === 'jsonl') await this.closeJsonl();
-    else await this.flushParquet();
+    if (this.pending.length) await this.cut(this.pending.length);
     return this.shards;
   }
 
-  /** After a failure: remove the unfinished shard. Finished shards stay; the manifest says the run failed. */
+  /** After a failure: drop what is buffered and remove an unfinished `.tmp` file. Finished shards stay; the manifest says the run failed. */
   async abort(): Promise<void> {
-    this.rows = [];
-    if (this.jsonl) {
-      const j = this.jsonl;
-      this.jsonl = null;
-      await j.fh.close().catch(() => {});
-      await rm(j.tmp, { force: true });
-    }
+    this.pending = [];
+    if (this.current) await rm(this.current, { force: true });
   }
 }
 

@@ -109,3 +109,19 @@ describe('per-image join across sources', () => {
     void os;
   });
 });
+
+describe('worker lanes', () => {
+  it('two lanes write the same rows as one thread, and spilling under lanes changes nothing', async () => {
+    const f = await aliasedFixtures();
+    const lines = async (out: string) => (await shardText(out)).trim().split('\n').sort();
+    const single = await runPrepare({ sources: sources(f), format: 'jsonl', workers: 0 });
+    const laned = await runPrepare({ sources: sources(f), format: 'jsonl', workers: 2, rowsPerShard: 20 });
+    const lanedSpilled = await runPrepare({ sources: sources(f), format: 'jsonl', workers: 2, rowsPerShard: 20, memoryBudget: 20_000 });
+    expect(laned.result.shards.map((s) => s.file)).toContain('part-1-00000.jsonl');
+    expect(laned.result.shards.every((s) => s.rows <= 20)).toBe(true);
+    expect(await lines(laned.out)).toEqual(await lines(single.out));
+    expect(lanedSpilled.result.join.spills).toBeGreaterThan(0);
+    expect(await shardText(lanedSpilled.out)).toBe(await shardText(laned.out));
+    expect(laned.result.counts).toEqual(single.result.counts);
+  });
+});

@@ -16,10 +16,11 @@ describe('Parquet shards', () => {
       images: COCO_IMAGES,
       keepMissing: true,
       rowsPerShard: 30,
+      rowGroupRows: 10,
     });
     expect(result.counts.images).toBe(84);
     const names = (await readdir(out)).sort();
-    expect(names).toEqual(['manifest.json', 'part-00000.parquet', 'part-00001.parquet', 'part-00002.parquet', 'rejects.jsonl']);
+    expect(names).toEqual(['manifest.json', 'part-0-00000.parquet', 'part-0-00001.parquet', 'part-0-00002.parquet', 'rejects.jsonl']);
     const glob = `'${out}/part-*.parquet'`;
     const [count] = await duckdb<{ n: string }>(`select count(*)::varchar as n from ${glob}`);
     expect(count!.n).toBe('84');
@@ -42,8 +43,15 @@ describe('Parquet shards', () => {
     const [crowd] = await duckdb<{ n: string }>(`select count(*)::varchar as n from (select unnest(boxes) as b from ${glob}) where b.iscrowd and b.mask.format = 'rle' and b.mask.rle is not null`);
     expect(crowd!.n).toBe('5');
 
-    const meta = await duckdb<{ key: string; value: string }>(`select decode(key) as key, decode(value) as value from parquet_kv_metadata('${out}/part-00000.parquet')`);
-    expect(meta.find((m) => m.key === 'instructify.schema')?.value).toBe(PREPARED_SCHEMA_VERSION);
+    // Every shard, not just the first, is zstd with the schema version in its metadata.
+    for (const name of names.filter((n) => n.endsWith('.parquet'))) {
+      const codecs = await duckdb<{ compression: string }>(`select distinct compression from parquet_metadata('${out}/${name}')`);
+      expect(codecs).toEqual([{ compression: 'ZSTD' }]);
+      const meta = await duckdb<{ key: string; value: string }>(`select decode(key) as key, decode(value) as value from parquet_kv_metadata('${out}/${name}')`);
+      expect(meta.find((m) => m.key === 'instructify.schema')?.value).toBe(PREPARED_SCHEMA_VERSION);
+    }
+    const groups = await duckdb<{ n: string }>(`select count(distinct row_group_id)::varchar as n from parquet_metadata('${out}/part-0-00000.parquet')`);
+    expect(groups).toEqual([{ n: '3' }]);
 
     const manifest = JSON.parse(await readFile(path.join(out, 'manifest.json'), 'utf8'));
     expect(manifest).toMatchObject({ status: 'complete', schema: PREPARED_SCHEMA_VERSION, counts: { images: 84 } });
