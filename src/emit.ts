@@ -1,12 +1,7 @@
-import { open, rename } from 'node:fs/promises';
-import { createRequire } from 'node:module';
-import { tableToIPC } from 'apache-arrow';
-import { rowsToTable } from './arrow/columns.js';
 import { buildRecord, resolveGroup, type AssembleOptions, type ResolvedGroup, type Size } from './assemble.js';
 import { probeImage } from './images.js';
 import { FragmentCodec } from './fragment-codec.js';
 import { groupPartition, type PartitionInput } from './join.js';
-import { preparedSchema } from './schema.js';
 import type { IngestState } from './sources/types.js';
 import type { ImageRecord, Reject } from './types.js';
 
@@ -119,56 +114,3 @@ export async function processPartition(input: PartitionInput, cfg: EmitConfig): 
 
   return { records, summary: { partition: input.partition, rows: records.length, rejects, counts, perSourceImages, images: imageStats, ms } };
 }
-
-// parquet-wasm's Node entry is CommonJS and loads its wasm synchronously.
-const require = createRequire(import.meta.url);
-type ParquetWasm = typeof import('parquet-wasm/node');
-let parquet: ParquetWasm | null = null;
-
-export interface EncodeTask {
-  ipc: Uint8Array;
-  tmp: string;
-  final: string;
-  rowGroupRows: number;
-  metadata: [string, string][];
-}
-
-/** Records -> one Arrow table -> IPC bytes, for the Parquet encoder. */
-export function recordsToIpc(records: readonly ImageRecord[]): Uint8Array {
-  return tableToIPC(rowsToTable(preparedSchema, records), 'stream');
-}
-
-/**
- * Arrow IPC -> Parquet (zstd) -> `<final>.tmp` -> fsync -> rename. Dictionary
- * encoding is off except for the short repeated columns: on long unique
- * text (polygons, captions) it doubled encoding time for 2% smaller files.
- */
-export async function encodeParquetShard(task: EncodeTask): Promise<number> {
-  if (parquet === null) parquet = require('parquet-wasm/node') as ParquetWasm;
-  const pq = parquet;
-  // writeParquet takes ownership of its WriterProperties (wasm-bindgen moves
-  // it): a reused one silently becomes "defaults", i.e. uncompressed. Build
-  // a fresh one for every file.
-  let b = new pq.WriterPropertiesBuilder()
-    .setCompression(pq.Compression.ZSTD)
-    .setMaxRowGroupSize(task.rowGroupRows)
-    .setDictionaryEnabled(false)
-    .setCreatedBy('instructify')
-    // Arrow schema metadata only reaches Parquet inside ARROW:schema; copy it to the
-    // file's own key-value metadata so any Parquet reader sees the schema version.
-    .setKeyValueMetadata(new Map(task.metadata));
-  for (const col of ['sources.list.item', 'captions.list.item.source', 'boxes.list.item.label', 'boxes.list.item.source', 'qa.list.item.source', 'regions.list.item.source']) {
-    b = b.setColumnDictionaryEnabled(col, true);
-  }
-  const bytes = pq.writeParquet(pq.Table.fromIPCStream(task.ipc), b.build());
-  const fh = await open(task.tmp, 'w');
-  try {
-    await fh.write(bytes);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  await rename(task.tmp, task.final);
-  return bytes.length;
-}
-
