@@ -17,10 +17,14 @@ import { cocoLikeFile } from './generate.js';
  */
 export interface PrepareBenchRow {
   mb: number;
-  baseline: { seconds: number; rssMB: number };
+  /** Null when the file is over V8's string limit (512 MiB): JSON.parse cannot read it at all. */
+  baseline: { seconds: number; rssMB: number } | null;
   prepare: { seconds: number; rssMB: number };
-  ratio: number;
+  ratio: number | null;
 }
+
+/** V8 cannot make a string longer than this, so whole-file JSON.parse stops here. */
+const V8_MAX_STRING = 0x1fffffe8;
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const child = path.join(here, 'child.js');
@@ -48,20 +52,24 @@ export async function benchPrepare(opts: { mb: number; runs: number; workers: st
     opts.log(`input ${path.basename(file)}: ${realMB.toFixed(1)} MB`);
     const base: { seconds: number; maxRssMB: number }[] = [];
     const ours: { seconds: number; maxRssMB: number }[] = [];
+    const baselinePossible = size < V8_MAX_STRING;
     for (let r = 0; r < opts.runs; r++) {
-      base.push(measure(['json-parse', file]));
+      if (baselinePossible) base.push(measure(['json-parse', file]));
       const out = path.join(dir, 'out');
       rmSync(out, { recursive: true, force: true });
       ours.push(measure(['prepare', file, out, opts.workers]));
-      opts.log(`  run ${r + 1}: JSON.parse ${base.at(-1)!.seconds.toFixed(2)}s ${base.at(-1)!.maxRssMB.toFixed(0)}MB RSS | prepare ${ours.at(-1)!.seconds.toFixed(2)}s ${ours.at(-1)!.maxRssMB.toFixed(0)}MB RSS`);
+      const b = base.at(-1);
+      opts.log(
+        `  run ${r + 1}: JSON.parse ${baselinePossible ? `${b!.seconds.toFixed(2)}s ${b!.maxRssMB.toFixed(0)}MB RSS` : 'impossible (over the 512 MiB string limit)'} | prepare ${ours.at(-1)!.seconds.toFixed(2)}s ${ours.at(-1)!.maxRssMB.toFixed(0)}MB RSS`,
+      );
     }
     if (opts.streamJson && mb === opts.mb) {
       const sj = measure(['stream-json', file]);
       opts.log(`  stream-json token stream (pick + streamArray), 1 run: ${sj.seconds.toFixed(2)}s = ${(realMB / sj.seconds).toFixed(1)} MB/s, ${sj.maxRssMB.toFixed(0)}MB RSS`);
     }
-    const b = { seconds: median(base.map((x) => x.seconds)), rssMB: median(base.map((x) => x.maxRssMB)) };
+    const b = baselinePossible ? { seconds: median(base.map((x) => x.seconds)), rssMB: median(base.map((x) => x.maxRssMB)) } : null;
     const p = { seconds: median(ours.map((x) => x.seconds)), rssMB: median(ours.map((x) => x.maxRssMB)) };
-    rows.push({ mb: realMB, baseline: b, prepare: p, ratio: b.seconds / p.seconds });
+    rows.push({ mb: realMB, baseline: b, prepare: p, ratio: b ? b.seconds / p.seconds : null });
   }
   return rows;
 }
@@ -69,8 +77,9 @@ export async function benchPrepare(opts: { mb: number; runs: number; workers: st
 export function formatPrepareBench(rows: PrepareBenchRow[]): string {
   const lines = ['input MB | JSON.parse s (MB/s, RSS MB) | prepare s (MB/s, RSS MB) | throughput ratio (prepare / JSON.parse)'];
   for (const r of rows) {
+    const base = r.baseline ? `${r.baseline.seconds.toFixed(2)} (${(r.mb / r.baseline.seconds).toFixed(1)}, ${r.baseline.rssMB.toFixed(0)})` : 'cannot (file over 512 MiB)';
     lines.push(
-      `${r.mb.toFixed(0).padStart(8)} | ${r.baseline.seconds.toFixed(2)} (${(r.mb / r.baseline.seconds).toFixed(1)}, ${r.baseline.rssMB.toFixed(0)}) | ${r.prepare.seconds.toFixed(2)} (${(r.mb / r.prepare.seconds).toFixed(1)}, ${r.prepare.rssMB.toFixed(0)}) | ${r.ratio.toFixed(2)}x`,
+      `${r.mb.toFixed(0).padStart(8)} | ${base} | ${r.prepare.seconds.toFixed(2)} (${(r.mb / r.prepare.seconds).toFixed(1)}, ${r.prepare.rssMB.toFixed(0)}) | ${r.ratio === null ? 'n/a' : `${r.ratio.toFixed(2)}x`}`,
     );
   }
   if (rows.length === 2) lines.push(`prepare peak RSS when the input doubles: ${rows[0]!.prepare.rssMB.toFixed(0)} MB -> ${rows[1]!.prepare.rssMB.toFixed(0)} MB`);

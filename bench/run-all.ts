@@ -7,4 +7,4 @@ const prepareRows = await benchPrepare({ mb: Number(process.env.BENCH_MB ?? 300)
 log(formatPrepareBench(prepareRows));
 log('\nsummary');
 log('benchmark        | ratio | baseline');
-for (const r of prepareRows) log(`prepare ${r.mb.toFixed(0)}MB`.padEnd(16) + ` | ${r.ratio.toFixed(2)}x | JSON.parse of the whole file`);
+for (const r of prepareRows) log(`prepare ${r.mb.toFixed(0)}MB`.padEnd(16) + ` | ${r.ratio === null ? ' n/a ' : `${r.ratio.toFixed(2)}x`} | JSON.parse of the whole file${r.ratio === null ? ' (impossible over 512 MiB)' : ''}`);

@@ -4,6 +4,19 @@ import sharp from 'sharp';
 import { formatSummary } from './cli-format.js';
 import { prepare } from './prepare.js';
 import { sceneSvg, writeSyntheticCoco } from './synthetic.js';
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { tableFromIPC } from 'apache-arrow';
+import type { ImageRecord } from './types.js';
+
+const require = createRequire(import.meta.url);
+
+/** The first row of a prepared Parquet shard, as a plain object. */
+export function readFirstRecord(file: string): ImageRecord {
+  const pq = require('parquet-wasm/node') as typeof import('parquet-wasm/node');
+  const table = tableFromIPC(pq.readParquet(readFileSync(file)).intoIPCStream());
+  return JSON.parse(JSON.stringify(table.get(0)!.toJSON())) as ImageRecord;
+}
 
 export interface DemoOptions {
   out: string;
@@ -40,12 +53,13 @@ export async function runDemo(o: DemoOptions): Promise<void> {
   });
   o.log(formatSummary(result));
 
-  // Show one record as a user would read it.
-  const { readFile } = await import('node:fs/promises');
-  void readFile;
-  const first = scenes[0]!;
-  o.log(`\nexample: ${first.fileName} (${first.width}x${first.height})`);
-  for (const c of first.captions) o.log(`  caption: ${c}`);
-  for (const ob of first.objects) o.log(`  box: ${ob.label} [${ob.bbox.join(', ')}] (pixels x, y, w, h)`);
+  // Show one record as a user would read it: read back from the first shard.
+  const first = result.shards[0];
+  if (first) {
+    const rec = readFirstRecord(path.join(prepared, first.file));
+    o.log(`\nexample record from ${first.file}: ${rec.image} (${rec.width}x${rec.height}), sources ${rec.sources.join(', ')}`);
+    for (const c of rec.captions) o.log(`  caption: ${c.text}`);
+    for (const b of rec.boxes) o.log(`  box: ${b.label} [${[b.x1, b.y1, b.x2, b.y2].map((v) => v.toFixed(3)).join(', ')}] (x1, y1, x2, y2 in 0..1, top-left origin)${b.mask ? ` mask: ${b.mask.format}` : ''}`);
+  }
   await writeFile(path.join(o.out, 'README.txt'), `instructify demo output\n\nsample/     generated images and COCO-style annotations\nprepared/   one record per image as Parquet shards, manifest.json, rejects.jsonl\n`);
 }

@@ -6,7 +6,15 @@ import type { Fragment, Mask, RawBox, RawQA, RawRegion } from './types.js';
  * as indexes into tables, empty lists left out. Several times cheaper to
  * write and read than the object form, whose keys and file paths repeat in
  * every one of a million annotations.
+ *
+ * Polygon masks (most of the bytes) are not put through JSON.stringify,
+ * which would scan every character for escaping: each follows the JSON part
+ * after a FIELD separator, as is. Encoded fragments are separated by RECORD.
+ * Neither separator can occur in JSON.stringify output (control characters
+ * are escaped) nor in polygon text (numbers, brackets, commas, spaces only).
  */
+export const FIELD = '\u0001';
+export const RECORD = '\u0000';
 export class FragmentCodec {
   private readonly sourceIndex = new Map<string, number>();
   private readonly fileIndex = new Map<string, number>();
@@ -46,10 +54,11 @@ export class FragmentCodec {
   }
 
   encode(f: Fragment): string {
+    const raw: string[] = [];
     const src = this.source(f.source, f.family);
     // requiresCatalogFrom is either null or another source; keep its index.
     const req = f.requiresCatalogFrom === null ? -1 : this.source(f.requiresCatalogFrom, f.family);
-    return JSON.stringify([
+    const head = JSON.stringify([
       f.ref,
       src,
       this.file(f.prov.file),
@@ -60,14 +69,19 @@ export class FragmentCodec {
       f.height,
       req,
       f.captions.length ? f.captions : 0,
-      f.boxes.length ? f.boxes.map(encodeBox) : 0,
+      f.boxes.length ? f.boxes.map((b) => encodeBox(b, raw)) : 0,
       f.qa.length ? f.qa.map((q) => [q.id, q.question, q.answer, q.answers]) : 0,
-      f.regions.length ? f.regions.map((r) => [r.text, r.x, r.y, r.w, r.h]) : 0,
+      f.regions.length ? f.regions.map((r) => [r.text, num(r.x), num(r.y), num(r.w), num(r.h)]) : 0,
     ]);
+    return raw.length ? head + FIELD + raw.join(FIELD) : head;
   }
 
   decode(line: string): Fragment {
-    const a = JSON.parse(line) as unknown[];
+    const cut = line.indexOf(FIELD);
+    const a = JSON.parse(cut < 0 ? line : line.slice(0, cut)) as unknown[];
+    const raw = cut < 0 ? [] : line.slice(cut + 1).split(FIELD);
+    let nextRaw = 0;
+    const takeRaw = () => raw[nextRaw++]!;
     const src = this.sources[a[1] as number]!;
     const req = a[8] as number;
     return {
@@ -80,9 +94,9 @@ export class FragmentCodec {
       height: a[7] as number | null,
       requiresCatalogFrom: req < 0 ? null : this.sources[req]!.name,
       captions: a[9] ? (a[9] as string[]) : [],
-      boxes: a[10] ? (a[10] as unknown[][]).map(decodeBox) : [],
+      boxes: a[10] ? (a[10] as unknown[][]).map((b) => decodeBox(b, takeRaw)) : [],
       qa: a[11] ? (a[11] as [string | null, string | null, string | null, string[]][]).map(([id, question, answer, answers]): RawQA => ({ id, question, answer, answers })) : [],
-      regions: a[12] ? (a[12] as [string, number, number, number, number][]).map(([text, x, y, w, h]): RawRegion => ({ text, x, y, w, h })) : [],
+      regions: a[12] ? (a[12] as [string, number | null, number | null, number | null, number | null][]).map(([text, x, y, w, h]): RawRegion => ({ text, x: unnum(x), y: unnum(y), w: unnum(w), h: unnum(h) })) : [],
       prov: { file: this.files[a[2] as number]!, offset: a[3] as number },
     };
   }
@@ -93,8 +107,11 @@ export class FragmentCodec {
 const num = (v: number): number | null => (Number.isNaN(v) ? null : v);
 const unnum = (v: unknown): number => (v === null ? NaN : (v as number));
 
-function encodeBox(b: RawBox): unknown[] {
+function encodeBox(b: RawBox, raw: string[]): unknown[] {
   const m = b.mask;
+  // A polygon mask's text goes after the JSON part; 0 here says "take the next one".
+  const text = m === null ? null : m.format === 'rle' ? m.rle : m.polygons;
+  const inline = m !== null && m.format === 'polygon' && text !== null ? (raw.push(text), 0) : text;
   return [
     b.label,
     b.categoryId === null ? null : Number.isNaN(b.categoryId) ? 'NaN' : b.categoryId,
@@ -106,14 +123,16 @@ function encodeBox(b: RawBox): unknown[] {
     b.relations.length ? b.relations : 0,
     b.iscrowd ? 1 : 0,
     b.sourceId,
-    m ? [m.format === 'rle' ? 1 : 0, m.format === 'rle' ? m.rle : m.polygons, num(m.height), num(m.width)] : 0,
+    m ? [m.format === 'rle' ? 1 : 0, inline, num(m.height), num(m.width)] : 0,
   ];
 }
 
-function decodeBox(a: unknown[]): RawBox {
-  const m = a[10] as [number, string, number | null, number | null] | 0;
+function decodeBox(a: unknown[], takeRaw: () => string): RawBox {
+  const m = a[10] as [number, string | 0 | null, number | null, number | null] | 0;
   const mask: Mask | null = m
-    ? { format: m[0] === 1 ? 'rle' : 'polygon', polygons: m[0] === 1 ? null : m[1], rle: m[0] === 1 ? m[1] : null, height: unnum(m[2]), width: unnum(m[3]) }
+    ? m[0] === 1
+      ? { format: 'rle', polygons: null, rle: m[1] as string | null, height: unnum(m[2]), width: unnum(m[3]) }
+      : { format: 'polygon', polygons: m[1] === 0 ? takeRaw() : (m[1] as string | null), rle: null, height: unnum(m[2]), width: unnum(m[3]) }
     : null;
   return {
     label: a[0] as string | null,

@@ -2,7 +2,7 @@ import { mkdtemp, rm, appendFile, readFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { InstructifyError } from './errors.js';
-import { FragmentCodec } from './fragment-codec.js';
+import { FragmentCodec, RECORD } from './fragment-codec.js';
 import type { Fragment, ImageGroup } from './types.js';
 
 /**
@@ -47,7 +47,7 @@ export function hashRef(ref: string): number {
 export interface PartitionInput {
   partition: number;
   spillFile: string | null;
-  /** Newline-separated JSON fragments held in memory (after those in the spill file). */
+  /** Encoded fragments held in memory (after those in the spill file), separated by RECORD. */
   lines: string;
 }
 
@@ -103,7 +103,7 @@ export class FragmentJoin {
   }
 
   private partitionFile(p: number): string {
-    return path.join(this.spillDir!, `part-${String(p).padStart(4, '0')}.ndjson`);
+    return path.join(this.spillDir!, `part-${String(p).padStart(4, '0')}.fragments`);
   }
 
   private async spill(): Promise<void> {
@@ -115,7 +115,7 @@ export class FragmentJoin {
     for (let p = 0; p < this.partitions; p++) {
       const lines = buffers[p]!;
       if (!lines.length) continue;
-      const text = lines.join('\n') + '\n';
+      const text = lines.join(RECORD) + RECORD;
       buffers[p] = [];
       this.stats.spilledBytes += text.length;
       this.spilled.add(p);
@@ -131,7 +131,7 @@ export class FragmentJoin {
       this.buffers[p] = [];
       const spillFile = this.spilled.has(p) ? this.partitionFile(p) : null;
       if (!lines.length && spillFile === null) continue;
-      yield { partition: p, spillFile, lines: lines.join('\n') };
+      yield { partition: p, spillFile, lines: lines.join(RECORD) };
     }
   }
 
@@ -151,7 +151,7 @@ export async function groupPartition(input: PartitionInput, codec: FragmentCodec
   const take = (text: string) => {
     let start = 0;
     while (start < text.length) {
-      let end = text.indexOf('\n', start);
+      let end = text.indexOf(RECORD, start);
       if (end === -1) end = text.length;
       if (end > start) {
         const f = codec.decode(text.slice(start, end));

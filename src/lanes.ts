@@ -60,122 +60,145 @@ function laneWorkerFile(): string {
   return path.join(path.dirname(here), '..', 'dist', 'src', 'workers', 'lane-worker.js');
 }
 
+/** A lane takes partitions in order and resolves each with its summary. */
 interface Lane {
-  send(msg: ToLane): void;
-  /** Summaries not yet received, per lane: bounded for backpressure. */
+  process(input: PartitionInput): Promise<PartitionSummary>;
   inFlight: number;
+  finish(): Promise<ShardInfo[]>;
+  abort(): Promise<void>;
   close(): Promise<void>;
 }
 
+class LocalLane implements Lane {
+  inFlight = 0;
+  private readonly core: LaneCore;
+  /** Partitions run one after another: their rows must reach the shard writer in order. */
+  private tail: Promise<unknown> = Promise.resolve();
+  constructor(lane: number, settings: LaneSettings) {
+    this.core = new LaneCore(lane, settings);
+  }
+  async process(input: PartitionInput): Promise<PartitionSummary> {
+    this.inFlight++;
+    const run = this.tail.then(() => this.core.partition(input));
+    this.tail = run.catch(() => {});
+    try {
+      return await run;
+    } finally {
+      this.inFlight--;
+    }
+  }
+  finish(): Promise<ShardInfo[]> {
+    return this.core.finish();
+  }
+  abort(): Promise<void> {
+    return this.core.abort();
+  }
+  async close(): Promise<void> {}
+}
+
+/** A lane in a worker thread: replies come back in the order partitions were sent. */
+class WorkerLane implements Lane {
+  inFlight = 0;
+  private readonly worker: Worker;
+  private readonly pending: { resolve: (v: never) => void; reject: (e: Error) => void }[] = [];
+  private failed: Error | null = null;
+
+  constructor(lane: number, settings: LaneSettings) {
+    this.worker = new Worker(laneWorkerFile(), { workerData: { lane, settings } });
+    this.worker.on('message', (m: FromLane) => {
+      const waiter = this.pending.shift();
+      if (!waiter) return;
+      if (m.type === 'error') waiter.reject(new InstructifyError((m.code as 'E_IO') ?? 'E_INTERNAL', `worker lane ${lane}: ${m.message}`));
+      else if (m.type === 'summary') waiter.resolve(m.summary as never);
+      else if (m.type === 'finished') waiter.resolve(m.shards as never);
+      else waiter.resolve(undefined as never);
+    });
+    const fail = (err: Error) => {
+      this.failed = err;
+      for (const w of this.pending.splice(0)) w.reject(err);
+    };
+    this.worker.on('error', fail);
+    this.worker.on('exit', (code) => {
+      if (this.pending.length) fail(new InstructifyError('E_INTERNAL', `worker lane ${lane} exited (code ${code}) with work outstanding`));
+    });
+  }
+
+  private call<T>(msg: ToLane): Promise<T> {
+    if (this.failed) return Promise.reject(this.failed);
+    return new Promise<T>((resolve, reject) => {
+      this.pending.push({ resolve: resolve as (v: never) => void, reject });
+      this.worker.postMessage(msg);
+    });
+  }
+
+  async process(input: PartitionInput): Promise<PartitionSummary> {
+    this.inFlight++;
+    try {
+      return await this.call<PartitionSummary>({ type: 'partition', input });
+    } finally {
+      this.inFlight--;
+    }
+  }
+  finish(): Promise<ShardInfo[]> {
+    return this.call<ShardInfo[]>({ type: 'finish' });
+  }
+  abort(): Promise<void> {
+    return this.call<void>({ type: 'abort' });
+  }
+  async close(): Promise<void> {
+    await this.worker.terminate();
+  }
+}
+
 /**
- * Runs partitions through W lanes and hands back their summaries in
- * partition order (so rejects.jsonl is the same whatever the timing).
+ * Lane 0 is the main thread; lanes 1..workers are worker threads. Partition
+ * p goes to lane p % lanes. Summaries come back in partition order, so
+ * rejects.jsonl does not depend on timing.
  */
 export class LanePool {
-  private readonly lanes: Lane[] = [];
-  private readonly local: LaneCore | null = null;
-  private readonly waiting = new Map<number, PartitionSummary>();
-  private readonly finished: ShardInfo[][] = [];
-  private error: Error | null = null;
-  private wake: (() => void) | null = null;
-  private finishedCount = 0;
+  private readonly lanes: Lane[];
 
   constructor(
-    readonly workers: number,
+    workers: number,
     settings: LaneSettings,
-    private readonly maxInFlightPerLane = 2,
+    /** Partitions queued per worker lane: enough to keep it busy while the main lane works. */
+    private readonly depth = 2,
   ) {
-    if (workers === 0) {
-      this.local = new LaneCore(0, settings);
-      return;
-    }
-    for (let w = 0; w < workers; w++) {
-      const worker = new Worker(laneWorkerFile(), { workerData: { lane: w, settings } });
-      const lane: Lane = {
-        inFlight: 0,
-        send: (msg) => worker.postMessage(msg),
-        close: async () => {
-          await worker.terminate();
-        },
-      };
-      worker.on('message', (m: FromLane) => {
-        if (m.type === 'summary') {
-          lane.inFlight--;
-          this.waiting.set(m.summary.partition, m.summary);
-        } else if (m.type === 'finished') {
-          this.finished[w] = m.shards;
-          this.finishedCount++;
-        } else if (m.type === 'error') {
-          this.error ??= new InstructifyError((m.code as 'E_IO') ?? 'E_INTERNAL', `worker lane ${w}: ${m.message}`);
-        } else if (m.type === 'aborted') {
-          this.finishedCount++;
-        }
-        this.wake?.();
-      });
-      worker.on('error', (err) => {
-        this.error ??= err;
-        this.wake?.();
-      });
-      this.lanes.push(lane);
-    }
+    this.lanes = [new LocalLane(0, settings)];
+    for (let w = 1; w <= workers; w++) this.lanes.push(new WorkerLane(w, settings));
   }
 
-  private async waitFor(cond: () => boolean): Promise<void> {
-    while (!cond()) {
-      if (this.error) throw this.error;
-      await new Promise<void>((resolve) => (this.wake = resolve));
-      this.wake = null;
-    }
-    if (this.error) throw this.error;
+  get count(): number {
+    return this.lanes.length;
   }
 
-  /**
-   * Process partitions in order; yields each summary in partition order.
-   * Waits while a lane has `maxInFlightPerLane` partitions outstanding.
-   */
   async *run(partitions: AsyncIterable<PartitionInput>): AsyncGenerator<PartitionSummary> {
-    if (this.local) {
-      for await (const input of partitions) yield await this.local.partition(input);
-      return;
-    }
-    const order: number[] = [];
-    const drain = function* (this: LanePool): Generator<PartitionSummary> {
-      while (order.length && this.waiting.has(order[0]!)) {
-        const p = order.shift()!;
-        const s = this.waiting.get(p)!;
-        this.waiting.delete(p);
-        yield s;
+    const order: Promise<PartitionSummary>[] = [];
+    const window = this.lanes.length * this.depth;
+    try {
+      for await (const input of partitions) {
+        const lane = this.lanes[input.partition % this.lanes.length]!;
+        // Bounded: at most `depth` partitions wait in any lane.
+        while (lane.inFlight >= this.depth && order.length) yield await order.shift()!;
+        const p = lane.process(input);
+        p.catch(() => {}); // awaited below, in order; keep an early failure from being "unhandled"
+        order.push(p);
+        while (order.length > window) yield await order.shift()!;
       }
-    }.bind(this);
-    for await (const input of partitions) {
-      const lane = this.lanes[input.partition % this.lanes.length]!;
-      await this.waitFor(() => lane.inFlight < this.maxInFlightPerLane);
-      yield* drain();
-      lane.inFlight++;
-      order.push(input.partition);
-      lane.send({ type: 'partition', input });
-    }
-    while (order.length) {
-      await this.waitFor(() => this.waiting.has(order[0]!));
-      yield* drain();
+      while (order.length) yield await order.shift()!;
+    } finally {
+      await Promise.allSettled(order);
     }
   }
 
   /** Flush every lane's last shard; shards in lane order. */
   async finish(): Promise<ShardInfo[]> {
-    if (this.local) return this.local.finish();
-    for (const lane of this.lanes) lane.send({ type: 'finish' });
-    await this.waitFor(() => this.finishedCount === this.lanes.length);
-    return this.finished.flat();
+    return (await Promise.all(this.lanes.map((l) => l.finish()))).flat();
   }
 
-  /** After a failure: lanes remove unfinished shards, then stop. */
+  /** After a failure: lanes remove unfinished shards. */
   async abort(): Promise<void> {
-    if (this.local) return this.local.abort();
-    this.error = null;
-    this.finishedCount = 0;
-    for (const lane of this.lanes) lane.send({ type: 'abort' });
-    await Promise.race([this.waitFor(() => this.finishedCount >= this.lanes.length), new Promise((r) => setTimeout(r, 5000))]).catch(() => {});
+    await Promise.allSettled(this.lanes.map((l) => l.abort()));
   }
 
   async close(): Promise<void> {

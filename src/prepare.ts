@@ -49,9 +49,10 @@ export interface PrepareOptions {
   imageConcurrency?: number;
   edgeTolerance?: number;
   /**
-   * Worker threads ("lanes") that build records and write shards: a number
-   * (0: all in this thread) or 'auto' (one per core, up to 4, when the input
-   * is large enough to repay starting them). Lane w writes `part-<w>-<n>`.
+   * Worker threads that build records and write shards beside the main
+   * thread (each is a "lane"; lane w writes `part-<w>-<n>`, the main thread
+   * is lane 0): a number, or 'auto' (one per other core, up to 3, when the
+   * input is large enough to repay starting them).
    */
   workers?: number | 'auto';
   /** Read size per chunk; tests set it tiny to prove chunk boundaries change nothing. */
@@ -311,7 +312,8 @@ export async function prepare(options: PrepareOptions): Promise<PrepareResult> {
       format: o.format,
       codec: join.codec.tables(),
     };
-    const workers = o.workers === 'auto' ? (bytesTotal >= AUTO_WORKERS_MIN_BYTES ? Math.min(4, os.availableParallelism()) : 0) : o.workers;
+    // The main thread is a lane too: 'auto' adds one worker lane per other core.
+    const workers = o.workers === 'auto' ? (bytesTotal >= AUTO_WORKERS_MIN_BYTES ? Math.min(3, os.availableParallelism() - 1) : 0) : o.workers;
     lanes = new LanePool(workers, { config, out: o.out, format: o.format, rowsPerShard: o.rowsPerShard, rowGroupRows: o.rowGroupRows, metadata: [...preparedSchema.metadata] });
     for await (const r of lanes.run(join.partitionsInOrder())) {
       for (const rej of r.rejects) recordReject(rej);

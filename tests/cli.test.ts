@@ -1,0 +1,80 @@
+import { describe, expect, it } from 'vitest';
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { COCO_CAPTIONS, COCO_IMAGES, COCO_INSTANCES, ROOT, duckdb, tmpDir } from './helpers.js';
+
+const BIN = path.join(ROOT, 'bin', 'instructify');
+
+function run(args: string[], cwd = ROOT) {
+  const r = spawnSync(BIN, args, { cwd, encoding: 'utf8', timeout: 120_000 });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+describe('bin/instructify', () => {
+  it('--help lists the commands and prepare --help its options', () => {
+    const top = run(['--help']);
+    expect(top.code).toBe(0);
+    for (const c of ['prepare', 'demo', 'sources']) expect(top.stdout).toContain(c);
+    const prep = run(['prepare', '--help']);
+    for (const o of ['--source', '--images', '--memory-budget', '--rows-per-shard', '--format', '--strict', '--workers']) expect(prep.stdout).toContain(o);
+  });
+
+  it('prepares the real COCO slice, prints a JSON summary on stdout and no progress when stderr is not a terminal', async () => {
+    const out = await tmpDir();
+    const r = run(['prepare', '--images', COCO_IMAGES, '--source', `coco-captions=${COCO_CAPTIONS}`, '--source', `coco-instances=${COCO_INSTANCES}`, '--out', out, '--json']);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toBe('');
+    const summary = JSON.parse(r.stdout) as { counts: { images: number; captions: number; boxes: number } };
+    expect(summary.counts).toMatchObject({ images: 79, captions: 395, boxes: 624 });
+    const [row] = await duckdb<{ n: string }>(`select count(*)::varchar as n from '${out}/part-*.parquet'`);
+    expect(row!.n).toBe('79');
+  });
+
+  it('a human summary goes to stderr: images, boxes, rejects and time per stage', async () => {
+    const out = await tmpDir();
+    const r = run(['prepare', '--source', `coco-instances=${COCO_INSTANCES}`, '--out', out]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toMatch(/prepared 79 images/);
+    expect(r.stderr).toMatch(/boxes 624/);
+    expect(r.stderr).toMatch(/rejects: none/);
+    expect(r.stderr).toMatch(/time per stage: parse [\d.]+s/);
+  });
+
+  it('a truncated file exits 1 with the error code, file and byte, and no stack trace', async () => {
+    const dir = await tmpDir();
+    const bad = path.join(dir, 'instances.json');
+    const text = readFileSync(COCO_INSTANCES, 'utf8');
+    await writeFile(bad, text.slice(0, 100_000));
+    const r = run(['prepare', '--source', `coco-instances=${bad}`, '--out', path.join(dir, 'out')]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('E_JSON_TRUNCATED');
+    expect(r.stderr).toContain(`${bad} at byte 100000`);
+    expect(r.stderr).not.toMatch(/^\s+at /m);
+    expect(JSON.parse(readFileSync(path.join(dir, 'out', 'manifest.json'), 'utf8')).status).toBe('failed');
+  });
+
+  it('usage mistakes exit non-zero with a message that says what is expected', () => {
+    const unknown = run(['prepare', '--source', 'cocoo=x.json', '--out', '/tmp/x']);
+    expect(unknown.code).not.toBe(0);
+    expect(unknown.stderr).toContain('unknown source kind "cocoo"');
+    const noSource = run(['prepare', '--out', '/tmp/instructify-none']);
+    expect(noSource.code).toBe(2);
+    expect(noSource.stderr).toContain('add at least one --source');
+    const badSize = run(['prepare', '--source', `coco-captions=${COCO_CAPTIONS}`, '--out', '/tmp/x', '--memory-budget', 'lots']);
+    expect(badSize.code).not.toBe(0);
+    expect(badSize.stderr).toContain('is not a size');
+  });
+
+  it('demo makes a sample dataset and prepares it with no server or network', async () => {
+    const dir = await tmpDir();
+    const r = run(['demo', '--out', path.join(dir, 'demo'), '--images', '12']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('made 12 sample images');
+    const [row] = await duckdb<{ n: string; boxes: string }>(`select count(*)::varchar as n, sum(len(boxes))::varchar as boxes from '${dir}/demo/prepared/part-*.parquet'`);
+    expect(row!.n).toBe('12');
+    expect(Number(row!.boxes)).toBeGreaterThan(12);
+  });
+});

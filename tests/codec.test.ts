@@ -1,0 +1,68 @@
+import { describe, expect, it } from 'vitest';
+import { FIELD, FragmentCodec, RECORD } from '../src/fragment-codec.js';
+import { rng } from '../src/synthetic.js';
+import type { Fragment, RawBox } from '../src/types.js';
+
+function box(r: () => number, i: number): RawBox {
+  const kind = r();
+  return {
+    label: kind < 0.2 ? null : `label ${i} é`,
+    categoryId: kind < 0.2 ? Math.floor(r() * 90) : kind < 0.25 ? NaN : null,
+    x: kind < 0.3 ? NaN : r() * 600,
+    y: r() * 400,
+    w: r() * 100,
+    h: r() * 100,
+    attributes: r() < 0.5 ? [] : ['green', 'tall\nline'],
+    relations: r() < 0.5 ? [] : ['wears the "sneakers"'],
+    mask:
+      r() < 0.3
+        ? null
+        : r() < 0.5
+          ? { format: 'rle', polygons: null, rle: 'a1b2\\c', height: 480, width: 640 }
+          : { format: 'polygon', polygons: `[[${r().toFixed(2)}, 2.50,\n 3e2, -4]]`, rle: null, height: 0, width: 0 },
+    iscrowd: r() < 0.1,
+    sourceId: r() < 0.5 ? null : String(i),
+  };
+}
+
+function fragment(r: () => number, i: number): Fragment {
+  return {
+    ref: `coco:${i}`,
+    source: r() < 0.5 ? 'coco-instances' : 'vg',
+    family: 'coco',
+    catalog: r() < 0.3,
+    path: r() < 0.5 ? null : `dir/${i}.jpg`,
+    width: r() < 0.5 ? null : 640,
+    height: r() < 0.5 ? null : 480,
+    requiresCatalogFrom: r() < 0.5 ? null : 'coco-instances',
+    captions: r() < 0.5 ? [] : [`a caption with a control char \u0001 and a nul \u0000 and ${FIELD}${RECORD}`],
+    boxes: Array.from({ length: Math.floor(r() * 4) }, (_, k) => box(r, i * 10 + k)),
+    qa: r() < 0.5 ? [] : [{ id: String(i), question: 'Why?', answer: null, answers: ['a', 'b'] }],
+    regions: r() < 0.5 ? [] : [{ text: 'region', x: 1, y: 2, w: 3, h: NaN }],
+    prov: { file: `/data/file-${i % 3}.json`, offset: i * 100 },
+  };
+}
+
+describe('fragment codec', () => {
+  it('round-trips random fragments exactly, NaN and control characters included', () => {
+    const r = rng(3);
+    const enc = new FragmentCodec();
+    const frags = Array.from({ length: 500 }, (_, i) => fragment(r, i));
+    const lines = frags.map((f) => enc.encode(f));
+    // A decoder in another thread only has the tables.
+    const dec = new FragmentCodec(JSON.parse(JSON.stringify(enc.tables())));
+    for (const [i, line] of lines.entries()) {
+      expect(line.includes(RECORD)).toBe(false);
+      expect(dec.decode(line)).toEqual(frags[i]);
+    }
+  });
+
+  it('keeps polygon text out of the JSON part, as is', () => {
+    const enc = new FragmentCodec();
+    const f = fragment(rng(1), 1);
+    f.boxes = [{ ...box(rng(2), 1), mask: { format: 'polygon', polygons: '[[1.50, 2]]', rle: null, height: 0, width: 0 } }];
+    const line = enc.encode(f);
+    expect(line.endsWith(`${FIELD}[[1.50, 2]]`)).toBe(true);
+    expect(enc.decode(line).boxes[0]!.mask!.polygons).toBe('[[1.50, 2]]');
+  });
+});
