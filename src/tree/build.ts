@@ -1,0 +1,306 @@
+import type { Box } from '../types.js';
+import { area, boxCoverage, gridFor, iou, maskCoverage, medianPosition, overlapIn, union, type Coverage, type Grid } from './masks.js';
+import { countWord, DEFAULT_UNCOUNTABLE, isSingularPluralPair, mergeLabels, plural, singular } from './labels.js';
+import { nodeLayers, type DepthLayers } from './depth.js';
+
+/**
+ * The ASCII tree of an image (METHOD.md section 3): every grounded object,
+ * near-duplicates merged, nested by containment, same-label siblings
+ * grouped and counted, with position, size and (when a depth map is given)
+ * relative depth. A pure function of the record's boxes; every threshold is
+ * an option with the method's default.
+ */
+export interface TreeOptions {
+  /** Boxes overlapping more than this (IoU) are one object. */
+  boxMergeIou: number;
+  /** Second merge: box IoU and mask IoU both above this. */
+  maskMergeIou: number;
+  /** A is inside B when more than this share of A's mask lies in B's. */
+  containment: number;
+  /** Depth ranges of parent and child must overlap within this many layers. */
+  depthGrace: number;
+  /** Labels within this share of edit distance name the same thing. */
+  labelEditRatio: number;
+  /** Same-label siblings whose centres are within this distance (0..1 units) form a group. */
+  groupDistance: number;
+  /** Above this many, a group is "many". */
+  manyAbove: number;
+  /** Positions are rounded to this step. */
+  round: number;
+  uncountable: readonly string[];
+}
+
+export const DEFAULT_TREE_OPTIONS: TreeOptions = {
+  boxMergeIou: 0.95,
+  maskMergeIou: 0.6,
+  containment: 0.2,
+  depthGrace: 1,
+  labelEditRatio: 0.2,
+  groupDistance: 0.5,
+  manyAbove: 8,
+  round: 0.05,
+  uncountable: DEFAULT_UNCOUNTABLE,
+};
+
+export interface TreeNode {
+  /** Primary label first, then the other names the merged boxes had. */
+  labels: string[];
+  /** Normalised corners, top-left origin. */
+  x1: number;
+  y1: number;
+  x2: number;
+  y2: number;
+  /** Mask's median position, 0..1, y up (0 = bottom). */
+  cx: number;
+  cy: number;
+  /** Mask's share of the image, in percent. */
+  pixelPct: number;
+  /** Depth layers under the mask, 0 = closest; null without a depth map. */
+  depths: number[] | null;
+  /** How many input boxes this node stands for. */
+  merged: number;
+  children: TreeNode[];
+}
+
+export interface Tree {
+  roots: TreeNode[];
+  text: string;
+  /** Object counts by singular primary label. */
+  counts: Record<string, number>;
+}
+
+interface Work {
+  labels: string[];
+  x1: number;
+  y1: number;
+  x2: number;
+  y2: number;
+  mask: Coverage;
+  area: number;
+  merged: number;
+  depths: number[] | null;
+  parent: Work | null;
+  children: Work[];
+}
+
+function boxArea(w: { x1: number; y1: number; x2: number; y2: number }): number {
+  return Math.max(0, w.x2 - w.x1) * Math.max(0, w.y2 - w.y1);
+}
+
+/** IoU of two boxes from their real corners (the reference code read x2/y2 as width/height). */
+export function boxIou(a: { x1: number; y1: number; x2: number; y2: number }, b: { x1: number; y1: number; x2: number; y2: number }): number {
+  const ix = Math.max(0, Math.min(a.x2, b.x2) - Math.max(a.x1, b.x1));
+  const iy = Math.max(0, Math.min(a.y2, b.y2) - Math.max(a.y1, b.y1));
+  const inter = ix * iy;
+  const u = boxArea(a) + boxArea(b) - inter;
+  return u > 0 ? inter / u : 0;
+}
+
+function labelsOf(b: Box): string[] {
+  const labels = [b.label.trim()];
+  for (const a of b.attributes) if (a.trim()) labels.push(a.trim());
+  for (const r of b.relations) if (r.trim()) labels.push(r.trim());
+  return labels;
+}
+
+function absorb(into: Work, other: Work, o: TreeOptions): void {
+  for (const l of other.labels) mergeLabels(into.labels, l, o.labelEditRatio);
+  into.x1 = Math.min(into.x1, other.x1);
+  into.y1 = Math.min(into.y1, other.y1);
+  into.x2 = Math.max(into.x2, other.x2);
+  into.y2 = Math.max(into.y2, other.y2);
+  into.mask = union(into.mask, other.mask);
+  into.area = area(into.mask);
+  into.merged += other.merged;
+}
+
+function depthsOverlap(a: number[] | null, b: number[] | null, grace: number): boolean {
+  if (a === null || b === null || !a.length || !b.length) return true;
+  return Math.min(...a) <= Math.max(...b) + grace && Math.min(...b) <= Math.max(...a) + grace;
+}
+
+/** Sort key for deterministic order: larger mask first, then closer, then label, then position. */
+function compareSiblings(a: Work, b: Work): number {
+  return b.area - a.area || Math.min(...(a.depths ?? [0])) - Math.min(...(b.depths ?? [0])) || (a.labels[0]! < b.labels[0]! ? -1 : a.labels[0]! > b.labels[0]! ? 1 : 0) || a.x1 - b.x1 || a.y1 - b.y1;
+}
+
+export interface TreeInput {
+  boxes: readonly Box[];
+  width: number | null;
+  height: number | null;
+  depth?: DepthLayers | null;
+}
+
+export function buildTree(input: TreeInput, options: Partial<TreeOptions> = {}): Tree {
+  const o = { ...DEFAULT_TREE_OPTIONS, ...options };
+  const g: Grid = gridFor(input.width ?? 1, input.height ?? 1);
+  const cells = g.gw * g.gh;
+
+  // 1. Objects with masks (the dataset's, else the box), largest first.
+  let work: Work[] = input.boxes
+    .filter((b) => b.label.trim() !== '' && b.x2 > b.x1 && b.y2 > b.y1)
+    .map((b) => {
+      const mask = (b.mask && maskCoverage(g, b.mask)) || boxCoverage(g, b.x1, b.y1, b.x2, b.y2);
+      const m = area(mask) > 0 ? mask : boxCoverage(g, b.x1, b.y1, b.x2, b.y2);
+      return { labels: labelsOf(b), x1: b.x1, y1: b.y1, x2: b.x2, y2: b.y2, mask: m, area: area(m), merged: 1, depths: null, parent: null, children: [] };
+    });
+  work.sort((a, b) => boxArea(b) - boxArea(a) || (a.labels[0]! < b.labels[0]! ? -1 : a.labels[0]! > b.labels[0]! ? 1 : 0) || a.x1 - b.x1 || a.y1 - b.y1);
+
+  // 2. Near-duplicate boxes are one object; then boxes whose masks also agree,
+  //    unless their labels are one word in two numbers (two cars are not one).
+  const merged: Work[] = [];
+  for (const w of work) {
+    const same = merged.find((m) => boxIou(m, w) > o.boxMergeIou);
+    if (same) absorb(same, w, o);
+    else merged.push(w);
+  }
+  work = [];
+  for (const w of merged) {
+    const same = work.find((m) => boxIou(m, w) > o.maskMergeIou && !isSingularPluralPair(m.labels[0]!, w.labels[0]!) && iou(m.mask, w.mask) > o.maskMergeIou);
+    if (same) absorb(same, w, o);
+    else work.push(w);
+  }
+
+  // 3. Depth layers under each mask.
+  if (input.depth) for (const w of work) w.depths = nodeLayers(input.depth, w.mask);
+
+  // 4. Hierarchy: the tightest container is the parent.
+  for (const a of work) {
+    let best: Work | null = null;
+    for (const b of work) {
+      if (a === b || boxArea(a) >= boxArea(b)) continue;
+      if (singular(a.labels[0]!) === singular(b.labels[0]!)) continue;
+      if (!depthsOverlap(a.depths, b.depths, o.depthGrace)) continue;
+      // The masks cannot overlap more than the boxes do: skip the cell count when the boxes already rule it out.
+      const ix = Math.max(0, Math.min(a.x2, b.x2) - Math.max(a.x1, b.x1));
+      const iy = Math.max(0, Math.min(a.y2, b.y2) - Math.max(a.y1, b.y1));
+      if (a.area <= 0 || (ix * iy * cells) / a.area <= o.containment * 0.9) continue;
+      if (overlapIn(g, a.mask, b.mask, a.x1, a.y1, a.x2, a.y2) / a.area <= o.containment) continue;
+      if (best === null || boxArea(b) < boxArea(best)) best = b;
+    }
+    a.parent = best;
+  }
+  for (const w of work) w.parent?.children.push(w);
+  const roots = work.filter((w) => w.parent === null);
+
+  const toNode = (w: Work): TreeNode => {
+    const pos = medianPosition(g, w.mask) ?? { x: (w.x1 + w.x2) / 2, y: (w.y1 + w.y2) / 2 };
+    return {
+      labels: w.labels,
+      x1: w.x1,
+      y1: w.y1,
+      x2: w.x2,
+      y2: w.y2,
+      cx: pos.x,
+      cy: 1 - pos.y,
+      pixelPct: (100 * w.area) / cells,
+      depths: w.depths,
+      merged: w.merged,
+      children: [...w.children].sort(compareSiblings).map(toNode),
+    };
+  };
+  const rootNodes = [...roots].sort(compareSiblings).map(toNode);
+
+  const counts: Record<string, number> = {};
+  const countAll = (nodes: TreeNode[]) => {
+    for (const n of nodes) {
+      const k = singular(n.labels[0]!);
+      counts[k] = (counts[k] ?? 0) + 1;
+      countAll(n.children);
+    }
+  };
+  countAll(rootNodes);
+  return { roots: rootNodes, counts, text: renderTree(rootNodes, counts, o) };
+}
+
+function fmt(v: number, step: number): string {
+  return (Math.round(v / step) * step).toFixed(2);
+}
+
+function fmtPct(p: number): string {
+  return p >= 10 ? p.toFixed(0) : p >= 1 ? p.toFixed(1) : p.toFixed(2);
+}
+
+function nodeLabel(n: TreeNode): string {
+  return n.labels.length > 1 ? `${n.labels[0]} (${n.labels.slice(1).join(', ')})` : n.labels[0]!;
+}
+
+function attrs(x: number, y: number, pct: number, depths: number[] | null, o: TreeOptions, average = false): string {
+  const a = average ? 'Average ' : '';
+  const parts = [`${a}X: ${fmt(x, o.round)}`, `${a}Y: ${fmt(y, o.round)}`, `${a}Pixel Size: ${fmtPct(pct)}%`];
+  if (depths && depths.length) parts.push(`Relative Depths: ${depths.join(', ')}`);
+  return `[${parts.join(', ')}]`;
+}
+
+/** Same-label siblings close in position and depth, found by single linkage. */
+function groupSiblings(nodes: TreeNode[], o: TreeOptions): TreeNode[][] {
+  const groups: TreeNode[][] = [];
+  const taken = new Set<TreeNode>();
+  for (const n of nodes) {
+    if (taken.has(n)) continue;
+    const group = [n];
+    taken.add(n);
+    for (let i = 0; i < group.length; i++) {
+      for (const m of nodes) {
+        if (taken.has(m) || singular(m.labels[0]!) !== singular(n.labels[0]!)) continue;
+        const g = group[i]!;
+        const close = Math.hypot(g.cx - m.cx, g.cy - m.cy) <= o.groupDistance && depthsOverlap(g.depths, m.depths, o.depthGrace);
+        if (close) {
+          group.push(m);
+          taken.add(m);
+        }
+      }
+    }
+    groups.push(group);
+  }
+  return groups;
+}
+
+export function renderTree(roots: TreeNode[], counts: Record<string, number>, o: TreeOptions = DEFAULT_TREE_OPTIONS): string {
+  const lines: string[] = [];
+  const emitNode = (n: TreeNode, level: number) => {
+    const head = `${'    '.repeat(level)}${level > 0 ? '-> ' : ''}${nodeLabel(n)} ${attrs(n.cx, n.cy, n.pixelPct, n.depths, o)}`;
+    if (n.children.length) {
+      lines.push(`${head}, with:`);
+      emit(n.children, level + 1);
+    } else lines.push(`${head} X`);
+  };
+  const emit = (nodes: TreeNode[], level: number) => {
+    const indent = '    '.repeat(level);
+    const arrow = level > 0 ? '-> ' : '';
+    for (const group of groupSiblings(nodes, o)) {
+      if (group.length === 1) {
+        emitNode(group[0]!, level);
+        continue;
+      }
+      const label = group[0]!.labels[0]!;
+      const word = countWord(group.length, label, o.manyAbove, o.uncountable);
+      const name = plural(singular(label));
+      if (group.every((n) => n.children.length === 0)) {
+        const avg = (f: (n: TreeNode) => number) => group.reduce((s, n) => s + f(n), 0) / group.length;
+        const depths = group.some((n) => n.depths) ? [...new Set(group.flatMap((n) => n.depths ?? []))].sort((a, b) => a - b) : null;
+        lines.push(`${indent}${arrow}${word} ${name} ${attrs(avg((n) => n.cx), avg((n) => n.cy), avg((n) => n.pixelPct), depths, o, true)} X`);
+      } else {
+        lines.push(`${indent}${arrow}${word} ${name} {`);
+        for (const n of group) emitNode(n, level + 1);
+        lines.push(`${indent}}`);
+      }
+    }
+  };
+  emit(roots, 0);
+  const types = Object.entries(counts).sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1));
+  if (types.length) {
+    lines.push('', 'Object Counts:');
+    for (const [label, n] of types) lines.push(`${plural(label)}: ${n}`);
+  }
+  return lines.join('\n');
+}
+
+/**
+ * The flat alternative for ablations: one `[label, x1, y1, x2, y2]` line per
+ * box, y inverted so that 0 is the bottom (as the tree's Y).
+ */
+export function flatBoxes(boxes: readonly Box[], step = 0.01): string {
+  const r = (v: number) => (Math.round(v / step) * step).toFixed(2);
+  return boxes.map((b) => `[${b.label}, ${r(b.x1)}, ${r(1 - b.y2)}, ${r(b.x2)}, ${r(1 - b.y1)}]`).join('\n');
+}

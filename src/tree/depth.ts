@@ -1,0 +1,133 @@
+import sharp from 'sharp';
+import type { Coverage, Grid } from './masks.js';
+
+/**
+ * Relative depth from a user-supplied depth map (METHOD.md section 3): the
+ * depth range is cut into layers at the midpoints between the prominent
+ * peaks of its histogram; each object gets the layers under its mask
+ * between the 15th and 85th percentile. Layer 0 is the closest.
+ */
+export interface DepthOptions {
+  bins: number;
+  maxPeaks: number;
+  /** A peak must stand this many times above its neighbouring valleys. */
+  prominence: number;
+  minPeaks: number;
+  lowPercentile: number;
+  highPercentile: number;
+}
+
+export const DEFAULT_DEPTH_OPTIONS: DepthOptions = { bins: 50, maxPeaks: 15, prominence: 1.6, minPeaks: 2, lowPercentile: 0.15, highPercentile: 0.85 };
+
+export interface DepthLayers {
+  /** Per grid cell, 0 = closest .. 1 = farthest. */
+  values: Float32Array;
+  /** Depth values (same scale) where one layer ends and the next begins. */
+  cuts: number[];
+}
+
+/** Peaks of a histogram after pruning, as bin indices in increasing order. */
+export function histogramPeaks(hist: ArrayLike<number>, o: DepthOptions = DEFAULT_DEPTH_OPTIONS): number[] {
+  const n = hist.length;
+  const h = (i: number) => (i < 0 || i >= n ? 0 : hist[i]!);
+  let peaks: number[] = [];
+  for (let i = 0; i < n; i++) if (h(i) > 0 && h(i) > h(i - 1) && h(i) >= h(i + 1)) peaks.push(i);
+  peaks = peaks.sort((a, b) => h(b) - h(a) || a - b).slice(0, o.maxPeaks).sort((a, b) => a - b);
+  const valley = (from: number, to: number) => {
+    let m = Infinity;
+    for (let i = Math.max(0, from); i <= Math.min(n - 1, to); i++) m = Math.min(m, h(i));
+    return m === Infinity ? 0 : m;
+  };
+  for (;;) {
+    if (peaks.length <= o.minPeaks) break;
+    let worst = -1;
+    let worstRatio = Infinity;
+    for (let k = 0; k < peaks.length; k++) {
+      const p = peaks[k]!;
+      const left = valley(k > 0 ? peaks[k - 1]! : 0, p);
+      const right = valley(p, k + 1 < peaks.length ? peaks[k + 1]! : n - 1);
+      const ratio = h(p) / Math.max(1e-9, Math.max(left, right));
+      if (ratio < worstRatio) {
+        worstRatio = ratio;
+        worst = k;
+      }
+    }
+    if (worstRatio >= o.prominence) break;
+    peaks.splice(worst, 1);
+  }
+  return peaks;
+}
+
+/** Layers of a depth map given as grid cells with 0 = closest .. 1 = farthest. */
+export function depthLayers(values: Float32Array, o: DepthOptions = DEFAULT_DEPTH_OPTIONS): DepthLayers {
+  const hist = new Float64Array(o.bins);
+  for (const v of values) hist[Math.min(o.bins - 1, Math.max(0, Math.floor(v * o.bins)))]!++;
+  const peaks = histogramPeaks(hist, o);
+  const centre = (b: number) => (b + 0.5) / o.bins;
+  const cuts: number[] = [];
+  for (let k = 0; k + 1 < peaks.length; k++) cuts.push((centre(peaks[k]!) + centre(peaks[k + 1]!)) / 2);
+  return { values, cuts };
+}
+
+export function layerOf(d: DepthLayers, v: number): number {
+  let l = 0;
+  while (l < d.cuts.length && v >= d.cuts[l]!) l++;
+  return l;
+}
+
+/** The distinct layers under a mask between its low and high depth percentiles. */
+export function nodeLayers(d: DepthLayers, mask: Coverage, o: DepthOptions = DEFAULT_DEPTH_OPTIONS): number[] {
+  const samples: [number, number][] = [];
+  let total = 0;
+  for (let i = 0; i < mask.length; i++) {
+    if (mask[i]) {
+      samples.push([d.values[i]!, mask[i]!]);
+      total += mask[i]!;
+    }
+  }
+  if (!samples.length) return [];
+  samples.sort((a, b) => a[0] - b[0]);
+  const at = (q: number) => {
+    let acc = 0;
+    for (const [v, w] of samples) {
+      acc += w;
+      if (acc >= q * total) return v;
+    }
+    return samples.at(-1)![0];
+  };
+  const lo = layerOf(d, at(o.lowPercentile));
+  const hi = layerOf(d, at(o.highPercentile));
+  const out: number[] = [];
+  for (let l = lo; l <= hi; l++) out.push(l);
+  return out;
+}
+
+/**
+ * Read a depth map (PNG, 8- or 16-bit, any size) onto the grid. Depth
+ * models such as MiDaS and Depth Anything write relative inverse depth, in
+ * which larger values are nearer: that is the default; `largerIsFarther`
+ * flips it for metric depth maps.
+ */
+export async function loadDepthMap(file: string, g: Grid, largerIsFarther: boolean): Promise<Float32Array> {
+  const meta = await sharp(file).metadata();
+  const sixteen = meta.depth === 'ushort';
+  // A linear kernel: lanczos rings past the data range at depth edges.
+  const img = sharp(file)
+    .toColourspace(sixteen ? 'grey16' : 'b-w')
+    .resize(g.gw, g.gh, { fit: 'fill', kernel: 'linear' });
+  const { data } = await img.raw(sixteen ? { depth: 'ushort' } : {}).toBuffer({ resolveWithObject: true });
+  const raw = sixteen ? new Uint16Array(data.buffer, data.byteOffset, data.length / 2) : new Uint8Array(data);
+  let min = Infinity;
+  let max = -Infinity;
+  for (const v of raw) {
+    if (v < min) min = v;
+    if (v > max) max = v;
+  }
+  const span = max - min || 1;
+  const out = new Float32Array(g.gw * g.gh);
+  for (let i = 0; i < out.length; i++) {
+    const t = (raw[i]! - min) / span;
+    out[i] = largerIsFarther ? t : 1 - t;
+  }
+  return out;
+}

@@ -1,0 +1,317 @@
+import { describe, expect, it } from 'vitest';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import pluralize from 'pluralize';
+import sharp from 'sharp';
+import { buildTree, flatBoxes, type TreeNode } from '../src/tree/build.js';
+import { depthLayers, histogramPeaks, loadDepthMap } from '../src/tree/depth.js';
+import { area, gridFor, maskCoverage } from '../src/tree/masks.js';
+import { rng } from '../src/synthetic.js';
+import type { Box, ImageRecord } from '../src/types.js';
+import { COCO_INSTANCES, readJsonlShards, runPrepare, tmpDir } from './helpers.js';
+
+function box(label: string, x1: number, y1: number, x2: number, y2: number, extra: Partial<Box> = {}): Box {
+  return { label, x1, y1, x2, y2, attributes: [], relations: [], source: 't', iscrowd: false, sourceId: null, mask: null, ...extra };
+}
+
+function walk(nodes: TreeNode[], f: (n: TreeNode, parent: TreeNode | null) => void, parent: TreeNode | null = null): void {
+  for (const n of nodes) {
+    f(n, parent);
+    walk(n.children, f, n);
+  }
+}
+
+function footer(text: string): Record<string, number> {
+  const out: Record<string, number> = {};
+  const at = text.indexOf('Object Counts:');
+  if (at < 0) return out;
+  for (const line of text.slice(at).split('\n').slice(1)) {
+    const m = /^(.+): (\d+)$/.exec(line);
+    if (m) out[m[1]!] = Number(m[2]);
+  }
+  return out;
+}
+
+const coco = JSON.parse(readFileSync(COCO_INSTANCES, 'utf8')) as {
+  images: { id: number; file_name: string; width: number; height: number }[];
+  annotations: { image_id: number; category_id: number; iscrowd: number; area: number; segmentation: { counts: number[] | string; size: [number, number] } | number[][] }[];
+  categories: { id: number; name: string }[];
+};
+
+describe('the tree on real COCO images', async () => {
+  const { result, out } = await runPrepare({ sources: [{ kind: 'coco-instances', paths: [COCO_INSTANCES] }], format: 'jsonl' });
+  const records = await readJsonlShards<ImageRecord>(out, result);
+  const names = new Map(coco.categories.map((c) => [c.id, c.name]));
+
+  it('footer counts equal the ground-truth instances per category wherever nothing merged, and the nodes elsewhere', () => {
+    let unmerged = 0;
+    for (const r of records) {
+      const t = buildTree(r);
+      let nodes = 0;
+      let represented = 0;
+      walk(t.roots, (n) => {
+        nodes++;
+        represented += n.merged;
+      });
+      // Every input object is accounted for exactly once.
+      expect(represented).toBe(r.boxes.length);
+      const f = footer(t.text);
+      expect(Object.values(f).reduce((a, b) => a + b, 0)).toBe(nodes);
+      if (nodes === r.boxes.length) {
+        unmerged++;
+        const truth: Record<string, number> = {};
+        const id = Number(r.ref.slice(5));
+        for (const a of coco.annotations.filter((x) => x.image_id === id)) {
+          const name = names.get(a.category_id)!;
+          truth[name] = (truth[name] ?? 0) + 1;
+        }
+        // Counts are keyed by the singular label (COCO's "skis" counts as "ski").
+        expect(t.counts).toEqual(Object.fromEntries(Object.entries(truth).map(([k, v]) => [pluralize.singular(k), v])));
+      }
+    }
+    expect(unmerged).toBeGreaterThan(60);
+  });
+
+  it('nests the cell phone in the hand of the person holding it (000000229358.jpg)', () => {
+    const r = records.find((x) => x.image === '000000229358.jpg')!;
+    const t = buildTree(r);
+    let phoneParent: TreeNode | null = null;
+    walk(t.roots, (n, parent) => {
+      if (n.labels[0] === 'cell phone') phoneParent = parent;
+    });
+    expect(phoneParent).not.toBeNull();
+    const p = phoneParent as unknown as TreeNode;
+    expect(p.labels[0]).toBe('person');
+    // The person in the mirror: COCO box [272, 95, 107, 148] on a 640x423 image.
+    expect(p.x1).toBeCloseTo(272 / 640, 2);
+    expect(p.y2).toBeCloseTo((95 + 148) / 423, 2);
+    expect(t.text).toMatch(/person \[[^\]]+\], with:\n(\s+-> .*\n)*\s+-> cell phone \[/);
+  });
+
+  it('decodes crowd RLE to its true pixel area within 2% at the 128-cell grid, and to COCO\'s area where COCO agrees with itself', () => {
+    const crowd = coco.annotations.filter((a) => a.iscrowd === 1);
+    expect(crowd).toHaveLength(5);
+    let agreeing = 0;
+    for (const a of crowd) {
+      const img = coco.images.find((i) => i.id === a.image_id)!;
+      const g = gridFor(img.width, img.height);
+      const r = records.find((x) => x.image === img.file_name)!;
+      const b = r.boxes.find((x) => x.iscrowd)!;
+      const cov = maskCoverage(g, b.mask!)!;
+      const pixels = (area(cov) * img.width * img.height) / (g.gw * g.gh);
+      // The exact foreground pixel count of the RLE, from the raw counts.
+      const counts = (a.segmentation as { counts: number[] }).counts;
+      const truePixels = counts.reduce((s, v, i) => s + (i % 2 ? v : 0), 0);
+      expect(Math.abs(pixels - truePixels) / truePixels).toBeLessThan(0.02);
+      // COCO's "area" for crowd regions is not always its RLE's pixel count (4 of these 5 differ by 3-10%).
+      if (truePixels === a.area) {
+        agreeing++;
+        expect(Math.abs(pixels - a.area) / a.area).toBeLessThan(0.02);
+      }
+    }
+    expect(agreeing).toBe(1);
+  });
+
+  it('decodes polygons to about the area COCO states', () => {
+    const errors: number[] = [];
+    for (const a of coco.annotations.filter((x) => x.iscrowd === 0 && x.area > 2000)) {
+      const img = coco.images.find((i) => i.id === a.image_id)!;
+      const g = gridFor(img.width, img.height);
+      const cov = maskCoverage(g, { format: 'polygon', polygons: JSON.stringify(a.segmentation), rle: null, height: img.height, width: img.width })!;
+      errors.push(Math.abs((area(cov) * img.width * img.height) / (g.gw * g.gh) - a.area) / a.area);
+    }
+    errors.sort((x, y) => x - y);
+    expect(errors[Math.floor(errors.length / 2)]!).toBeLessThan(0.02);
+  });
+});
+
+describe('tree rules on hand-built cases', () => {
+  const size = { width: 1000, height: 1000 };
+
+  it('merges duplicate boxes (IoU > 0.95) into one node with both labels', () => {
+    const t = buildTree({ ...size, boxes: [box('man', 0.1, 0.1, 0.5, 0.9), box('person', 0.1, 0.1, 0.5, 0.905), box('small dog', 0.6, 0.6, 0.9, 0.9), box('dog', 0.6, 0.6, 0.9, 0.9)] });
+    // The larger box's label is the primary one.
+    expect(t.text).toContain('person (man) [');
+    expect(t.text).toContain('small dog [');
+    expect(t.text).not.toContain('dog (');
+    expect(t.roots).toHaveLength(2);
+  });
+
+  it('second merge: same thing on box and mask IoU > 0.6, but never a singular/plural pair', () => {
+    const same = buildTree({ ...size, boxes: [box('car', 0.1, 0.1, 0.5, 0.5), box('car', 0.15, 0.1, 0.55, 0.5)] });
+    expect(same.roots).toHaveLength(1);
+    expect(same.roots[0]!.merged).toBe(2);
+    const pair = buildTree({ ...size, boxes: [box('car', 0.1, 0.1, 0.5, 0.5), box('cars', 0.15, 0.1, 0.55, 0.5)] });
+    expect(pair.roots).toHaveLength(2);
+  });
+
+  it('relationship phrases never collapse into plain labels', () => {
+    const t = buildTree({ ...size, boxes: [box('man', 0.1, 0.1, 0.5, 0.9, { relations: ['on the street'], attributes: ['tall'] })] });
+    expect(t.text).toContain('man (tall, on the street) [');
+  });
+
+  it('counts groups with numbers, "several" for plural and uncountable labels, "many" above 8', () => {
+    // Centres at 0.05, 0.15, ...: eight of them average 0.40.
+    const row = (label: string, n: number) => Array.from({ length: n }, (_, i) => box(label, 0.025 + i * 0.1, 0.38, 0.075 + i * 0.1, 0.42));
+    expect(buildTree({ ...size, boxes: row('car', 8) }).text).toMatch(/^8 cars \[Average X: 0\.40, Average Y: 0\.60, Average Pixel Size: [\d.]+%\] X$/m);
+    expect(buildTree({ ...size, boxes: row('car', 9) }).text).toMatch(/^many cars \[/m);
+    expect(buildTree({ ...size, boxes: row('window', 3) }).text).toMatch(/^several windows \[/m);
+    expect(buildTree({ ...size, boxes: row('people', 2) }).text).toMatch(/^several people \[/m);
+    expect(buildTree({ ...size, boxes: row('car', 9) }).text).toContain('cars: 9');
+  });
+
+  it('a group of parents prints in braces with each member and its children', () => {
+    const t = buildTree({ ...size, boxes: [box('person', 0.1, 0.1, 0.3, 0.9), box('person', 0.4, 0.1, 0.55, 0.9), box('cup', 0.15, 0.4, 0.2, 0.44)] });
+    expect(t.text.split('\n').slice(0, 5)).toEqual([
+      '2 people {',
+      '    -> person [X: 0.20, Y: 0.50, Pixel Size: 16%], with:',
+      '        -> cup [X: 0.20, Y: 0.60, Pixel Size: 0.20%] X',
+      '    -> person [X: 0.45, Y: 0.50, Pixel Size: 12%] X',
+      '}',
+    ]);
+  });
+
+  it('puts Y up (0 = bottom) and rounds positions to 0.05', () => {
+    const t = buildTree({ ...size, boxes: [box('kite', 0.0, 0.0, 0.24, 0.2), box('boat', 0.78, 0.8, 0.88, 1.0)] });
+    expect(t.text).toContain('kite [X: 0.10, Y: 0.90,');
+    expect(t.text).toContain('boat [X: 0.85, Y: 0.10,');
+  });
+
+  it('nests by containment: a small object mostly inside a larger one, labels different', () => {
+    const t = buildTree({ ...size, boxes: [box('table', 0.1, 0.5, 0.9, 0.9), box('plate', 0.3, 0.55, 0.5, 0.65), box('table', 0.3, 0.52, 0.6, 0.7)] });
+    // The plate's tightest container is the small table; a table inside a table is not its child.
+    const small = t.roots.find((n) => n.labels[0] === 'table' && n.x1 === 0.3)!;
+    expect(small.children.map((c) => c.labels[0])).toEqual(['plate']);
+    expect(t.roots.filter((n) => n.labels[0] === 'table')).toHaveLength(2);
+    const only = buildTree({ ...size, boxes: [box('table', 0.1, 0.5, 0.9, 0.9), box('plate', 0.3, 0.55, 0.5, 0.65), box('bird', 0.0, 0.0, 0.1, 0.1)] });
+    expect(only.roots.find((n) => n.labels[0] === 'table')!.children.map((c) => c.labels[0])).toEqual(['plate']);
+    expect(only.roots.find((n) => n.labels[0] === 'bird')!.children).toEqual([]);
+  });
+
+  it('gives the flat alternative with y inverted', () => {
+    expect(flatBoxes([box('kite', 0.1, 0.0, 0.3, 0.2)])).toBe('[kite, 0.10, 0.80, 0.30, 1.00]');
+  });
+
+  it('works with no boxes and with thousands', () => {
+    expect(buildTree({ ...size, boxes: [] }).text).toBe('');
+    const r = rng(5);
+    const many = Array.from({ length: 2000 }, (_, i) => {
+      const x = r() * 0.9;
+      const y = r() * 0.9;
+      return box(['car', 'person', 'tree', 'sign'][i % 4]!, x, y, x + 0.01 + r() * 0.09, y + 0.01 + r() * 0.09);
+    });
+    const t = buildTree({ ...size, boxes: many });
+    let merged = 0;
+    walk(t.roots, (n) => (merged += n.merged));
+    expect(merged).toBe(2000);
+  });
+});
+
+describe('property: random boxes', () => {
+  it('every object is accounted for once and the footer sums to the merged objects', () => {
+    const r = rng(11);
+    const labels = ['car', 'cars', 'person', 'dog', 'cup', 'window', 'man'];
+    for (let trial = 0; trial < 200; trial++) {
+      const n = 1 + Math.floor(r() * 40);
+      const boxes = Array.from({ length: n }, () => {
+        const x = r() * 0.8;
+        const y = r() * 0.8;
+        const w = 0.02 + r() * 0.2;
+        const h = 0.02 + r() * 0.2;
+        // Some exact duplicates, to exercise merging.
+        return box(labels[Math.floor(r() * labels.length)]!, x, y, Math.min(1, x + w), Math.min(1, y + h));
+      });
+      if (n > 3) boxes.push({ ...boxes[0]! }, { ...boxes[1]! });
+      const t = buildTree({ width: 640, height: 480, boxes });
+      let nodes = 0;
+      let represented = 0;
+      const seen = new Set<TreeNode>();
+      walk(t.roots, (node) => {
+        expect(seen.has(node)).toBe(false);
+        seen.add(node);
+        nodes++;
+        represented += node.merged;
+      });
+      expect(represented).toBe(boxes.length);
+      expect(Object.values(footer(t.text)).reduce((a, b) => a + b, 0)).toBe(nodes);
+      expect(buildTree({ width: 640, height: 480, boxes }).text).toBe(t.text);
+    }
+  });
+});
+
+describe('depth', () => {
+  it('finds two layers in a two-plane depth map, 8- and 16-bit, and the flag flips them', async () => {
+    const dir = await tmpDir();
+    const w = 200;
+    const h = 100;
+    const near8 = Buffer.alloc(w * h);
+    const near16 = new Uint16Array(w * h);
+    for (let y = 0; y < h; y++)
+      for (let x = 0; x < w; x++) {
+        // Left half near (large values: inverse depth), right half far.
+        near8[y * w + x] = x < w / 2 ? 220 : 30;
+        near16[y * w + x] = x < w / 2 ? 60000 : 5000;
+      }
+    const f8 = path.join(dir, 'd8.png');
+    const f16 = path.join(dir, 'd16.png');
+    await sharp(near8, { raw: { width: w, height: h, channels: 1 } }).png().toFile(f8);
+    // A Uint16Array tells sharp the samples are 16-bit.
+    await sharp(near16, { raw: { width: w, height: h, channels: 1 } }).toColourspace('grey16').png().toFile(f16);
+    const g = gridFor(w, h);
+    const boxes = [box('ball', 0.1, 0.2, 0.3, 0.5), box('tree', 0.6, 0.1, 0.9, 0.9)];
+    for (const file of [f8]) {
+      const values = await loadDepthMap(file, g, false);
+      const t = buildTree({ width: w, height: h, boxes, depth: depthLayers(values) });
+      expect(t.text).toContain('ball [X: 0.20, Y: 0.65, Pixel Size: 6.0%, Relative Depths: 0] X');
+      expect(t.text).toMatch(/tree \[[^\]]*Relative Depths: 1\] X/);
+      const flipped = buildTree({ width: w, height: h, boxes, depth: depthLayers(await loadDepthMap(file, g, true)) });
+      expect(flipped.text).toMatch(/ball \[[^\]]*Relative Depths: 1\] X/);
+    }
+    expect((await sharp(f16).metadata()).depth).toBe('ushort');
+    const v16 = await loadDepthMap(f16, g, false);
+    expect(buildTree({ width: w, height: h, boxes, depth: depthLayers(v16) }).text).toMatch(/tree \[[^\]]*Relative Depths: 1\] X/);
+  });
+
+  it('keeps prominent histogram peaks only, at least two', () => {
+    // The bump at 9 stands only 7.5/7 above the valley beside it: dropped.
+    expect(histogramPeaks([0, 10, 0, 0, 9, 0, 0, 8, 7, 7.5, 0])).toEqual([1, 4, 7]);
+    expect(histogramPeaks([0, 10, 0, 0, 9, 0, 0, 8, 0])).toEqual([1, 4, 7]);
+    expect(histogramPeaks([5, 6, 5, 6, 5])).toHaveLength(2);
+  });
+
+  it('does not nest objects whose depth layers are far apart', () => {
+    const g = gridFor(300, 100);
+    const values = new Float32Array(g.gw * g.gh);
+    // Three planes left to right: near, middle, far.
+    for (let i = 0; i < values.length; i++) values[i] = (i % g.gw) / g.gw < 1 / 3 ? 0.05 : (i % g.gw) / g.gw < 2 / 3 ? 0.5 : 0.95;
+    const d = depthLayers(values);
+    expect(d.cuts).toHaveLength(2);
+    const boxes = [box('wall', 0.0, 0.0, 1.0, 1.0), box('lamp', 0.05, 0.1, 0.25, 0.5), box('bird', 0.75, 0.1, 0.95, 0.5)];
+    const t = buildTree({ width: 300, height: 100, boxes, depth: d }, { depthGrace: 0 });
+    const wall = t.roots.find((n) => n.labels[0] === 'wall')!;
+    expect(wall.depths).toEqual([0, 1, 2]);
+    expect(wall.children.map((c) => c.labels[0]).sort()).toEqual(['bird', 'lamp']);
+    const narrow = [box('shelf', 0.0, 0.0, 0.3, 1.0), box('bird', 0.05, 0.1, 0.25, 0.5)];
+    // Same plane: nested. Shelf near, bird far: not.
+    expect(buildTree({ width: 300, height: 100, boxes: narrow, depth: d }).roots).toHaveLength(1);
+    // A far bird seen through the box of a near shelf: 2D containment holds, depth does not.
+    const scene = new Float32Array(g.gw * g.gh).fill(0.05);
+    for (let gy = 0; gy < g.gh; gy++)
+      for (let gx = 0; gx < g.gw; gx++) {
+        const x = gx / g.gw;
+        const y = gy / g.gh;
+        if (x > 0.7) scene[gy * g.gw + gx] = 0.5;
+        if (x >= 0.1 && x < 0.2 && y >= 0.1 && y < 0.3) scene[gy * g.gw + gx] = 0.95;
+      }
+    const d2 = depthLayers(scene);
+    const shelfAndBird = [box('shelf', 0.0, 0.0, 0.5, 1.0), box('bird', 0.1, 0.1, 0.2, 0.3)];
+    const t2 = buildTree({ width: 300, height: 100, boxes: shelfAndBird, depth: d2 });
+    expect(t2.roots.find((n) => n.labels[0] === 'shelf')!.depths).toEqual([0]);
+    expect(t2.roots.find((n) => n.labels[0] === 'bird')!.depths).toEqual([2]);
+    expect(t2.roots).toHaveLength(2);
+    // Within the grace (2 layers), it nests again.
+    expect(buildTree({ width: 300, height: 100, boxes: shelfAndBird, depth: d2 }, { depthGrace: 2 }).roots).toHaveLength(1);
+    // Without a depth map, depth is ignored: nested.
+    expect(buildTree({ width: 300, height: 100, boxes: shelfAndBird }).roots).toHaveLength(1);
+  });
+});
