@@ -237,6 +237,8 @@ export function buildRecord(g: ResolvedGroup, fileSize: Size | null, ctx: BuildC
     boxes: outBoxes,
     qa,
     regions,
+    tree: null,
+    treeNodes: [],
   };
   return { value: record, rejects };
 }

@@ -122,6 +122,15 @@ export function buildProgram(): Command {
     .option('--image-concurrency <n>', 'images checked at once', parsePositiveInt, 16)
     .option('--workers <n>', "worker threads for building records and encoding shards: a number (0: none) or 'auto'", parseWorkers, 'auto' as number | 'auto')
     .option('--edge-tolerance <fraction>', 'how far a box may cross the image edge before it is rejected (it is clamped)', parseNonNegative, 0.01)
+    .option('--no-tree', 'instead of the ASCII tree, a flat [label, x1, y1, x2, y2] list (y up): the ablation')
+    .option('--depth-dir <dir>', 'depth maps, one PNG per image at <dir>/<image path without extension>.png (8 or 16 bit)')
+    .option('--depth-larger-is-farther', 'depth maps hold distance (larger = farther); default: inverse depth (larger = nearer), as MiDaS and Depth Anything write')
+    .option('--tree-box-merge-iou <x>', 'boxes overlapping more than this are one object', parseNonNegative, 0.95)
+    .option('--tree-mask-merge-iou <x>', 'second merge: box and mask IoU both above this', parseNonNegative, 0.6)
+    .option('--tree-containment <x>', 'a child has more than this share of its mask inside its parent', parseNonNegative, 0.2)
+    .option('--tree-depth-grace <n>', 'parent and child depth layers may be this far apart', parseNonNegative, 1)
+    .option('--tree-group-distance <x>', 'same-label siblings this close (0..1 units) are counted as a group', parseNonNegative, 0.5)
+    .option('--tree-many-above <n>', 'groups larger than this are "many"', parseNonNegative, 8)
     .option('--json', 'print the summary as JSON on stdout')
     .option('-q, --quiet', 'no progress and no summary')
     .action(async (opts) => {
@@ -146,6 +155,19 @@ export function buildProgram(): Command {
           imageConcurrency: opts.imageConcurrency,
           edgeTolerance: opts.edgeTolerance,
           workers: opts.workers,
+          tree: {
+            mode: opts.tree === false ? 'flat' : 'tree',
+            depthDir: opts.depthDir ?? null,
+            depthLargerIsFarther: opts.depthLargerIsFarther ?? false,
+            tree: {
+              boxMergeIou: opts.treeBoxMergeIou,
+              maskMergeIou: opts.treeMaskMergeIou,
+              containment: opts.treeContainment,
+              depthGrace: opts.treeDepthGrace,
+              groupDistance: opts.treeGroupDistance,
+              manyAbove: opts.treeManyAbove,
+            },
+          },
           onProgress: progress.update,
         });
       } finally {

@@ -3,6 +3,7 @@ import { probeImage } from './images.js';
 import { FragmentCodec } from './fragment-codec.js';
 import { groupPartition, type PartitionInput } from './join.js';
 import type { IngestState } from './sources/types.js';
+import { addTree, type TreeStageOptions } from './tree/stage.js';
 import type { ImageRecord, Reject } from './types.js';
 
 /**
@@ -22,6 +23,7 @@ export interface EmitConfig {
   keepMissing: boolean;
   imageConcurrency: number;
   format: 'parquet' | 'jsonl';
+  tree: TreeStageOptions;
   /** Name tables of the join's fragment codec. */
   codec: ReturnType<FragmentCodec['tables']>;
 }
@@ -43,7 +45,7 @@ export interface PartitionSummary {
   counts: RecordCounts;
   perSourceImages: Record<string, number>;
   images: { seen: number; passed: number; dropped: Record<string, number> };
-  ms: { group: number; images: number; assemble: number; write: number };
+  ms: { group: number; images: number; assemble: number; tree: number; write: number };
 }
 
 export function emptyCounts(): RecordCounts {
@@ -57,7 +59,7 @@ interface Probed {
 }
 
 export async function processPartition(input: PartitionInput, cfg: EmitConfig): Promise<{ records: ImageRecord[]; summary: PartitionSummary }> {
-  const ms = { group: 0, images: 0, assemble: 0, write: 0 };
+  const ms = { group: 0, images: 0, assemble: 0, tree: 0, write: 0 };
   const imageStats = { seen: 0, passed: 0, dropped: {} as Record<string, number> };
   const state: IngestState = { vgToCoco: new Map(), categories: new Map(cfg.categories.map(([s, entries]) => [s, new Map(entries)])) };
   const t = performance.now();
@@ -101,6 +103,10 @@ export async function processPartition(input: PartitionInput, cfg: EmitConfig): 
       ms.assemble += performance.now() - t2;
       rejects.push(...built.rejects);
       const rec = built.value!;
+      const t3 = performance.now();
+      const depthProblem = await addTree(rec, cfg.tree);
+      ms.tree += performance.now() - t3;
+      if (depthProblem) rejects.push(depthProblem);
       records.push(rec);
       counts.images++;
       counts.boxes += rec.boxes.length;

@@ -7,6 +7,8 @@ import { jsonValues } from '../transforms/json-values.js';
 import { ingestSink } from '../transforms/ingest.js';
 import { DEFAULT_EDGE_TOLERANCE } from './assemble.js';
 import type { EmitConfig } from './emit.js';
+import { DEFAULT_TREE_OPTIONS, type TreeOptions } from './tree/build.js';
+import type { TreeStageOptions } from './tree/stage.js';
 import { LanePool } from './lanes.js';
 import { InstructifyError } from './errors.js';
 import { FragmentJoin } from './join.js';
@@ -55,6 +57,8 @@ export interface PrepareOptions {
    * input is large enough to repay starting them).
    */
   workers?: number | 'auto';
+  /** The tree stage: ASCII tree (default), flat box list (`--no-tree`), or none; thresholds; depth maps. */
+  tree?: Partial<Omit<TreeStageOptions, 'tree'>> & { tree?: Partial<TreeOptions> };
   /** Read size per chunk; tests set it tiny to prove chunk boundaries change nothing. */
   readChunkBytes?: number;
   onProgress?: (p: PrepareProgress) => void;
@@ -106,11 +110,25 @@ export function manifestPath(out: string): string {
   return path.join(out, 'manifest.json');
 }
 
-interface ResolvedOptions extends Required<Omit<PrepareOptions, 'onProgress' | 'tmpDir' | 'images' | 'sources'>> {
+interface ResolvedOptions extends Required<Omit<PrepareOptions, 'onProgress' | 'tmpDir' | 'images' | 'sources' | 'tree'>> {
+  tree: TreeStageOptions;
   images: string | null;
   tmpDir: string | undefined;
   onProgress: PrepareOptions['onProgress'];
   sources: (SourceSpec & { name: string; loader: SourceKind })[];
+}
+
+export function resolveTreeOptions(t: PrepareOptions['tree'] = {}): TreeStageOptions {
+  const bad = (msg: string) => new InstructifyError('E_OPTION', msg);
+  const mode = t.mode ?? 'tree';
+  if (!['tree', 'flat', 'none'].includes(mode)) throw bad(`tree mode must be tree, flat or none, got "${String(mode)}"`);
+  const tree = { ...DEFAULT_TREE_OPTIONS, ...(t.tree ?? {}) };
+  for (const k of ['boxMergeIou', 'maskMergeIou', 'containment', 'labelEditRatio'] as const) {
+    if (!(tree[k] >= 0 && tree[k] <= 1)) throw bad(`tree option ${k} must be between 0 and 1, got ${tree[k]}`);
+  }
+  for (const k of ['groupDistance', 'depthGrace', 'manyAbove'] as const) if (!(tree[k] >= 0)) throw bad(`tree option ${k} must be 0 or more, got ${tree[k]}`);
+  if (!(tree.round > 0 && tree.round <= 1)) throw bad(`tree option round must be above 0 and at most 1, got ${tree.round}`);
+  return { mode, tree, depthDir: t.depthDir ?? null, depthLargerIsFarther: t.depthLargerIsFarther ?? false };
 }
 
 function positiveInt(v: number, name: string): number {
@@ -167,6 +185,7 @@ export function resolvePrepareOptions(o: PrepareOptions): ResolvedOptions {
     edgeTolerance: o.edgeTolerance ?? DEFAULT_EDGE_TOLERANCE,
     readChunkBytes: o.readChunkBytes ?? 1 << 20,
     workers: o.workers ?? 'auto',
+    tree: resolveTreeOptions(o.tree),
     onProgress: o.onProgress,
   };
 }
@@ -231,6 +250,7 @@ export async function prepare(options: PrepareOptions): Promise<PrepareResult> {
     join: new StageStats('join'),
     images: new StageStats('images'),
     assemble: new StageStats('assemble'),
+    tree: new StageStats('tree'),
     write: new StageStats('write'),
   };
   const rejectCounts: Record<string, number> = {};
@@ -310,6 +330,7 @@ export async function prepare(options: PrepareOptions): Promise<PrepareResult> {
       keepMissing: o.keepMissing,
       imageConcurrency: o.imageConcurrency,
       format: o.format,
+      tree: o.tree,
       codec: join.codec.tables(),
     };
     // The main thread is a lane too: 'auto' adds one worker lane per other core.
@@ -327,6 +348,9 @@ export async function prepare(options: PrepareOptions): Promise<PrepareResult> {
       for (const [reason, n] of Object.entries(r.images.dropped)) stages.images.drop(reason, n);
       stages.images.busyMs += r.ms.images;
       stages.assemble.busyMs += r.ms.assemble;
+      stages.tree.busyMs += r.ms.tree;
+      stages.tree.seen += r.rows;
+      stages.tree.passed += r.rows;
       stages.assemble.passed += r.rows;
       stages.write.busyMs += r.ms.write;
       stages.write.passed += r.rows;

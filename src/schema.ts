@@ -5,15 +5,16 @@ import { Bool, Field, Float32, Int32, List, Schema, Struct, Utf8 } from 'apache-
  * any change a reader could notice; it is written into every shard's
  * metadata and into manifest.json.
  *
+ * Version 2 adds the ASCII tree (`tree`) and its nodes (`tree_nodes`).
  * Box corners are float32, normalised to 0..1 (top-left origin). Polygon
  * masks are the dataset's own JSON text (pixels of the annotated image);
  * RLE masks are COCO's compressed string form.
  */
-export const PREPARED_SCHEMA_VERSION = 'instructify.prepared/1';
+export const PREPARED_SCHEMA_VERSION = 'instructify.prepared/2';
 
 const utf8 = () => new Utf8();
 const f32 = () => new Float32();
-const list = (t: Utf8 | Struct, nullable = false) => new List(new Field('item', t, nullable));
+const list = (t: Utf8 | Struct | Int32, nullable = false) => new List(new Field('item', t, nullable));
 const field = (name: string, type: ConstructorParameters<typeof Field>[1], nullable = false) => new Field(name, type, nullable);
 
 const maskType = new Struct([
@@ -52,6 +53,25 @@ export const preparedSchema = new Schema(
     field(
       'regions',
       list(new Struct([field('text', utf8()), field('x1', f32()), field('y1', f32()), field('x2', f32()), field('y2', f32()), field('source', utf8())])),
+    ),
+    field('tree', utf8(), true),
+    field(
+      'tree_nodes',
+      list(
+        new Struct([
+          field('labels', list(utf8())),
+          field('x1', f32()),
+          field('y1', f32()),
+          field('x2', f32()),
+          field('y2', f32()),
+          field('cx', f32()),
+          field('cy', f32()),
+          field('pixel_pct', f32()),
+          field('depths', list(new Int32()), true),
+          field('parent', new Int32()),
+          field('merged', new Int32()),
+        ]),
+      ),
     ),
   ],
   new Map([['instructify.schema', PREPARED_SCHEMA_VERSION]]),

@@ -149,6 +149,30 @@ export interface ImageRecord {
   boxes: Box[];
   qa: QAPair[];
   regions: Region[];
+  /**
+   * The ASCII tree of the image's objects (METHOD.md section 3), or with
+   * `--no-tree` the flat `[label, x1, y1, x2, y2]` list; null when the image
+   * has no boxes.
+   */
+  tree: string | null;
+  /** The tree's nodes in print order; `parent` indexes this list (-1: a root). */
+  treeNodes: TreeNodeRow[];
+}
+
+export interface TreeNodeRow {
+  labels: string[];
+  x1: number;
+  y1: number;
+  x2: number;
+  y2: number;
+  /** Mask's median position, 0..1, y up. */
+  cx: number;
+  cy: number;
+  pixelPct: number;
+  depths: number[] | null;
+  parent: number;
+  /** How many input boxes the node stands for. */
+  merged: number;
 }
 
 /** Why a record or part of one was set aside. Stable strings: they appear in manifests. */
@@ -160,7 +184,8 @@ export type RejectReason =
   | 'missing-image'
   | 'unreadable-image'
   | 'path-escape'
-  | 'bad-record';
+  | 'bad-record'
+  | 'depth-unreadable';
 
 export interface Reject {
   reason: RejectReason;

@@ -1,0 +1,67 @@
+import path from 'node:path';
+import { access } from 'node:fs/promises';
+import type { ImageRecord, Reject, TreeNodeRow } from '../types.js';
+import { buildTree, DEFAULT_TREE_OPTIONS, flatBoxes, type TreeNode, type TreeOptions } from './build.js';
+import { depthLayers, loadDepthMap } from './depth.js';
+import { gridFor } from './masks.js';
+
+/**
+ * The tree stage: adds `tree` and `treeNodes` to a record. Runs inside the
+ * lanes, so it uses every core the run has.
+ */
+export interface TreeStageOptions {
+  /** 'tree' (default), 'flat' (the `[label, x1, y1, x2, y2]` ablation) or 'none'. */
+  mode: 'tree' | 'flat' | 'none';
+  tree: TreeOptions;
+  /** Folder of depth maps: `<depthDir>/<image path without extension>.png`. */
+  depthDir: string | null;
+  /** Depth maps where larger values are farther (metric depth). Default: larger is nearer (inverse depth). */
+  depthLargerIsFarther: boolean;
+}
+
+export const DEFAULT_TREE_STAGE: TreeStageOptions = { mode: 'tree', tree: DEFAULT_TREE_OPTIONS, depthDir: null, depthLargerIsFarther: false };
+
+export function flattenNodes(roots: TreeNode[]): TreeNodeRow[] {
+  const rows: TreeNodeRow[] = [];
+  const visit = (n: TreeNode, parent: number) => {
+    const index = rows.length;
+    rows.push({ labels: n.labels, x1: n.x1, y1: n.y1, x2: n.x2, y2: n.y2, cx: n.cx, cy: n.cy, pixelPct: n.pixelPct, depths: n.depths, parent, merged: n.merged });
+    for (const c of n.children) visit(c, index);
+  };
+  for (const r of roots) visit(r, -1);
+  return rows;
+}
+
+export function depthFileFor(depthDir: string, image: string): string {
+  const ext = path.posix.extname(image);
+  return path.join(depthDir, `${ext ? image.slice(0, -ext.length) : image}.png`);
+}
+
+/** Add the tree to a record; returns a reject when a depth map exists but cannot be read. */
+export async function addTree(rec: ImageRecord, o: TreeStageOptions): Promise<Reject | null> {
+  if (o.mode === 'none' || rec.boxes.length === 0) return null;
+  if (o.mode === 'flat') {
+    rec.tree = flatBoxes(rec.boxes);
+    return null;
+  }
+  let depth = null;
+  let problem: Reject | null = null;
+  if (o.depthDir !== null) {
+    const file = depthFileFor(o.depthDir, rec.image);
+    const exists = await access(file).then(
+      () => true,
+      () => false,
+    );
+    if (exists) {
+      try {
+        depth = depthLayers(await loadDepthMap(file, gridFor(rec.width ?? 1, rec.height ?? 1), o.depthLargerIsFarther));
+      } catch (err) {
+        problem = { reason: 'depth-unreadable', detail: `${file}: ${(err as Error).message}`, source: null, file, offset: null, image: rec.image };
+      }
+    }
+  }
+  const tree = buildTree({ boxes: rec.boxes, width: rec.width, height: rec.height, depth }, o.tree);
+  rec.tree = tree.text;
+  rec.treeNodes = flattenNodes(tree.roots);
+  return problem;
+}
