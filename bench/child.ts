@@ -6,9 +6,9 @@ import { prepare } from '../src/prepare.js';
  * alone. Prints {seconds, maxRssMB} as JSON.
  *   node dist/bench/child.js json-parse FILE
  *   node dist/bench/child.js stream-json FILE
- *   node dist/bench/child.js prepare FILE OUT [workers]
+ *   node dist/bench/child.js prepare FILE OUT [workers] [tree|flat|none]
  */
-const [mode, file, out, workers] = process.argv.slice(2);
+const [mode, file, out, workers, treeMode] = process.argv.slice(2);
 const t0 = performance.now();
 let detail: unknown = null;
 if (mode === 'json-parse') {
@@ -33,6 +33,7 @@ if (mode === 'json-parse') {
     images: null,
     out: out!,
     workers: workers === undefined ? 'auto' : workers === 'auto' ? 'auto' : Number(workers),
+    tree: { mode: (treeMode as 'tree' | 'flat' | 'none' | undefined) ?? 'tree' },
   });
   detail = { images: r.counts.images, boxes: r.counts.boxes, shards: r.shards.length, spills: r.join.spills, stages: r.stages };
 } else {

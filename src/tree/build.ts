@@ -1,5 +1,5 @@
 import type { Box } from '../types.js';
-import { area, boxCoverage, gridFor, iou, maskCoverage, medianPosition, overlapIn, union, type Coverage, type Grid } from './masks.js';
+import { area, boxCoverage, gridFor, iou, maskCoverage, medianPosition, overlap, union, type Coverage, type Grid } from './masks.js';
 import { countWord, DEFAULT_UNCOUNTABLE, isSingularPluralPair, mergeLabels, plural, singular } from './labels.js';
 import { nodeLayers, type DepthLayers } from './depth.js';
 
@@ -162,7 +162,7 @@ export function buildTree(input: TreeInput, options: Partial<TreeOptions> = {}):
   }
 
   // 3. Depth layers under each mask.
-  if (input.depth) for (const w of work) w.depths = nodeLayers(input.depth, w.mask);
+  if (input.depth) for (const w of work) w.depths = nodeLayers(input.depth, w.mask, g.gw);
 
   // 4. Hierarchy: the tightest container is the parent.
   for (const a of work) {
@@ -175,7 +175,7 @@ export function buildTree(input: TreeInput, options: Partial<TreeOptions> = {}):
       const ix = Math.max(0, Math.min(a.x2, b.x2) - Math.max(a.x1, b.x1));
       const iy = Math.max(0, Math.min(a.y2, b.y2) - Math.max(a.y1, b.y1));
       if (a.area <= 0 || (ix * iy * cells) / a.area <= o.containment * 0.9) continue;
-      if (overlapIn(g, a.mask, b.mask, a.x1, a.y1, a.x2, a.y2) / a.area <= o.containment) continue;
+      if (overlap(a.mask, b.mask) / a.area <= o.containment) continue;
       if (best === null || boxArea(b) < boxArea(best)) best = b;
     }
     a.parent = best;

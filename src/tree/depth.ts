@@ -76,13 +76,16 @@ export function layerOf(d: DepthLayers, v: number): number {
 }
 
 /** The distinct layers under a mask between its low and high depth percentiles. */
-export function nodeLayers(d: DepthLayers, mask: Coverage, o: DepthOptions = DEFAULT_DEPTH_OPTIONS): number[] {
+export function nodeLayers(d: DepthLayers, mask: Coverage, gridWidth: number, o: DepthOptions = DEFAULT_DEPTH_OPTIONS): number[] {
   const samples: [number, number][] = [];
   let total = 0;
-  for (let i = 0; i < mask.length; i++) {
-    if (mask[i]) {
-      samples.push([d.values[i]!, mask[i]!]);
-      total += mask[i]!;
+  for (let y = 0; y < mask.h; y++) {
+    for (let x = 0; x < mask.w; x++) {
+      const v = mask.data[y * mask.w + x]!;
+      if (v) {
+        samples.push([d.values[(mask.y0 + y) * gridWidth + mask.x0 + x]!, v]);
+        total += v;
+      }
     }
   }
   if (!samples.length) return [];

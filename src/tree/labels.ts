@@ -65,8 +65,18 @@ export function mergeLabels(into: string[], add: string, editRatio: number): voi
   into.push(a);
 }
 
+// pluralize runs a list of regular expressions per call; labels repeat a lot
+// (the hierarchy and grouping compare every pair), so remember answers.
+const singulars = new Map<string, string>();
+
 export function singular(label: string): string {
-  return pluralize.singular(label.toLowerCase());
+  let s = singulars.get(label);
+  if (s === undefined) {
+    s = pluralize.singular(label.toLowerCase());
+    if (singulars.size > 50_000) singulars.clear();
+    singulars.set(label, s);
+  }
+  return s;
 }
 
 /** "person" and "people", "car" and "cars": the same word in two numbers. */

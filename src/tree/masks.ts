@@ -28,78 +28,157 @@ export function gridFor(width: number, height: number, max = GRID_MAX): Grid {
   return { gw: Math.max(1, Math.round(width * scale)), gh: Math.max(1, Math.round(height * scale)), width, height };
 }
 
-export type Coverage = Uint8Array;
+/**
+ * Coverage over a window of the grid: cells [x0, x0 + w) x [y0, y0 + h),
+ * row-major, 0..255. Only the object's own cells are stored, so every
+ * operation costs in proportion to the object, not to the image.
+ */
+export interface Coverage {
+  x0: number;
+  y0: number;
+  w: number;
+  h: number;
+  data: Uint8Array;
+}
+
+function emptyWindow(g: Grid, cx1: number, cy1: number, cx2: number, cy2: number): Coverage {
+  const x0 = Math.max(0, Math.min(g.gw - 1, Math.floor(cx1)));
+  const y0 = Math.max(0, Math.min(g.gh - 1, Math.floor(cy1)));
+  const x1 = Math.max(x0 + 1, Math.min(g.gw, Math.ceil(cx2)));
+  const y1 = Math.max(y0 + 1, Math.min(g.gh, Math.ceil(cy2)));
+  return { x0, y0, w: x1 - x0, h: y1 - y0, data: new Uint8Array((x1 - x0) * (y1 - y0)) };
+}
 
 /** A box (normalised 0..1 corners) as coverage, with partial cells at its edges. */
 export function boxCoverage(g: Grid, x1: number, y1: number, x2: number, y2: number): Coverage {
-  const m = new Uint8Array(g.gw * g.gh);
   const cx1 = x1 * g.gw;
   const cx2 = x2 * g.gw;
   const cy1 = y1 * g.gh;
   const cy2 = y2 * g.gh;
-  for (let gy = Math.floor(cy1); gy < Math.min(g.gh, Math.ceil(cy2)); gy++) {
+  const m = emptyWindow(g, cx1, cy1, cx2, cy2);
+  for (let yy = 0; yy < m.h; yy++) {
+    const gy = m.y0 + yy;
     const fy = Math.min(gy + 1, cy2) - Math.max(gy, cy1);
-    for (let gx = Math.floor(cx1); gx < Math.min(g.gw, Math.ceil(cx2)); gx++) {
+    if (fy <= 0) continue;
+    for (let xx = 0; xx < m.w; xx++) {
+      const gx = m.x0 + xx;
       const fx = Math.min(gx + 1, cx2) - Math.max(gx, cx1);
-      if (fx > 0 && fy > 0) m[gy * g.gw + gx] = Math.round(FULL * fx * fy);
+      if (fx > 0) m.data[yy * m.w + xx] = Math.round(FULL * fx * fy);
     }
   }
   return m;
 }
 
+// Scratch space for polygon scan conversion, reused across calls (one thread each).
+let rowCount = new Int32Array(1024);
+let rowFill = new Int32Array(1024);
+let xsBuf = new Float64Array(4096);
+
 /**
  * Polygons (pixel coordinates of the image the grid covers) as coverage:
- * each cell is sampled SUB x SUB times; a sample is inside when any ring
- * contains it (even-odd rule per ring, rings united, as COCO draws them).
+ * each cell is sampled SUB x SUB times (2 x 2 for objects over 32 cells
+ * across, whose size already gives them resolution); a sample is inside
+ * when a ring contains it (even-odd per ring, rings united, as COCO draws
+ * them).
  */
 export function polygonCoverage(g: Grid, rings: number[][]): Coverage {
-  const m = new Uint8Array(g.gw * g.gh);
-  const sw = g.gw * SUB;
-  const sh = g.gh * SUB;
-  const counts = new Uint16Array(g.gw * g.gh);
-  const sx = sw / g.width;
-  const sy = sh / g.height;
-  const crossings: number[] = [];
+  const kx = g.gw / g.width;
+  const ky = g.gh / g.height;
+  let minX = Infinity;
+  let minY = Infinity;
+  let maxX = -Infinity;
+  let maxY = -Infinity;
   for (const ring of rings) {
-    const n = ring.length >> 1;
-    if (n < 3) continue;
-    let minY = Infinity;
-    let maxY = -Infinity;
-    for (let i = 0; i < n; i++) {
-      const y = ring[2 * i + 1]! * sy;
+    for (let i = 0; i + 1 < ring.length; i += 2) {
+      const x = ring[i]! * kx;
+      const y = ring[i + 1]! * ky;
+      if (x < minX) minX = x;
+      if (x > maxX) maxX = x;
       if (y < minY) minY = y;
       if (y > maxY) maxY = y;
     }
-    const rowStart = Math.max(0, Math.floor(minY));
-    const rowEnd = Math.min(sh - 1, Math.ceil(maxY));
-    for (let row = rowStart; row <= rowEnd; row++) {
-      const y = row + 0.5;
-      crossings.length = 0;
-      for (let i = 0, j = n - 1; i < n; j = i++) {
-        const yi = ring[2 * i + 1]! * sy;
-        const yj = ring[2 * j + 1]! * sy;
-        if (yi > y !== yj > y) {
-          const xi = ring[2 * i]! * sx;
-          const xj = ring[2 * j]! * sx;
-          crossings.push(xi + ((y - yi) / (yj - yi)) * (xj - xi));
-        }
+  }
+  const m = emptyWindow(g, minX, minY, maxX, maxY);
+  const sub = Math.max(m.w, m.h) > 32 ? 2 : SUB;
+  const rows = m.h * sub;
+  const sw = m.w * sub;
+  const counts = new Uint16Array(m.w * m.h);
+  const sx = kx * sub;
+  const sy = ky * sub;
+  const ox = m.x0 * sub;
+  const oy = m.y0 * sub;
+  // Edge table in flat, reused arrays: each edge adds its crossing to just
+  // the sample rows it spans (count, then place by row offsets).
+  if (rowCount.length < rows + 1) {
+    rowCount = new Int32Array(rows * 2 + 1);
+    rowFill = new Int32Array(rows * 2 + 1);
+  }
+  for (const ring of rings) {
+    const n = ring.length >> 1;
+    if (n < 3) continue;
+    rowCount.fill(0, 0, rows + 1);
+    let total = 0;
+    for (let i = 0, j = n - 1; i < n; j = i++) {
+      const ya = ring[2 * j + 1]! * sy - oy;
+      const yb = ring[2 * i + 1]! * sy - oy;
+      if (ya === yb) continue;
+      const lo = Math.min(ya, yb);
+      const hi = Math.max(ya, yb);
+      // Rows whose sample centre (row + 0.5) lies in [lo, hi).
+      const r0 = Math.max(0, Math.ceil(lo - 0.5));
+      const r1 = Math.min(rows - 1, Math.ceil(hi - 0.5) - 1);
+      for (let r = r0; r <= r1; r++) rowCount[r + 1]!++;
+      if (r1 >= r0) total += r1 - r0 + 1;
+    }
+    for (let r = 0; r < rows; r++) rowCount[r + 1]! += rowCount[r]!;
+    if (xsBuf.length < total) xsBuf = new Float64Array(total * 2);
+    rowFill.set(rowCount.subarray(0, rows), 0);
+    for (let i = 0, j = n - 1; i < n; j = i++) {
+      let xa = ring[2 * j]! * sx - ox;
+      let ya = ring[2 * j + 1]! * sy - oy;
+      let xb = ring[2 * i]! * sx - ox;
+      let yb = ring[2 * i + 1]! * sy - oy;
+      if (ya === yb) continue;
+      if (ya > yb) {
+        [xa, xb] = [xb, xa];
+        [ya, yb] = [yb, ya];
       }
-      crossings.sort((a, b) => a - b);
-      const gy = (row / SUB) | 0;
-      for (let k = 0; k + 1 < crossings.length; k += 2) {
-        // Samples at x + 0.5 between the two crossings.
-        const from = Math.max(0, Math.ceil(crossings[k]! - 0.5));
-        const to = Math.min(sw - 1, Math.floor(crossings[k + 1]! - 0.5));
-        for (let col = from; col <= to; col++) {
-          const idx = gy * g.gw + ((col / SUB) | 0);
-          // Overlapping rings (rare in COCO) may count a sample twice; a cell is capped at full below.
-          counts[idx]!++;
+      const r0 = Math.max(0, Math.ceil(ya - 0.5));
+      const r1 = Math.min(rows - 1, Math.ceil(yb - 0.5) - 1);
+      const slope = (xb - xa) / (yb - ya);
+      for (let r = r0; r <= r1; r++) xsBuf[rowFill[r]!++] = xa + (r + 0.5 - ya) * slope;
+    }
+    for (let r = 0; r < rows; r++) {
+      const start = rowCount[r]!;
+      const end = rowCount[r + 1]!;
+      if (end - start < 2) continue;
+      if (end - start > 2) xsBuf.subarray(start, end).sort();
+      else if (xsBuf[start]! > xsBuf[start + 1]!) {
+        const t = xsBuf[start]!;
+        xsBuf[start] = xsBuf[start + 1]!;
+        xsBuf[start + 1] = t;
+      }
+      const base = ((r / sub) | 0) * m.w;
+      for (let k = start; k + 1 < end; k += 2) {
+        // Samples at x + 0.5 between the two crossings, added a cell at a time.
+        // Overlapping rings (rare in COCO) may count a sample twice; cells are capped below.
+        const from = Math.max(0, Math.ceil(xsBuf[k]! - 0.5));
+        const to = Math.min(sw - 1, Math.floor(xsBuf[k + 1]! - 0.5));
+        if (to < from) continue;
+        const c0 = (from / sub) | 0;
+        const c1 = (to / sub) | 0;
+        if (c0 === c1) {
+          counts[base + c0]! += to - from + 1;
+          continue;
         }
+        counts[base + c0]! += sub * (c0 + 1) - from;
+        counts[base + c1]! += to - sub * c1 + 1;
+        for (let c = c0 + 1; c < c1; c++) counts[base + c]! += sub;
       }
     }
   }
-  const perCell = SUB * SUB;
-  for (let i = 0; i < counts.length; i++) if (counts[i]) m[i] = Math.round((FULL * Math.min(counts[i]!, perCell)) / perCell);
+  const perCell = sub * sub;
+  for (let i = 0; i < counts.length; i++) if (counts[i]) m.data[i] = Math.round((FULL * Math.min(counts[i]!, perCell)) / perCell);
   return m;
 }
 
@@ -142,9 +221,26 @@ export function rleCoverage(g: Grid, counts: number[], h: number, w: number): Co
   const rowPixels = new Float64Array(g.gh);
   for (let x = 0; x < w; x++) colPixels[Math.min(g.gw - 1, Math.floor(x / cellW))]!++;
   for (let y = 0; y < h; y++) rowPixels[Math.min(g.gh - 1, Math.floor(y / cellH))]!++;
-  const m = new Uint8Array(g.gw * g.gh);
+  let gx1 = g.gw;
+  let gy1 = g.gh;
+  let gx2 = 0;
+  let gy2 = 0;
   for (let i = 0; i < pixels.length; i++) {
-    if (pixels[i]) m[i] = Math.min(FULL, Math.round((FULL * pixels[i]!) / (colPixels[i % g.gw]! * rowPixels[Math.floor(i / g.gw)]!)));
+    if (!pixels[i]) continue;
+    const gx = i % g.gw;
+    const gy = Math.floor(i / g.gw);
+    if (gx < gx1) gx1 = gx;
+    if (gx + 1 > gx2) gx2 = gx + 1;
+    if (gy < gy1) gy1 = gy;
+    if (gy + 1 > gy2) gy2 = gy + 1;
+  }
+  if (gx2 === 0) return emptyWindow(g, 0, 0, 1, 1);
+  const m = emptyWindow(g, gx1, gy1, gx2, gy2);
+  for (let yy = 0; yy < m.h; yy++) {
+    for (let xx = 0; xx < m.w; xx++) {
+      const i = (m.y0 + yy) * g.gw + m.x0 + xx;
+      if (pixels[i]) m.data[yy * m.w + xx] = Math.min(FULL, Math.round((FULL * pixels[i]!) / (colPixels[m.x0 + xx]! * rowPixels[m.y0 + yy]!)));
+    }
   }
   return m;
 }
@@ -173,36 +269,26 @@ export function maskCoverage(g: Grid, mask: Mask): Coverage | null {
 /** Sum of coverage, in cells (a full cell counts 1). */
 export function area(m: Coverage): number {
   let s = 0;
-  for (let i = 0; i < m.length; i++) s += m[i]!;
+  const d = m.data;
+  for (let i = 0; i < d.length; i++) s += d[i]!;
   return s / FULL;
 }
 
-/** Overlap of two coverages, in cells: the smaller coverage per cell. */
+/** Overlap of two coverages, in cells: the smaller coverage per cell, over where both windows meet. */
 export function overlap(a: Coverage, b: Coverage): number {
+  const x1 = Math.max(a.x0, b.x0);
+  const y1 = Math.max(a.y0, b.y0);
+  const x2 = Math.min(a.x0 + a.w, b.x0 + b.w);
+  const y2 = Math.min(a.y0 + a.h, b.y0 + b.h);
   let s = 0;
-  for (let i = 0; i < a.length; i++) {
-    const x = a[i]!;
-    if (x) {
-      const y = b[i]!;
-      s += x < y ? x : y;
-    }
-  }
-  return s / FULL;
-}
-
-/** Overlap counted only over the cells of a box (normalised corners): where one mask lives. */
-export function overlapIn(g: Grid, a: Coverage, b: Coverage, x1: number, y1: number, x2: number, y2: number): number {
-  let s = 0;
-  const gx1 = Math.max(0, Math.floor(x1 * g.gw));
-  const gx2 = Math.min(g.gw, Math.ceil(x2 * g.gw));
-  const gy1 = Math.max(0, Math.floor(y1 * g.gh));
-  const gy2 = Math.min(g.gh, Math.ceil(y2 * g.gh));
-  for (let gy = gy1; gy < gy2; gy++) {
-    for (let i = gy * g.gw + gx1, end = gy * g.gw + gx2; i < end; i++) {
-      const x = a[i]!;
-      if (x) {
-        const y = b[i]!;
-        s += x < y ? x : y;
+  for (let y = y1; y < y2; y++) {
+    let ia = (y - a.y0) * a.w + (x1 - a.x0);
+    let ib = (y - b.y0) * b.w + (x1 - b.x0);
+    for (let x = x1; x < x2; x++, ia++, ib++) {
+      const p = a.data[ia]!;
+      if (p) {
+        const q = b.data[ib]!;
+        s += p < q ? p : q;
       }
     }
   }
@@ -211,43 +297,56 @@ export function overlapIn(g: Grid, a: Coverage, b: Coverage, x1: number, y1: num
 
 export function iou(a: Coverage, b: Coverage): number {
   const inter = overlap(a, b);
-  const union = area(a) + area(b) - inter;
-  return union > 0 ? inter / union : 0;
+  const u = area(a) + area(b) - inter;
+  return u > 0 ? inter / u : 0;
 }
 
 /** Cell-wise union (max), for merged objects. */
 export function union(a: Coverage, b: Coverage): Coverage {
-  const m = new Uint8Array(a.length);
-  for (let i = 0; i < a.length; i++) m[i] = a[i]! > b[i]! ? a[i]! : b[i]!;
-  return m;
-}
-
-/** Coverage-weighted median cell position, normalised to 0..1 (top-left origin). */
-export function medianPosition(g: Grid, m: Coverage): { x: number; y: number } | null {
-  const total = area(m) * FULL;
-  if (total <= 0) return null;
-  const cols = new Float64Array(g.gw);
-  const rows = new Float64Array(g.gh);
-  for (let gy = 0; gy < g.gh; gy++) {
-    for (let gx = 0; gx < g.gw; gx++) {
-      const v = m[gy * g.gw + gx]!;
-      if (v) {
-        cols[gx]! += v;
-        rows[gy]! += v;
+  const x0 = Math.min(a.x0, b.x0);
+  const y0 = Math.min(a.y0, b.y0);
+  const w = Math.max(a.x0 + a.w, b.x0 + b.w) - x0;
+  const h = Math.max(a.y0 + a.h, b.y0 + b.h) - y0;
+  const m: Coverage = { x0, y0, w, h, data: new Uint8Array(w * h) };
+  for (const src of [a, b]) {
+    for (let y = 0; y < src.h; y++) {
+      const to = (src.y0 - y0 + y) * w + (src.x0 - x0);
+      for (let x = 0; x < src.w; x++) {
+        const v = src.data[y * src.w + x]!;
+        if (v > m.data[to + x]!) m.data[to + x] = v;
       }
     }
   }
-  const median = (hist: Float64Array, n: number): number => {
+  return m;
+}
+
+/** Coverage-weighted median cell position, normalised to 0..1 of the whole grid (top-left origin). */
+export function medianPosition(g: Grid, m: Coverage): { x: number; y: number } | null {
+  const cols = new Float64Array(m.w);
+  const rows = new Float64Array(m.h);
+  let total = 0;
+  for (let y = 0; y < m.h; y++) {
+    for (let x = 0; x < m.w; x++) {
+      const v = m.data[y * m.w + x]!;
+      if (v) {
+        cols[x]! += v;
+        rows[y]! += v;
+        total += v;
+      }
+    }
+  }
+  if (total <= 0) return null;
+  const median = (hist: Float64Array, offset: number, n: number): number => {
     let acc = 0;
-    for (let i = 0; i < n; i++) {
+    for (let i = 0; i < hist.length; i++) {
       acc += hist[i]!;
       if (acc >= total / 2) {
         // Interpolate inside the cell that crosses the half-way mark.
         const before = acc - hist[i]!;
-        return (i + (total / 2 - before) / hist[i]!) / n;
+        return (offset + i + (total / 2 - before) / hist[i]!) / n;
       }
     }
-    return 1;
+    return (offset + hist.length) / n;
   };
-  return { x: median(cols, g.gw), y: median(rows, g.gh) };
+  return { x: median(cols, m.x0, g.gw), y: median(rows, m.y0, g.gh) };
 }
