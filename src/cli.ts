@@ -51,41 +51,40 @@ function collectImageDir(v: string, prev: Record<string, string>): Record<string
   return { ...prev, [v.slice(0, eq)]: v.slice(eq + 1) };
 }
 
-/** A progress bar on a terminal, nothing otherwise. */
+/**
+ * Progress on a terminal, nothing otherwise: a bar over the bytes read, then
+ * a bar over the join's partitions while records are built and written.
+ */
 function progressReporter(enabled: boolean): { update: (p: PrepareProgress) => void; stop: () => void } {
   if (!enabled) return { update: () => {}, stop: () => {} };
-  const bar = new cliProgress.SingleBar(
-    {
-      stream: process.stderr,
-      format: '{phase} {bar} {percentage}% | {done}/{total} | {rate} | ETA {eta_formatted}',
-      hideCursor: true,
-      clearOnComplete: true,
-      etaBuffer: 50,
-    },
-    cliProgress.Presets.shades_classic,
-  );
-  let started = false;
-  let phase: PrepareProgress['phase'] | null = null;
+  const options = { stream: process.stderr, hideCursor: true, clearOnComplete: true, etaBuffer: 50 };
+  // {total} and {value} are cli-progress's own tokens; our texts use other names.
+  const reading = new cliProgress.SingleBar({ ...options, format: 'reading {bar} {percentage}% | {read} of {size} | {rate} | ETA {eta_formatted}' }, cliProgress.Presets.shades_classic);
+  const writing = new cliProgress.SingleBar({ ...options, format: 'writing {bar} {percentage}% | {images} images | {rate} | ETA {eta_formatted}' }, cliProgress.Presets.shades_classic);
+  let phase: 'none' | PrepareProgress['phase'] = 'none';
   const t0 = Date.now();
   let tWrite = 0;
   return {
     update(p) {
-      if (!started) {
-        bar.start(p.bytesTotal, 0, { phase: 'reading', done: '0', total: bytes(p.bytesTotal), rate: '' });
-        started = true;
-      }
       if (p.phase === 'read') {
+        if (phase === 'none') reading.start(p.bytesTotal, 0, { read: '0B', size: bytes(p.bytesTotal), rate: '' });
+        phase = 'read';
         const secs = (Date.now() - t0) / 1000 || 1e-3;
-        bar.update(p.bytesRead, { phase: 'reading', done: bytes(p.bytesRead), total: bytes(p.bytesTotal), rate: `${bytes(p.bytesRead / secs)}/s` });
-      } else {
-        if (phase !== 'write') tWrite = Date.now();
-        const secs = (Date.now() - tWrite) / 1000 || 1e-3;
-        bar.update(p.bytesTotal, { phase: 'writing', done: `${p.records} images`, total: '', rate: `${Math.round(p.records / secs)} images/s` });
+        reading.update(p.bytesRead, { read: bytes(p.bytesRead), size: bytes(p.bytesTotal), rate: `${bytes(p.bytesRead / secs)}/s` });
+        return;
       }
-      phase = p.phase;
+      if (phase !== 'write') {
+        if (phase === 'read') reading.stop();
+        tWrite = Date.now();
+        writing.start(Math.max(1, p.partsTotal), 0, { images: 0, rate: '' });
+        phase = 'write';
+      }
+      const secs = (Date.now() - tWrite) / 1000 || 1e-3;
+      writing.update(p.partsDone, { images: p.records, rate: `${Math.round(p.records / secs)} images/s` });
     },
     stop() {
-      if (started) bar.stop();
+      if (phase === 'read') reading.stop();
+      if (phase === 'write') writing.stop();
     },
   };
 }

@@ -123,6 +123,18 @@ export class FragmentJoin {
     }
   }
 
+  /** Resolves when no spill is being written. */
+  async settled(): Promise<void> {
+    await this.spilling;
+  }
+
+  /** How many partitions hold anything (for progress). */
+  nonEmptyPartitions(): number {
+    let n = 0;
+    for (let p = 0; p < this.partitions; p++) if (this.buffers[p]!.length || this.spilled.has(p)) n++;
+    return n;
+  }
+
   /** Every non-empty partition in order. Call once, after the last `add`. */
   async *partitionsInOrder(): AsyncGenerator<PartitionInput> {
     await this.spilling;

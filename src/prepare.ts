@@ -6,7 +6,7 @@ import os from 'node:os';
 import { jsonValues } from '../transforms/json-values.js';
 import { ingestSink } from '../transforms/ingest.js';
 import { DEFAULT_EDGE_TOLERANCE } from './assemble.js';
-import type { EmitConfig } from './emit.js';
+import { emptyCounts, type EmitConfig, type RecordCounts } from './emit.js';
 import { DEFAULT_TREE_OPTIONS, type TreeOptions } from './tree/build.js';
 import type { TreeStageOptions } from './tree/stage.js';
 import { LanePool } from './lanes.js';
@@ -69,16 +69,13 @@ export interface PrepareProgress {
   bytesRead: number;
   bytesTotal: number;
   records: number;
+  /** Write phase: partitions of the join done, of how many. */
+  partsDone: number;
+  partsTotal: number;
 }
 
-export interface PrepareCounts {
-  images: number;
-  boxes: number;
-  captions: number;
-  qa: number;
-  regions: number;
-  masks: number;
-}
+/** Totals over the written records. */
+export type PrepareCounts = RecordCounts;
 
 export interface InputInfo {
   source: string;
@@ -256,7 +253,7 @@ export async function prepare(options: PrepareOptions): Promise<PrepareResult> {
   const rejectCounts: Record<string, number> = {};
   const perSource: Record<string, { fragments: number; images: number }> = {};
   for (const s of o.sources) perSource[s.name] = { fragments: 0, images: 0 };
-  const counts: PrepareCounts = { images: 0, boxes: 0, captions: 0, qa: 0, regions: 0, masks: 0 };
+  const counts: PrepareCounts = emptyCounts();
   const rejectsOut: WriteStream = createWriteStream(path.join(o.out, 'rejects.jsonl'));
   let shards: ShardInfo[] = [];
   let lanes: LanePool | null = null;
@@ -276,7 +273,9 @@ export async function prepare(options: PrepareOptions): Promise<PrepareResult> {
 
   let bytesRead = 0;
   let records = 0;
-  const progress = (phase: PrepareProgress['phase']) => o.onProgress?.({ phase, bytesRead, bytesTotal, records });
+  let partsDone = 0;
+  let partsTotal = 0;
+  const progress = (phase: PrepareProgress['phase']) => o.onProgress?.({ phase, bytesRead, bytesTotal, records, partsDone, partsTotal });
 
   try {
     // 1. Read every file into the join.
@@ -336,7 +335,10 @@ export async function prepare(options: PrepareOptions): Promise<PrepareResult> {
     // The main thread is a lane too: 'auto' adds one worker lane per other core.
     const workers = o.workers === 'auto' ? (bytesTotal >= AUTO_WORKERS_MIN_BYTES ? Math.min(3, os.availableParallelism() - 1) : 0) : o.workers;
     lanes = new LanePool(workers, { config, out: o.out, format: o.format, rowsPerShard: o.rowsPerShard, rowGroupRows: o.rowGroupRows, metadata: [...preparedSchema.metadata] });
+    await join.settled();
+    partsTotal = join.nonEmptyPartitions();
     for await (const r of lanes.run(join.partitionsInOrder())) {
+      partsDone++;
       for (const rej of r.rejects) recordReject(rej);
       for (const [k, v] of Object.entries(r.counts)) counts[k as keyof PrepareCounts] += v;
       for (const [s, n] of Object.entries(r.perSourceImages)) perSource[s]!.images += n;

@@ -160,7 +160,9 @@ export interface ImageRecord {
 }
 
 export interface TreeNodeRow {
+  /** Primary label first, then the other names the merged boxes had. */
   labels: string[];
+  /** Normalised corners, top-left origin. */
   x1: number;
   y1: number;
   x2: number;
@@ -168,7 +170,9 @@ export interface TreeNodeRow {
   /** Mask's median position, 0..1, y up. */
   cx: number;
   cy: number;
+  /** Mask's share of the image, in percent. */
   pixelPct: number;
+  /** Depth layers under the mask, 0 = closest; null without a depth map. */
   depths: number[] | null;
   parent: number;
   /** How many input boxes the node stands for. */

@@ -43,6 +43,19 @@ describe('bin/instructify', () => {
     expect(r.stderr).toMatch(/time per stage: parse [\d.]+s/);
   });
 
+  // `script` runs the CLI on a pseudo-terminal, as a person at a terminal would see it.
+  const hasScript = spawnSync('script', ['--version']).status === 0;
+  it.skipIf(!hasScript)('shows progress (bytes read, rate, ETA) on a terminal', async () => {
+    const out = await tmpDir();
+    const cmd = [BIN, 'prepare', '--source', `coco-instances=${COCO_INSTANCES}`, '--source', `coco-captions=${COCO_CAPTIONS}`, '--out', out].map((a) => `'${a}'`).join(' ');
+    const r = spawnSync('script', ['-qec', cmd, '/dev/null'], { encoding: 'utf8', timeout: 60_000 });
+    expect(r.status).toBe(0);
+    const screen = r.stdout.replace(/\x1b\[[0-9;?]*[A-Za-z]/g, '').replace(/\x1b[78]/g, '');
+    expect(screen).toMatch(/reading \S+ \d+% \| [\d.]+[KM]?B of [\d.]+[KM]?B \| /);
+    expect(screen).toMatch(/writing \S+ 100% \| 79 images \| \d+ images\/s \| ETA \d+s/);
+    expect(screen).toContain('prepared 79 images');
+  });
+
   it('a truncated file exits 1 with the error code, file and byte, and no stack trace', async () => {
     const dir = await tmpDir();
     const bad = path.join(dir, 'instances.json');

@@ -8,30 +8,28 @@ import type { FileHandler } from '../src/sources/types.js';
  * join) is spilling, and the stream waits for it before taking more input.
  */
 export function ingestSink(handler: FileHandler, drain: () => Promise<void> | undefined): Writable {
+  /** Run a handler step, then wait for any spill it started before taking more input. */
+  const step = (work: () => void, done: (err?: Error | null) => void) => {
+    try {
+      work();
+    } catch (err) {
+      done(err as Error);
+      return;
+    }
+    const wait = drain();
+    if (wait) wait.then(() => done(), done);
+    else done();
+  };
   return new Writable({
     objectMode: true,
     highWaterMark: 4,
     write(batch: JsonValue[], _enc, done) {
-      try {
+      step(() => {
         for (const v of batch) handler.onValue(v);
-      } catch (err) {
-        done(err as Error);
-        return;
-      }
-      const wait = drain();
-      if (wait) wait.then(() => done(), done);
-      else done();
+      }, done);
     },
     final(done) {
-      try {
-        handler.finish();
-      } catch (err) {
-        done(err as Error);
-        return;
-      }
-      const wait = drain();
-      if (wait) wait.then(() => done(), done);
-      else done();
+      step(() => handler.finish(), done);
     },
   });
 }

@@ -37,6 +37,10 @@ class Bits {
     if (valid) this.bytes[i >> 3]! |= 1 << (i & 7);
     else this.nulls++;
   }
+  /** The length and validity part of a column's makeData props; no bitmap when nothing is null. */
+  props(length: number): { length: number; nullCount: number; nullBitmap: Uint8Array | null } {
+    return { length, nullCount: this.nulls, nullBitmap: this.nulls ? this.bytes : null };
+  }
 }
 
 function grow<T extends Uint8Array | Int32Array | Float32Array | Float64Array>(a: T, need: number): T {
@@ -80,9 +84,7 @@ class Utf8Builder implements ColumnBuilder {
   finish(): Data {
     return makeData({
       type: this.type,
-      length: this.n,
-      nullCount: this.valid.nulls,
-      nullBitmap: this.valid.nulls ? this.valid.bytes : null,
+      ...this.valid.props(this.n),
       valueOffsets: this.offsets.subarray(0, this.n + 1),
       data: new Uint8Array(this.bytes.buffer, this.bytes.byteOffset, this.pos),
     });
@@ -113,9 +115,7 @@ class NumberBuilder implements ColumnBuilder {
   finish(): Data {
     return makeData({
       type: this.type as Float32,
-      length: this.n,
-      nullCount: this.valid.nulls,
-      nullBitmap: this.valid.nulls ? this.valid.bytes : null,
+      ...this.valid.props(this.n),
       data: this.values.subarray(0, this.n) as Float32Array,
     });
   }
@@ -136,9 +136,7 @@ class BoolBuilder implements ColumnBuilder {
   finish(): Data {
     return makeData({
       type: this.type,
-      length: this.n,
-      nullCount: this.valid.nulls,
-      nullBitmap: this.valid.nulls ? this.valid.bytes : null,
+      ...this.valid.props(this.n),
       data: this.values.bytes,
     });
   }
@@ -172,9 +170,7 @@ class ListBuilder implements ColumnBuilder {
   finish(): Data {
     return makeData({
       type: this.type,
-      length: this.n,
-      nullCount: this.valid.nulls,
-      nullBitmap: this.valid.nulls ? this.valid.bytes : null,
+      ...this.valid.props(this.n),
       valueOffsets: this.offsets.subarray(0, this.n + 1),
       child: this.child.finish(),
     });
@@ -199,9 +195,7 @@ class StructBuilder implements ColumnBuilder {
   finish(): Data {
     return makeData({
       type: this.type,
-      length: this.n,
-      nullCount: this.valid.nulls,
-      nullBitmap: this.valid.nulls ? this.valid.bytes : null,
+      ...this.valid.props(this.n),
       children: this.children.map((c) => c.finish()),
     });
   }

@@ -1,4 +1,4 @@
-import type { Box } from '../types.js';
+import type { Box, TreeNodeRow } from '../types.js';
 import { area, boxCoverage, gridFor, iou, maskCoverage, medianPosition, overlap, union, type Coverage, type Grid } from './masks.js';
 import { countWord, DEFAULT_UNCOUNTABLE, isSingularPluralPair, mergeLabels, plural, singular } from './labels.js';
 import { nodeLayers, type DepthLayers } from './depth.js';
@@ -42,23 +42,8 @@ export const DEFAULT_TREE_OPTIONS: TreeOptions = {
   uncountable: DEFAULT_UNCOUNTABLE,
 };
 
-export interface TreeNode {
-  /** Primary label first, then the other names the merged boxes had. */
-  labels: string[];
-  /** Normalised corners, top-left origin. */
-  x1: number;
-  y1: number;
-  x2: number;
-  y2: number;
-  /** Mask's median position, 0..1, y up (0 = bottom). */
-  cx: number;
-  cy: number;
-  /** Mask's share of the image, in percent. */
-  pixelPct: number;
-  /** Depth layers under the mask, 0 = closest; null without a depth map. */
-  depths: number[] | null;
-  /** How many input boxes this node stands for. */
-  merged: number;
+/** A node of the tree: the row written to `tree_nodes`, with its children instead of a parent index. */
+export interface TreeNode extends Omit<TreeNodeRow, 'parent'> {
   children: TreeNode[];
 }
 
