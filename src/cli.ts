@@ -111,7 +111,7 @@ export function buildProgram(): Command {
     .addOption(new Option('--format <format>', 'shard format').choices(['parquet', 'jsonl']).default('parquet'))
     .option('--rows-per-shard <n>', 'start a new shard after this many images', parsePositiveInt, DEFAULT_ROWS_PER_SHARD)
     .option('--row-group-rows <n>', 'Parquet row group size in rows', parsePositiveInt, 1000)
-    .addOption(new Option('--memory-budget <size>', 'annotations held in memory for the join before it spills to disk, e.g. 512MB').argParser(parseSize).default(DEFAULT_MEMORY_BUDGET, '128MB'))
+    .addOption(new Option('--memory-budget <size>', 'annotations held in memory for the join before it spills to disk, e.g. 512MB').argParser(parseSize).default(DEFAULT_MEMORY_BUDGET, '32MB'))
     .option('--tmp-dir <dir>', 'where the join spills (default: the OS temp folder)')
     .option('--image-dir <family=dir>', 'folder under the image root holding a family\'s images, e.g. coco=val2017 or vg=. (repeatable)', collectImageDir, {})
     .addOption(new Option('--coco-naming <year>', 'COCO file naming when no image table names the file').choices(['2017', '2014']).default('2017'))

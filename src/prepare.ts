@@ -98,7 +98,7 @@ export interface PrepareResult {
   join: FragmentJoin['stats'];
 }
 
-export const DEFAULT_MEMORY_BUDGET = 128 * 1024 * 1024;
+export const DEFAULT_MEMORY_BUDGET = 32 * 1024 * 1024;
 export const DEFAULT_ROWS_PER_SHARD = 10_000;
 /** Below this much input, starting worker threads costs more than it saves. */
 export const AUTO_WORKERS_MIN_BYTES = 16 * 1024 * 1024;

@@ -64,6 +64,8 @@ interface Work {
   area: number;
   merged: number;
   depths: number[] | null;
+  /** Closest depth layer (0 without depth): sorting compares it often. */
+  nearest: number;
   parent: Work | null;
   children: Work[];
 }
@@ -106,7 +108,7 @@ function depthsOverlap(a: number[] | null, b: number[] | null, grace: number): b
 
 /** Sort key for deterministic order: larger mask first, then closer, then label, then position. */
 function compareSiblings(a: Work, b: Work): number {
-  return b.area - a.area || Math.min(...(a.depths ?? [0])) - Math.min(...(b.depths ?? [0])) || (a.labels[0]! < b.labels[0]! ? -1 : a.labels[0]! > b.labels[0]! ? 1 : 0) || a.x1 - b.x1 || a.y1 - b.y1;
+  return b.area - a.area || a.nearest - b.nearest || (a.labels[0]! < b.labels[0]! ? -1 : a.labels[0]! > b.labels[0]! ? 1 : 0) || a.x1 - b.x1 || a.y1 - b.y1;
 }
 
 export interface TreeInput {
@@ -125,9 +127,13 @@ export function buildTree(input: TreeInput, options: Partial<TreeOptions> = {}):
   let work: Work[] = input.boxes
     .filter((b) => b.label.trim() !== '' && b.x2 > b.x1 && b.y2 > b.y1)
     .map((b) => {
-      const mask = (b.mask && maskCoverage(g, b.mask)) || boxCoverage(g, b.x1, b.y1, b.x2, b.y2);
-      const m = area(mask) > 0 ? mask : boxCoverage(g, b.x1, b.y1, b.x2, b.y2);
-      return { labels: labelsOf(b), x1: b.x1, y1: b.y1, x2: b.x2, y2: b.y2, mask: m, area: area(m), merged: 1, depths: null, parent: null, children: [] };
+      let mask = (b.mask && maskCoverage(g, b.mask)) || null;
+      let a = mask ? area(mask) : 0;
+      if (!mask || a <= 0) {
+        mask = boxCoverage(g, b.x1, b.y1, b.x2, b.y2);
+        a = area(mask);
+      }
+      return { labels: labelsOf(b), x1: b.x1, y1: b.y1, x2: b.x2, y2: b.y2, mask, area: a, merged: 1, depths: null, nearest: 0, parent: null, children: [] };
     });
   work.sort((a, b) => boxArea(b) - boxArea(a) || (a.labels[0]! < b.labels[0]! ? -1 : a.labels[0]! > b.labels[0]! ? 1 : 0) || a.x1 - b.x1 || a.y1 - b.y1);
 
@@ -147,7 +153,12 @@ export function buildTree(input: TreeInput, options: Partial<TreeOptions> = {}):
   }
 
   // 3. Depth layers under each mask.
-  if (input.depth) for (const w of work) w.depths = nodeLayers(input.depth, w.mask, g.gw);
+  if (input.depth) {
+    for (const w of work) {
+      w.depths = nodeLayers(input.depth, w.mask, g.gw);
+      w.nearest = w.depths.length ? w.depths[0]! : 0;
+    }
+  }
 
   // 4. Hierarchy: the tightest container is the parent.
   for (const a of work) {

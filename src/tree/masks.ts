@@ -77,7 +77,8 @@ let xsBuf = new Float64Array(4096);
 /**
  * Polygons (pixel coordinates of the image the grid covers) as coverage:
  * each cell is sampled SUB x SUB times (2 x 2 for objects over 32 cells
- * across, whose size already gives them resolution); a sample is inside
+ * across and once for those over 64, whose size already gives them
+ * resolution); a sample is inside
  * when a ring contains it (even-odd per ring, rings united, as COCO draws
  * them).
  */
@@ -99,7 +100,9 @@ export function polygonCoverage(g: Grid, rings: number[][]): Coverage {
     }
   }
   const m = emptyWindow(g, minX, minY, maxX, maxY);
-  const sub = Math.max(m.w, m.h) > 32 ? 2 : SUB;
+  // Relative accuracy is what matters: big objects need fewer samples per cell.
+  const span = Math.max(m.w, m.h);
+  const sub = span > 64 ? 1 : span > 32 ? 2 : SUB;
   const rows = m.h * sub;
   const sw = m.w * sub;
   const counts = new Uint16Array(m.w * m.h);
