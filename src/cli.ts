@@ -67,10 +67,14 @@ function progressReporter(enabled: boolean): { update: (p: PrepareProgress) => v
   return {
     update(p) {
       if (p.phase === 'read') {
-        if (phase === 'none') reading.start(p.bytesTotal, 0, { read: '0B', size: bytes(p.bytesTotal), rate: '' });
+        // Reading stdin: the size is not known, so the bar follows what was read.
+        const size = p.bytesTotal > 0 ? bytes(p.bytesTotal) : 'unknown';
+        const total = Math.max(p.bytesTotal, p.bytesRead, 1);
+        if (phase === 'none') reading.start(total, 0, { read: '0B', size, rate: '' });
         phase = 'read';
         const secs = (Date.now() - t0) / 1000 || 1e-3;
-        reading.update(p.bytesRead, { read: bytes(p.bytesRead), size: bytes(p.bytesTotal), rate: `${bytes(p.bytesRead / secs)}/s` });
+        if (p.bytesTotal === 0) reading.setTotal(total);
+        reading.update(p.bytesRead, { read: bytes(p.bytesRead), size, rate: `${bytes(p.bytesRead / secs)}/s` });
         return;
       }
       if (phase !== 'write') {
@@ -100,7 +104,7 @@ export function buildProgram(): Command {
   program
     .command('prepare')
     .description('Stream annotation files into one record per image (all sources joined) and write them as shards.')
-    .requiredOption('-o, --out <dir>', 'output folder for shards, manifest.json and rejects.jsonl')
+    .requiredOption('-o, --out <dir>', "output folder for shards, manifest.json and rejects.jsonl, or '-' to stream records to stdout")
     .option('--images <dir>', 'image root: output image paths are relative to it, and every image is checked there')
     .option(
       '-s, --source <kind=paths>',
@@ -108,7 +112,15 @@ export function buildProgram(): Command {
       collectSource,
       [] as SourceSpec[],
     )
-    .addOption(new Option('--format <format>', 'shard format').choices(['parquet', 'jsonl']).default('parquet'))
+    .addOption(
+      new Option('--format <format>', 'output format: parquet (default), jsonl or arrow (IPC file) shards in a folder; with --out -, ndjson (default) or arrow (IPC stream)').choices([
+        'parquet',
+        'jsonl',
+        'ndjson',
+        'arrow',
+      ]),
+    )
+    .option('--rejects <file>', 'where set-aside records go (default: <out>/rejects.jsonl; none with --out - unless given)')
     .option('--rows-per-shard <n>', 'start a new shard after this many images', parsePositiveInt, DEFAULT_ROWS_PER_SHARD)
     .option('--row-group-rows <n>', 'Parquet row group size in rows', parsePositiveInt, 1000)
     .addOption(new Option('--memory-budget <size>', 'annotations held in memory for the join before it spills to disk, e.g. 512MB').argParser(parseSize).default(DEFAULT_MEMORY_BUDGET, '32MB'))
@@ -142,6 +154,7 @@ export function buildProgram(): Command {
           images: opts.images ?? null,
           out: opts.out,
           format: opts.format,
+          rejects: opts.rejects,
           rowsPerShard: opts.rowsPerShard,
           rowGroupRows: opts.rowGroupRows,
           memoryBudget: opts.memoryBudget,
@@ -201,6 +214,11 @@ export async function main(argv: string[]): Promise<void> {
   try {
     await program.parseAsync(argv);
   } catch (err) {
+    // The reader of our output went away (`| head`): that is how pipes end, not an error.
+    if (err instanceof InstructifyError && err.code === 'E_PIPE_CLOSED') {
+      process.exitCode = 0;
+      return;
+    }
     if (err instanceof InstructifyError) {
       process.stderr.write(`instructify: ${err.code}: ${err.message}\n`);
       process.exitCode = err.code === 'E_OPTION' ? 2 : 1;

@@ -22,7 +22,6 @@ export interface EmitConfig {
   checkImages: boolean;
   keepMissing: boolean;
   imageConcurrency: number;
-  format: 'parquet' | 'jsonl';
   tree: TreeStageOptions;
   /** Name tables of the join's fragment codec. */
   codec: ReturnType<FragmentCodec['tables']>;

@@ -11,6 +11,7 @@ export type ErrorCode =
   | 'E_WRONG_KIND'        // file does not look like what the source expects
   | 'E_BAD_RECORD'        // a record is invalid (fatal only in strict mode)
   | 'E_IO'                // reading or writing files
+  | 'E_PIPE_CLOSED'       // the reader of stdout went away (`| head`): a normal end
   | 'E_INTERNAL';
 
 export interface ErrorContext {

@@ -5,6 +5,7 @@ import { processPartition, type EmitConfig, type PartitionSummary } from './emit
 import { InstructifyError } from './errors.js';
 import type { PartitionInput } from './join.js';
 import { ShardWriter, type ShardFormat, type ShardInfo } from './shards.js';
+import { StreamSink, type StreamFormat } from './stdout-sink.js';
 
 /**
  * The emit phase runs in lanes. Lane `w` of `W` takes partitions p with
@@ -14,7 +15,10 @@ import { ShardWriter, type ShardFormat, type ShardInfo } from './shards.js';
  */
 export interface LaneSettings {
   config: EmitConfig;
+  /** A folder for shards, or '-' to stream every record to stdout (main-thread lane only). */
   out: string;
+  /** When out is '-': NDJSON or an Arrow IPC stream. */
+  streamFormat?: StreamFormat;
   format: ShardFormat;
   rowsPerShard: number;
   rowGroupRows: number;
@@ -22,12 +26,15 @@ export interface LaneSettings {
 }
 
 export class LaneCore {
-  private readonly writer: ShardWriter;
+  private readonly writer: ShardWriter | StreamSink;
   constructor(
     lane: number,
     private readonly s: LaneSettings,
   ) {
-    this.writer = new ShardWriter({ dir: s.out, prefix: `part-${lane}`, format: s.format, rowsPerShard: s.rowsPerShard, rowGroupRows: s.rowGroupRows, metadata: s.metadata });
+    this.writer =
+      s.out === '-'
+        ? new StreamSink(process.stdout, s.streamFormat ?? 'ndjson', s.rowGroupRows)
+        : new ShardWriter({ dir: s.out, prefix: `part-${lane}`, format: s.format, rowsPerShard: s.rowsPerShard, rowGroupRows: s.rowGroupRows, metadata: s.metadata });
   }
 
   async partition(input: PartitionInput): Promise<PartitionSummary> {

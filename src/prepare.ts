@@ -33,7 +33,13 @@ export interface PrepareOptions {
   /** Image root; image paths in the output are relative to it. Null: images are not checked. */
   images: string | null;
   out: string;
-  format?: ShardFormat;
+  /**
+   * Folder output: parquet (default), jsonl, arrow (IPC file shards).
+   * `out: '-'`: ndjson (default) or arrow (one IPC stream) on stdout.
+   */
+  format?: ShardFormat | 'ndjson';
+  /** Where set-aside records go: default `<out>/rejects.jsonl`; none when out is '-' unless given. */
+  rejects?: string | null;
   rowsPerShard?: number;
   /** Parquet row group size in rows. */
   rowGroupRows?: number;
@@ -81,6 +87,7 @@ export interface InputInfo {
   source: string;
   kind: string;
   role: string;
+  /** '-' for stdin (size 0 and no mtime: unknown). */
   file: string;
   size: number;
   mtime: string;
@@ -146,8 +153,17 @@ export function resolvePrepareOptions(o: PrepareOptions): ResolvedOptions {
     names.set(s.kind, n);
     return { ...s, name: s.name ?? (n === 1 ? s.kind : `${s.kind}-${n}`), loader };
   });
-  const format = o.format ?? 'parquet';
-  if (format !== 'parquet' && format !== 'jsonl') throw bad(`--format must be parquet or jsonl, got "${String(format)}"`);
+  const toStdout = o.out === '-';
+  let format = o.format ?? (toStdout ? 'ndjson' : 'parquet');
+  if (toStdout) {
+    if (format === 'jsonl') format = 'ndjson';
+    if (format !== 'ndjson' && format !== 'arrow') throw bad(`--out - streams ndjson or arrow, not "${String(format)}" (write Parquet to a folder)`);
+  } else {
+    if (format === 'ndjson') format = 'jsonl';
+    if (format !== 'parquet' && format !== 'jsonl' && format !== 'arrow') throw bad(`--format must be parquet, jsonl or arrow, got "${String(format)}"`);
+  }
+  const stdinUsers = o.sources.flatMap((s) => s.paths).filter((p) => p === '-').length;
+  if (stdinUsers > 1) throw bad('only one input can be read from stdin (-)');
   const cocoNaming = o.cocoNaming ?? '2017';
   if (cocoNaming !== '2017' && cocoNaming !== '2014') throw bad(`--coco-naming must be 2017 or 2014, got "${String(cocoNaming)}"`);
   const memoryBudget = o.memoryBudget ?? DEFAULT_MEMORY_BUDGET;
@@ -168,7 +184,8 @@ export function resolvePrepareOptions(o: PrepareOptions): ResolvedOptions {
     sources,
     images: o.images,
     out: o.out,
-    format,
+    format: format as ShardFormat | 'ndjson',
+    rejects: o.rejects !== undefined ? o.rejects : toStdout ? null : path.join(o.out, 'rejects.jsonl'),
     rowsPerShard,
     rowGroupRows: positiveInt(o.rowGroupRows ?? 1000, '--row-group-rows'),
     memoryBudget,
@@ -200,7 +217,7 @@ async function clearOutput(out: string): Promise<void> {
   );
 }
 
-async function writeManifest(out: string, manifest: object): Promise<void> {
+async function writeManifestFile(out: string, manifest: object): Promise<void> {
   const file = manifestPath(out);
   await writeFile(`${file}.tmp`, JSON.stringify(manifest, null, 2) + '\n');
   await rename(`${file}.tmp`, file);
@@ -218,15 +235,20 @@ export async function prepare(options: PrepareOptions): Promise<PrepareResult> {
   planned.sort((a, b) => Number(b.file.first ?? false) - Number(a.file.first ?? false));
   const inputs: InputInfo[] = [];
   for (const { file, source } of planned) {
-    const info = await fileSizeAndMtime(file.path).catch((err: Error) => {
+    const info = file.path === '-' ? { size: 0, mtime: '' } : await fileSizeAndMtime(file.path).catch((err: Error) => {
       throw new InstructifyError('E_IO', `cannot read input for source ${source.name}: ${err.message}`, { file: file.path, source: source.name, cause: err });
     });
     inputs.push({ source: source.name, kind: source.kind, role: file.role, file: file.path, ...info });
   }
   const bytesTotal = inputs.reduce((s, i) => s + i.size, 0);
 
-  await mkdir(o.out, { recursive: true });
-  await clearOutput(o.out);
+  const toStdout = o.out === '-';
+  if (!toStdout) {
+    await mkdir(o.out, { recursive: true });
+    await clearOutput(o.out);
+  }
+  // With stdout as the output there is no folder: the manifest is not written.
+  const writeManifest = (out: string, manifest: object) => (toStdout ? Promise.resolve() : writeManifestFile(out, manifest));
   const baseManifest = {
     tool: 'instructify',
     version: VERSION,
@@ -254,7 +276,7 @@ export async function prepare(options: PrepareOptions): Promise<PrepareResult> {
   const perSource: Record<string, { fragments: number; images: number }> = {};
   for (const s of o.sources) perSource[s.name] = { fragments: 0, images: 0 };
   const counts: PrepareCounts = emptyCounts();
-  const rejectsOut: WriteStream = createWriteStream(path.join(o.out, 'rejects.jsonl'));
+  const rejectsOut: WriteStream | null = o.rejects ? createWriteStream(o.rejects) : null;
   let shards: ShardInfo[] = [];
   let lanes: LanePool | null = null;
 
@@ -268,7 +290,7 @@ export async function prepare(options: PrepareOptions): Promise<PrepareResult> {
         source: r.source ?? undefined,
       });
     }
-    rejectsOut.write(JSON.stringify(r) + '\n');
+    rejectsOut?.write(JSON.stringify(r) + '\n');
   };
 
   let bytesRead = 0;
@@ -297,8 +319,8 @@ export async function prepare(options: PrepareOptions): Promise<PrepareResult> {
         },
       };
       const handler = source.loader.handler(file, ctx);
-      const input = createReadStream(file.path, { highWaterMark: o.readChunkBytes });
-      input.on('data', (chunk) => {
+      const input = file.path === '-' ? process.stdin : createReadStream(file.path, { highWaterMark: o.readChunkBytes });
+      input.on('data', (chunk: Buffer | string) => {
         bytesRead += chunk.length;
         progress('read');
       });
@@ -328,13 +350,18 @@ export async function prepare(options: PrepareOptions): Promise<PrepareResult> {
       checkImages: o.checkImages,
       keepMissing: o.keepMissing,
       imageConcurrency: o.imageConcurrency,
-      format: o.format,
       tree: o.tree,
       codec: join.codec.tables(),
     };
     // The main thread is a lane too: 'auto' adds one worker lane per other core.
-    const workers = o.workers === 'auto' ? (bytesTotal >= AUTO_WORKERS_MIN_BYTES ? Math.min(3, os.availableParallelism() - 1) : 0) : o.workers;
-    lanes = new LanePool(workers, { config, out: o.out, format: o.format, rowsPerShard: o.rowsPerShard, rowGroupRows: o.rowGroupRows, metadata: [...preparedSchema.metadata] });
+    // Streaming to stdout needs one writer, in order: the main thread alone.
+    const workers = toStdout ? 0 : o.workers === 'auto' ? (bytesTotal >= AUTO_WORKERS_MIN_BYTES ? Math.min(3, os.availableParallelism() - 1) : 0) : o.workers;
+    lanes = new LanePool(workers, {
+      config,
+      out: o.out,
+      format: o.format === 'ndjson' ? 'jsonl' : o.format,
+      streamFormat: o.format === 'arrow' ? 'arrow' : 'ndjson',
+      rowsPerShard: o.rowsPerShard, rowGroupRows: o.rowGroupRows, metadata: [...preparedSchema.metadata] });
     await join.settled();
     partsTotal = join.nonEmptyPartitions();
     for await (const r of lanes.run(join.partitionsInOrder())) {
@@ -363,7 +390,7 @@ export async function prepare(options: PrepareOptions): Promise<PrepareResult> {
     shards = await lanes.finish();
     stages.write.busyMs += performance.now() - tClose;
     progress('write');
-    await new Promise<void>((resolve, reject) => rejectsOut.end((err?: Error | null) => (err ? reject(err) : resolve())));
+    if (rejectsOut) await new Promise<void>((resolve, reject) => rejectsOut.end((err?: Error | null) => (err ? reject(err) : resolve())));
 
     const result: PrepareResult = {
       out: o.out,
@@ -391,7 +418,7 @@ export async function prepare(options: PrepareOptions): Promise<PrepareResult> {
     return result;
   } catch (err) {
     await lanes?.abort();
-    rejectsOut.destroy();
+    rejectsOut?.destroy();
     await writeManifest(o.out, {
       ...baseManifest,
       status: 'failed',

@@ -1,7 +1,7 @@
 import { open, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { createRequire } from 'node:module';
-import { tableToIPC } from 'apache-arrow';
+import { RecordBatchFileWriter, tableToIPC } from 'apache-arrow';
 import { rowsToTable } from './arrow/columns.js';
 import { preparedSchema } from './schema.js';
 
@@ -110,7 +110,7 @@ class ParquetFileStream {
 import { InstructifyError } from './errors.js';
 import type { ImageRecord } from './types.js';
 
-export type ShardFormat = 'parquet' | 'jsonl';
+export type ShardFormat = 'parquet' | 'jsonl' | 'arrow';
 
 export interface ShardWriterOptions {
   dir: string;
@@ -131,7 +131,7 @@ export interface ShardInfo {
   bytes: number;
 }
 
-export const SHARD_EXTENSIONS: Record<ShardFormat, string> = { parquet: '.parquet', jsonl: '.jsonl' };
+export const SHARD_EXTENSIONS: Record<ShardFormat, string> = { parquet: '.parquet', jsonl: '.jsonl', arrow: '.arrow' };
 
 /**
  * Cuts an ordered stream of records into shards of exactly `rowsPerShard`
@@ -148,6 +148,8 @@ export class ShardWriter {
    */
   private pending: ImageRecord[] = [];
   private file: ParquetFileStream | null = null;
+  /** Arrow IPC file format: batches collect in the writer until the shard is cut. */
+  private arrowFile: RecordBatchFileWriter | null = null;
   private lines: string[] = [];
   private pendingRows = 0;
   private index = 0;
@@ -167,6 +169,7 @@ export class ShardWriter {
     for (const r of records) {
       if (this.opts.format === 'jsonl') this.lines.push(JSON.stringify(r));
       else {
+        // Parquet and Arrow: a row group at a time.
         this.pending.push(r);
         if (this.pending.length >= this.opts.rowGroupRows) await this.flushRowGroup();
       }
@@ -181,6 +184,13 @@ export class ShardWriter {
 
   private async flushRowGroup(): Promise<void> {
     if (!this.pending.length) return;
+    if (this.opts.format === 'arrow') {
+      this.arrowFile ??= new RecordBatchFileWriter();
+      // Batches, not a table: writing a table to a file writer twice fails.
+      for (const batch of rowsToTable(preparedSchema, this.pending).batches) this.arrowFile.write(batch);
+      this.pending = [];
+      return;
+    }
     if (this.file === null) {
       this.current = `${this.shardName(this.index)}.tmp`;
       this.file = new ParquetFileStream(this.current, writerProperties(this.opts.rowGroupRows, this.opts.metadata));
@@ -193,7 +203,7 @@ export class ShardWriter {
   /** Finish the current shard with everything pending. */
   private async cut(): Promise<void> {
     // The last row group first: it opens the file under this shard's name if nothing did yet.
-    if (this.opts.format === 'parquet') await this.flushRowGroup();
+    if (this.opts.format !== 'jsonl') await this.flushRowGroup();
     const rows = this.pendingRows;
     this.pendingRows = 0;
     const final = this.shardName(this.index++);
@@ -212,6 +222,20 @@ export class ShardWriter {
       }
       await rename(tmp, final);
       bytes = Buffer.byteLength(text);
+    } else if (this.opts.format === 'arrow') {
+      const writer = this.arrowFile!;
+      this.arrowFile = null;
+      writer.finish();
+      const data = writer.toUint8Array(true);
+      const fh = await open(tmp, 'w');
+      try {
+        await fh.write(data);
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      await rename(tmp, final);
+      bytes = data.length;
     } else {
       bytes = await this.file!.finish();
       this.file = null;
@@ -232,6 +256,7 @@ export class ShardWriter {
     this.pending = [];
     this.lines = [];
     this.pendingRows = 0;
+    this.arrowFile = null;
     if (this.file) await this.file.finish().catch(() => 0);
     this.file = null;
     if (this.current) await rm(this.current, { force: true });

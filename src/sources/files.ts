@@ -11,6 +11,9 @@ import type { PlannedFile } from './types.js';
 export async function planByName(kind: string, paths: string[], roles: [string, RegExp][], firstRoles: string[] = []): Promise<PlannedFile[]> {
   const found: PlannedFile[] = [];
   for (const p of paths) {
+    if (p === '-') {
+      throw new InstructifyError('E_OPTION', `source ${kind} tells its files apart by name, so it cannot read stdin (-); give the folder or the files`);
+    }
     let st;
     try {
       st = await stat(p);
