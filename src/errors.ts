@@ -12,6 +12,7 @@ export type ErrorCode =
   | 'E_BAD_RECORD'        // a record is invalid (fatal only in strict mode)
   | 'E_IO'                // reading or writing files
   | 'E_PIPE_CLOSED'       // the reader of stdout went away (`| head`): a normal end
+  | 'E_LLM'               // an LLM request failed for good (after retries, or a 4xx)
   | 'E_INTERNAL';
 
 export interface ErrorContext {

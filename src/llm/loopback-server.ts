@@ -1,0 +1,135 @@
+import http from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+
+/**
+ * A loopback OpenAI-compatible server for tests and benchmarks: real HTTP on
+ * 127.0.0.1, answering /v1/chat/completions. Each request is answered by the
+ * next planned behaviour (or the default), so a test can make it misbehave:
+ * throttle with Retry-After, fail, hang, reset the connection, or send
+ * something that is not JSON. A capacity makes it answer 429 above that
+ * many requests at once; a latency delays every answer.
+ */
+export type Behaviour =
+  | { kind: 'ok'; content?: string; delayMs?: number }
+  | { kind: 'status'; status: number; retryAfter?: string; body?: string }
+  | { kind: 'hang' }
+  | { kind: 'reset' }
+  | { kind: 'malformed' };
+
+export interface ChatRequest {
+  model: string;
+  messages: { role: string; content: string }[];
+  temperature?: number;
+  max_tokens?: number;
+  seed?: number;
+}
+
+export interface LoopbackServerOptions {
+  /** Requests answered at once before the server says 429. */
+  capacity?: number;
+  /** Delay before every answer. */
+  latencyMs?: number;
+  /** The answer text for a request when no behaviour is planned. */
+  answer?: (req: ChatRequest) => string;
+}
+
+export class LoopbackLlmServer {
+  private server: http.Server | null = null;
+  private readonly sockets = new Set<Socket>();
+  private plan: Behaviour[] = [];
+  private inFlight = 0;
+  readonly seen: { requests: number; maxInFlight: number; authorization: (string | undefined)[]; bodies: ChatRequest[]; throttled: number } = {
+    requests: 0,
+    maxInFlight: 0,
+    authorization: [],
+    bodies: [],
+    throttled: 0,
+  };
+  url = '';
+
+  constructor(private readonly o: LoopbackServerOptions = {}) {}
+
+  /** Answer the next requests with these behaviours, in order. */
+  next(...behaviours: Behaviour[]): this {
+    this.plan.push(...behaviours);
+    return this;
+  }
+
+  async start(port = 0): Promise<string> {
+    this.server = http.createServer((req, res) => this.handle(req, res));
+    this.server.keepAliveTimeout = 60_000;
+    this.server.on('connection', (s: Socket) => {
+      this.sockets.add(s);
+      s.on('close', () => this.sockets.delete(s));
+    });
+    await new Promise<void>((resolve) => this.server!.listen(port, '127.0.0.1', resolve));
+    const { port: p } = this.server.address() as AddressInfo;
+    this.url = `http://127.0.0.1:${p}/v1`;
+    return this.url;
+  }
+
+  private handle(req: http.IncomingMessage, res: http.ServerResponse): void {
+    let body = '';
+    req.setEncoding('utf8');
+    req.on('data', (c: string) => (body += c));
+    req.on('end', () => {
+      this.seen.requests++;
+      this.seen.authorization.push(req.headers.authorization);
+      if (req.url !== '/v1/chat/completions' || req.method !== 'POST') {
+        res.writeHead(404).end('not found');
+        return;
+      }
+      let parsed: ChatRequest;
+      try {
+        parsed = JSON.parse(body) as ChatRequest;
+      } catch {
+        res.writeHead(400).end('bad json');
+        return;
+      }
+      this.seen.bodies.push(parsed);
+      const b = this.plan.shift() ?? { kind: 'ok' };
+      if (b.kind === 'hang') return;
+      if (b.kind === 'reset') {
+        req.socket.destroy();
+        return;
+      }
+      if (this.o.capacity !== undefined && this.inFlight >= this.o.capacity) {
+        this.seen.throttled++;
+        res.writeHead(429, { 'retry-after': '0' }).end('{"error":"busy"}');
+        return;
+      }
+      this.inFlight++;
+      this.seen.maxInFlight = Math.max(this.seen.maxInFlight, this.inFlight);
+      const finish = () => {
+        this.inFlight--;
+        if (b.kind === 'status') {
+          res.writeHead(b.status, b.retryAfter !== undefined ? { 'retry-after': b.retryAfter } : {}).end(b.body ?? '{"error":"planned"}');
+        } else if (b.kind === 'malformed') {
+          res.writeHead(200, { 'content-type': 'application/json' }).end('{"choices": [ this is not json');
+        } else {
+          const content = b.content ?? this.o.answer?.(parsed) ?? `echo: ${parsed.messages.at(-1)?.content.slice(0, 60) ?? ''}`;
+          res.writeHead(200, { 'content-type': 'application/json' }).end(
+            JSON.stringify({
+              id: `cmpl-${this.seen.requests}`,
+              object: 'chat.completion',
+              model: parsed.model,
+              choices: [{ index: 0, message: { role: 'assistant', content }, finish_reason: 'stop' }],
+              usage: { prompt_tokens: Math.ceil(body.length / 4), completion_tokens: Math.ceil(content.length / 4) },
+            }),
+          );
+        }
+      };
+      const delay = (b.kind === 'ok' ? b.delayMs : undefined) ?? this.o.latencyMs ?? 0;
+      if (delay > 0) setTimeout(finish, delay);
+      else finish();
+    });
+  }
+
+  /** Stop listening and drop every connection (hanging requests included). */
+  async stop(): Promise<void> {
+    if (!this.server) return;
+    for (const s of this.sockets) s.destroy();
+    await new Promise<void>((resolve) => this.server!.close(() => resolve()));
+    this.server = null;
+  }
+}
