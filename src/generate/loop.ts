@@ -1,0 +1,219 @@
+import { hashRef } from '../join.js';
+import { rng } from '../synthetic.js';
+import type { ImageRecord } from '../types.js';
+import { parseAnswer, render, sentenceCode, type Distribution, type Parsed, type PromptSpec, type Turn } from './prompts.js';
+
+/**
+ * The Instructify loop for one image (METHOD.md sections 2 and 5): build the
+ * information list (captions, QA restated as facts, the tree turned into a
+ * description), then draw prompt types, generate, check every turn against
+ * the original information, and remove the facts each accepted conversation
+ * used, so later rounds talk about what is not yet covered.
+ */
+export interface LoopOptions {
+  maxRounds: number;
+  /** Stop when the information left is shorter than this. */
+  minInfoChars: number;
+  /** Stop after this many rounds in a row with nothing accepted. */
+  maxFails: number;
+  /** Asks per prompt when its answer does not parse. */
+  parseTries: number;
+  /** Check and reduce (the method's filtering); off: keep whatever parses. */
+  filtering: boolean;
+  /** Use the tree (turned into a description) as information. */
+  useTree: boolean;
+  /** Stop once this share of the information has been used up. */
+  stopUsedShare: number;
+  /** Facts from QA shorter than this are dropped. */
+  minFactChars: number;
+  /** Trees shorter than this are not worth describing. */
+  minTreeChars: number;
+  seed: number;
+}
+
+export const DEFAULT_LOOP_OPTIONS: LoopOptions = {
+  maxRounds: 10,
+  minInfoChars: 10,
+  maxFails: 3,
+  parseTries: 3,
+  filtering: true,
+  useTree: true,
+  stopUsedShare: 0.85,
+  minFactChars: 10,
+  minTreeChars: 20,
+  seed: 0,
+};
+
+/** Sends one rendered prompt (a single user turn) and returns the answer text. */
+export type Call = (prompt: PromptSpec, text: string) => Promise<string>;
+
+export interface LoopResult {
+  promptType: string;
+  /** The information the prompt was given. */
+  input: string[];
+  turns: Turn[];
+  /** Facts reduce found used (and removed for later rounds). */
+  removed: string[];
+}
+
+export type StopReason = 'rounds' | 'little-information' | 'failures' | 'used-up' | 'no-prompt-left';
+
+export interface LoopStats {
+  generated: Record<string, number>;
+  accepted: Record<string, number>;
+  turnsRejected: Record<string, number>;
+  conversationsRejected: Record<string, number>;
+  parseFailures: Record<string, number>;
+  stop: StopReason;
+}
+
+export interface LoopContext {
+  prompts: Map<string, PromptSpec>;
+  distribution: Distribution;
+  call: Call;
+  options?: Partial<LoopOptions>;
+}
+
+const bump = (m: Record<string, number>, k: string, n = 1) => (m[k] = (m[k] ?? 0) + n);
+
+/** Ask until the answer parses (up to `tries`); null when it never does. */
+async function ask(ctx: LoopContext, spec: PromptSpec, text: string, tries: number, pick: (n: number) => number, stats: LoopStats): Promise<Parsed | null> {
+  for (let i = 0; i < tries; i++) {
+    // A repeated ask must differ, or a cache would return the same unparseable answer.
+    const answer = await ctx.call(spec, i === 0 ? text : `${text}\n\n(Attempt ${i + 1}: follow the format exactly.)`);
+    const parsed = parseAnswer(spec, answer, pick);
+    if (parsed) return parsed;
+    bump(stats.parseFailures, spec.name);
+  }
+  return null;
+}
+
+function need(ctx: LoopContext, name: string): PromptSpec {
+  const p = ctx.prompts.get(name);
+  if (!p) throw new Error(`no prompt named ${name}`);
+  return p;
+}
+
+/** Split information into sentences for reduce (lines first, then sentence ends). */
+export function sentences(info: string[]): string[] {
+  return info.flatMap((line) => line.split(/(?<=[.!?])\s+(?=[A-Z0-9"'(])/).map((s) => s.trim())).filter(Boolean);
+}
+
+const MC_LABELS = ['A, B, C, ...', '(a), (b), (c), ...', '1, 2, 3, ...', 'i, ii, iii, ...'];
+const MC_INSTRUCTIONS = [
+  "Answer with the option's letter from the given choices directly.",
+  'Choose the correct option and give its label.',
+  'Pick one of the options above.',
+  'Reply with the label of the right answer and the answer itself.',
+];
+
+export async function runLoop(rec: ImageRecord, ctx: LoopContext): Promise<{ results: LoopResult[]; information: string[]; stats: LoopStats }> {
+  const o = { ...DEFAULT_LOOP_OPTIONS, ...ctx.options };
+  // Draws depend only on the seed and the image: reruns and sharded runs draw the same.
+  const random = rng((hashRef(`${o.seed}\u0000${rec.image}`) ^ o.seed) >>> 0);
+  const pick = (n: number) => Math.floor(random() * n);
+  const stats: LoopStats = { generated: {}, accepted: {}, turnsRejected: {}, conversationsRejected: {}, parseFailures: {}, stop: 'rounds' };
+
+  // 1. The information list.
+  const info: string[] = rec.captions.map((c) => c.text.trim()).filter(Boolean);
+  if (rec.qa.length) {
+    const spec = need(ctx, 'qa-to-facts');
+    const qa = rec.qa.map((q) => `Q: ${q.question}\nA: ${q.answer}`).join('\n');
+    const parsed = await ask(ctx, spec, render(spec, { qa }), o.parseTries, pick, stats);
+    if (parsed?.kind === 'lines') info.push(...parsed.lines.filter((l) => l.length > o.minFactChars));
+  }
+  if (o.useTree && rec.tree && rec.tree.length >= o.minTreeChars) {
+    const spec = need(ctx, 'tree-to-description');
+    const parsed = await ask(ctx, spec, render(spec, { tree: rec.tree }), o.parseTries, pick, stats);
+    if (parsed?.kind === 'lines') info.push(...parsed.lines);
+  }
+
+  // 2. Rounds of generate, check, reduce.
+  const orig = [...info];
+  const origChars = orig.join('\n').length;
+  let cur = [...info];
+  let fails = 0;
+  const remaining = new Map(ctx.distribution.types.map((t) => [t.prompt, t.maxSamples]));
+  const results: LoopResult[] = [];
+  let round = 0;
+  for (; round < o.maxRounds; round++) {
+    if (cur.join('\n').length < o.minInfoChars) {
+      stats.stop = 'little-information';
+      break;
+    }
+    const open = ctx.distribution.types.filter((t) => (remaining.get(t.prompt) ?? 0) > 0);
+    if (!open.length) {
+      stats.stop = 'no-prompt-left';
+      break;
+    }
+    let x = random() * open.reduce((s, t) => s + t.weight, 0);
+    const type = open.find((t) => (x -= t.weight) < 0) ?? open.at(-1)!;
+    const spec = need(ctx, type.prompt);
+    const vars: Record<string, string> = {
+      information: cur.join('\n'),
+      option_count: String(2 + pick(4)),
+      label_style: MC_LABELS[pick(MC_LABELS.length)]!,
+      answer_instruction: MC_INSTRUCTIONS[pick(MC_INSTRUCTIONS.length)]!,
+    };
+    const parsed = await ask(ctx, spec, render(spec, vars), o.parseTries, pick, stats);
+    // A type's samples are used up by what is kept, not by failed draws.
+    const consume = () => remaining.set(type.prompt, (remaining.get(type.prompt) ?? 1) - 1);
+    if (!parsed || parsed.kind !== 'turns') {
+      if (++fails > o.maxFails) {
+        stats.stop = 'failures';
+        break;
+      }
+      continue;
+    }
+    bump(stats.generated, spec.name);
+    const input = [...cur];
+    if (!o.filtering) {
+      results.push({ promptType: spec.name, input, turns: parsed.turns, removed: [] });
+      bump(stats.accepted, spec.name);
+      consume();
+      continue;
+    }
+    // Check each turn against everything originally known; a bad first turn kills the conversation.
+    const checkSpec = need(ctx, 'check');
+    const verdict = async (t: Turn) => {
+      const p = await ask(ctx, checkSpec, render(checkSpec, { information: orig.join('\n'), question: t.question, answer: t.answer }), o.parseTries, pick, stats);
+      return p?.kind === 'bool' && p.value;
+    };
+    let kept: Turn[] = [];
+    if (await verdict(parsed.turns[0]!)) {
+      kept = [parsed.turns[0]!];
+      for (const t of parsed.turns.slice(1)) {
+        if (await verdict(t)) kept.push(t);
+        else bump(stats.turnsRejected, spec.name);
+      }
+    } else {
+      bump(stats.conversationsRejected, spec.name);
+      bump(stats.turnsRejected, spec.name, parsed.turns.length);
+    }
+    if (!kept.length) {
+      if (++fails > o.maxFails) {
+        stats.stop = 'failures';
+        break;
+      }
+      continue;
+    }
+    fails = 0;
+    bump(stats.accepted, spec.name);
+    consume();
+    // Reduce: find the facts the accepted questions used and take them out.
+    const facts = sentences(cur);
+    const coded = facts.map((f, i) => `${sentenceCode(i)}. ${f}`).join('\n');
+    const reduceSpec = need(ctx, 'reduce');
+    const used = await ask(ctx, reduceSpec, render(reduceSpec, { sentences: coded, questions: kept.map((t) => `Question: ${t.question}\nAnswer: ${t.answer}`).join('\n') }), o.parseTries, pick, stats);
+    // When reduce fails, nothing is removed (the reference dropped everything left).
+    const codes = new Set(used?.kind === 'codes' ? used.codes : []);
+    const removed = facts.filter((_, i) => codes.has(sentenceCode(i)));
+    results.push({ promptType: spec.name, input, turns: kept, removed });
+    cur = facts.filter((_, i) => !codes.has(sentenceCode(i)));
+    if (1 - cur.join('\n').length / Math.max(1, origChars) > o.stopUsedShare) {
+      stats.stop = 'used-up';
+      break;
+    }
+  }
+  return { results, information: orig, stats };
+}

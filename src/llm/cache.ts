@@ -1,0 +1,62 @@
+import { createHash } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import type { ChatMessage, ChatResult, Sampling } from './client.js';
+
+/**
+ * LLM answers kept in SQLite, keyed by a hash of the model, the messages and
+ * the sampling parameters. A rerun after a crash (or with the same settings)
+ * replays answers from here instead of asking the server again.
+ */
+export function cacheKey(model: string, messages: ChatMessage[], sampling: Sampling): string {
+  return createHash('sha256').update(JSON.stringify([model, messages, sampling.temperature, sampling.maxTokens, sampling.seed])).digest('hex');
+}
+
+export class ResponseCache {
+  private readonly db: Database.Database;
+  private readonly getStmt: Database.Statement<[string], { content: string; prompt_tokens: number; completion_tokens: number }>;
+  private readonly putStmt: Database.Statement<[string, string, string, number, number, number]>;
+  hits = 0;
+  misses = 0;
+
+  constructor(file: string) {
+    if (file !== ':memory:') mkdirSync(path.dirname(file), { recursive: true });
+    this.db = new Database(file);
+    // WAL: readers never wait for the writer, and a crash loses at most the last transaction.
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('synchronous = NORMAL');
+    this.db.exec(`create table if not exists answers (
+      key text primary key,
+      model text not null,
+      content text not null,
+      prompt_tokens integer not null,
+      completion_tokens integer not null,
+      created integer not null
+    )`);
+    this.getStmt = this.db.prepare('select content, prompt_tokens, completion_tokens from answers where key = ?');
+    this.putStmt = this.db.prepare('insert or replace into answers (key, model, content, prompt_tokens, completion_tokens, created) values (?, ?, ?, ?, ?, ?)');
+  }
+
+  get(key: string): Pick<ChatResult, 'content' | 'usage'> | null {
+    const row = this.getStmt.get(key);
+    if (!row) {
+      this.misses++;
+      return null;
+    }
+    this.hits++;
+    return { content: row.content, usage: { promptTokens: row.prompt_tokens, completionTokens: row.completion_tokens } };
+  }
+
+  put(key: string, model: string, r: Pick<ChatResult, 'content' | 'usage'>): void {
+    this.putStmt.run(key, model, r.content, r.usage.promptTokens, r.usage.completionTokens, Date.now());
+  }
+
+  size(): number {
+    return (this.db.prepare('select count(*) as n from answers').get() as { n: number }).n;
+  }
+
+  close(): void {
+    this.db.close();
+  }
+}
