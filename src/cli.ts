@@ -6,6 +6,7 @@ import { DEFAULT_MEMORY_BUDGET, DEFAULT_ROWS_PER_SHARD, prepare, type PreparePro
 import { SOURCE_KINDS } from './sources/index.js';
 import { VERSION } from './version.js';
 import { runDemo } from './demo.js';
+import { generate } from './generate/generate.js';
 import { formatSummary } from './cli-format.js';
 
 function parseSize(v: string): number {
@@ -187,6 +188,79 @@ export function buildProgram(): Command {
       }
       if (opts.json) process.stdout.write(JSON.stringify(result, null, 2) + '\n');
       else if (!opts.quiet) process.stderr.write(formatSummary(result) + '\n');
+    });
+
+  program
+    .command('generate')
+    .description('Generate instruction conversations from prepared records with an OpenAI-compatible LLM server (vLLM, SGLang, llama.cpp, Ollama, TGI).')
+    .requiredOption('--in <dir>', 'a prepare output folder')
+    .requiredOption('-o, --out <dir>', 'output folder for conversation shards, manifest.json, rejects.jsonl and the answer cache')
+    .requiredOption('--llm-url <url>', 'server base URL, e.g. http://127.0.0.1:8000/v1 (repeat for several servers)', (v: string, prev: string[]) => [...prev, v], [] as string[])
+    .requiredOption('--model <name>', 'model name the server knows')
+    .option('--api-key-env <name>', 'environment variable holding the API key', 'OPENAI_API_KEY')
+    .option('--distribution <name|file>', 'prompt mix: llava, instructify-mix, or a JSON file', 'instructify-mix')
+    .option('--prompts <dir>', 'a folder of your own prompt files (repeatable; same name replaces a built-in)', (v: string, prev: string[]) => [...prev, v], [] as string[])
+    .option('--temperature <t>', 'sampling temperature', parseNonNegative, 0.2)
+    .option('--max-tokens <n>', 'most new tokens per answer', parsePositiveInt, 1000)
+    .option('--seed <n>', 'seed for drawing prompt types (and sent to the server)', parsePositiveInt)
+    .option('--max-concurrency <n>', 'requests in flight at most, over all servers', parsePositiveInt, 256)
+    .option('--max-rounds <n>', 'rounds per image', parsePositiveInt, 10)
+    .option('--no-filter', 'keep every parsed conversation: no check, no reduce')
+    .option('--no-tree', 'do not use the ASCII tree as information')
+    .option('--cache <file>', 'SQLite answer cache (default: <out>/cache.sqlite)')
+    .option('--no-cache', 'ask the servers every time')
+    .addOption(new Option('--format <format>', 'shard format').choices(['parquet', 'jsonl']).default('parquet'))
+    .option('--max-failure-rate <x>', 'exit non-zero when more than this share of images fail', parseNonNegative, 0.01)
+    .option('--json', 'print the summary as JSON on stdout')
+    .option('-q, --quiet', 'no progress and no summary')
+    .action(async (opts) => {
+      const showProgress = !opts.quiet && process.stderr.isTTY === true;
+      const bar = showProgress
+        ? new cliProgress.SingleBar(
+            { stream: process.stderr, hideCursor: true, clearOnComplete: true, format: 'generating {bar} {percentage}% | {value}/{total} images | {inflight} in flight | {rps} requests/s | {accepted} conversations | ETA {eta_formatted}' },
+            cliProgress.Presets.shades_classic,
+          )
+        : null;
+      const t0 = Date.now();
+      let started = false;
+      const result = await generate({
+        input: opts.in,
+        out: opts.out,
+        llm: {
+          endpoints: opts.llmUrl,
+          model: opts.model,
+          apiKeyEnv: opts.apiKeyEnv,
+          maxConcurrency: opts.maxConcurrency,
+          sampling: { temperature: opts.temperature, maxTokens: opts.maxTokens, seed: opts.seed ?? null },
+        },
+        distribution: opts.distribution,
+        promptDirs: opts.prompts,
+        loop: { filtering: opts.filter, useTree: opts.tree, maxRounds: opts.maxRounds, seed: opts.seed ?? 0 },
+        cache: opts.cache === false ? null : typeof opts.cache === 'string' ? opts.cache : undefined,
+        format: opts.format,
+        maxFailureRate: opts.maxFailureRate,
+        onProgress: (p) => {
+          if (!bar) return;
+          if (!started) {
+            bar.start(Math.max(p.total, p.done, 1), 0, { inflight: 0, rps: 0, accepted: 0 });
+            started = true;
+          }
+          const secs = (Date.now() - t0) / 1000 || 1e-3;
+          if (p.total === 0) bar.setTotal(Math.max(p.done, 1));
+          bar.update(p.done, { inflight: p.inFlight, rps: Math.round(p.requests / secs), accepted: p.accepted });
+        },
+      }).finally(() => bar?.stop());
+      if (opts.json) process.stdout.write(JSON.stringify(result, null, 2) + '\n');
+      else if (!opts.quiet) {
+        const types = Object.entries(result.perPromptType)
+          .map(([k, v]) => `${k} ${v.accepted}/${v.generated} accepted`)
+          .join(', ');
+        process.stderr.write(
+          `generated ${result.conversations} conversations for ${result.images} images in ${result.seconds}s -> ${opts.out}\n` +
+            `  requests ${result.requests} (retries ${result.retries}, answered from cache ${result.cacheHits}), tokens ${result.promptTokens} in / ${result.completionTokens} out\n` +
+            `  by prompt type: ${types || 'none'}\n  failed images: ${result.failed}\n`,
+        );
+      }
     });
 
   program

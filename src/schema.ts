@@ -76,3 +76,28 @@ export const preparedSchema = new Schema(
   ],
   new Map([['instructify.schema', PREPARED_SCHEMA_VERSION]]),
 );
+
+/**
+ * Conversation shards, written by `generate`: one row per accepted
+ * conversation. `conversations` is LLaVA's form (first human turn starts
+ * with "<image>\n"); `information` is what the prompt was given and
+ * `removed` the facts the conversation used, for provenance.
+ */
+export const CONVERSATION_SCHEMA_VERSION = 'instructify.conversations/1';
+
+export const conversationSchema = new Schema(
+  [
+    field('id', utf8()),
+    field('image', utf8()),
+    field('prompt_type', utf8()),
+    field('generator', utf8()),
+    field('conversations', list(new Struct([field('from', utf8()), field('value', utf8())]))),
+    field('information', list(utf8())),
+    field('removed', list(utf8())),
+    field('model', utf8()),
+    field('temperature', f32()),
+    field('max_tokens', new Int32()),
+    field('seed', new Int32(), true),
+  ],
+  new Map([['instructify.schema', CONVERSATION_SCHEMA_VERSION]]),
+);

@@ -1,7 +1,7 @@
 import { open, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { createRequire } from 'node:module';
-import { RecordBatchFileWriter, tableToIPC } from 'apache-arrow';
+import { RecordBatchFileWriter, tableToIPC, type Schema } from 'apache-arrow';
 import { rowsToTable } from './arrow/columns.js';
 import { preparedSchema } from './schema.js';
 
@@ -108,7 +108,6 @@ class ParquetFileStream {
   }
 }
 import { InstructifyError } from './errors.js';
-import type { ImageRecord } from './types.js';
 
 export type ShardFormat = 'parquet' | 'jsonl' | 'arrow';
 
@@ -123,6 +122,8 @@ export interface ShardWriterOptions {
   rowGroupRows?: number;
   /** Key-value metadata for every Parquet file. */
   metadata: [string, string][];
+  /** The rows' schema (default: prepared records). */
+  schema?: Schema;
 }
 
 export interface ShardInfo {
@@ -146,7 +147,7 @@ export class ShardWriter {
    * Parquet: every full row group goes to the shard's streaming encoder at
    * once, so at most one row group is held. JSONL: the shard's lines.
    */
-  private pending: ImageRecord[] = [];
+  private pending: object[] = [];
   private file: ParquetFileStream | null = null;
   /** Arrow IPC file format: batches collect in the writer until the shard is cut. */
   private arrowFile: RecordBatchFileWriter | null = null;
@@ -160,11 +161,11 @@ export class ShardWriter {
     if (!Number.isInteger(opts.rowsPerShard) || opts.rowsPerShard < 1) {
       throw new InstructifyError('E_OPTION', `rows per shard must be a positive integer, got ${opts.rowsPerShard}`);
     }
-    this.opts = { rowGroupRows: 1000, ...opts };
+    this.opts = { rowGroupRows: 1000, schema: preparedSchema, ...opts };
   }
 
   /** Add records in output order; writes every shard that fills up. Returns the time spent (ms). */
-  async add(records: readonly ImageRecord[]): Promise<number> {
+  async add(records: readonly object[]): Promise<number> {
     const t = performance.now();
     for (const r of records) {
       if (this.opts.format === 'jsonl') this.lines.push(JSON.stringify(r));
@@ -187,7 +188,7 @@ export class ShardWriter {
     if (this.opts.format === 'arrow') {
       this.arrowFile ??= new RecordBatchFileWriter();
       // Batches, not a table: writing a table to a file writer twice fails.
-      for (const batch of rowsToTable(preparedSchema, this.pending).batches) this.arrowFile.write(batch);
+      for (const batch of rowsToTable(this.opts.schema, this.pending).batches) this.arrowFile.write(batch);
       this.pending = [];
       return;
     }
@@ -195,7 +196,7 @@ export class ShardWriter {
       this.current = `${this.shardName(this.index)}.tmp`;
       this.file = new ParquetFileStream(this.current, writerProperties(this.opts.rowGroupRows, this.opts.metadata));
     }
-    const ipc = tableToIPC(rowsToTable(preparedSchema, this.pending), 'stream');
+    const ipc = tableToIPC(rowsToTable(this.opts.schema, this.pending), 'stream');
     this.pending = [];
     await this.file.write(ipc);
   }

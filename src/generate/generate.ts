@@ -1,0 +1,235 @@
+import { createHash } from 'node:crypto';
+import { createWriteStream, readFileSync } from 'node:fs';
+import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { tableFromIPC } from 'apache-arrow';
+import PQueue from 'p-queue';
+import { InstructifyError } from '../errors.js';
+import { ResponseCache } from '../llm/cache.js';
+import { LlmClient, type LlmClientOptions } from '../llm/client.js';
+import { CONVERSATION_SCHEMA_VERSION, conversationSchema } from '../schema.js';
+import { ShardWriter, type ShardFormat, type ShardInfo } from '../shards.js';
+import type { ImageRecord } from '../types.js';
+import { VERSION } from '../version.js';
+import { llmCall, type CallStats } from './caller.js';
+import { runLoop, type LoopOptions, type LoopStats } from './loop.js';
+import { loadDistribution, loadPrompts } from './prompts.js';
+
+const require = createRequire(import.meta.url);
+
+/**
+ * `generate`: prepared records in, conversation shards out. Each image runs
+ * the loop on its own; images run side by side, as many as there are
+ * request slots, so the LLM servers stay busy while memory stays bounded
+ * (the input is read only as fast as images finish).
+ */
+export interface GenerateOptions {
+  /** A `prepare` output folder. */
+  input: string;
+  out: string;
+  llm: LlmClientOptions;
+  distribution: string;
+  promptDirs?: string[];
+  loop?: Partial<LoopOptions>;
+  /** SQLite file for answers; null: no cache. Default `<out>/cache.sqlite`. */
+  cache?: string | null;
+  format?: Exclude<ShardFormat, 'arrow'>;
+  rowsPerShard?: number;
+  /** Above this share of failed images the run exits non-zero. */
+  maxFailureRate?: number;
+  onProgress?: (p: { done: number; total: number; inFlight: number; requests: number; accepted: number }) => void;
+}
+
+export interface Conversation {
+  id: string;
+  image: string;
+  promptType: string;
+  generator: 'llm';
+  conversations: { from: 'human' | 'gpt'; value: string }[];
+  information: string[];
+  removed: string[];
+  model: string;
+  temperature: number;
+  maxTokens: number;
+  seed: number | null;
+}
+
+export interface PromptTypeStats {
+  generated: number;
+  accepted: number;
+  turnsRejected: number;
+  conversationsRejected: number;
+  parseFailures: number;
+  requests: number;
+}
+
+export interface GenerateResult {
+  images: number;
+  failed: number;
+  conversations: number;
+  perPromptType: Record<string, PromptTypeStats>;
+  stops: Record<string, number>;
+  requests: number;
+  retries: number;
+  cacheHits: number;
+  promptTokens: number;
+  completionTokens: number;
+  shards: ShardInfo[];
+  seconds: number;
+}
+
+/** Read every record of a prepared folder, shard by shard (Parquet, JSONL or Arrow). */
+export async function* readPrepared(dir: string): AsyncGenerator<ImageRecord> {
+  const names = (await readdir(dir)).filter((n) => /^part-[\d-]+\.(parquet|jsonl|arrow)$/.test(n)).sort();
+  if (!names.length) throw new InstructifyError('E_OPTION', `no prepared shards (part-*.parquet, .jsonl or .arrow) in ${dir}`, { file: dir });
+  for (const name of names) {
+    const file = path.join(dir, name);
+    if (name.endsWith('.jsonl')) {
+      for (const line of (await readFile(file, 'utf8')).split('\n')) if (line) yield JSON.parse(line) as ImageRecord;
+      continue;
+    }
+    const bytes = readFileSync(file);
+    const table = name.endsWith('.arrow') ? tableFromIPC(bytes) : tableFromIPC((require('parquet-wasm/node') as typeof import('parquet-wasm/node')).readParquet(bytes).intoIPCStream());
+    for (let i = 0; i < table.numRows; i++) {
+      // Arrow rows to plain objects; the loop reads image, captions, qa and tree.
+      yield JSON.parse(JSON.stringify(table.get(i)!.toJSON())) as ImageRecord;
+    }
+  }
+}
+
+export function conversationId(image: string, index: number, promptType: string): string {
+  return createHash('sha256').update(`${image}\u0000${index}\u0000${promptType}`).digest('hex').slice(0, 20);
+}
+
+export async function generate(o: GenerateOptions): Promise<GenerateResult> {
+  const t0 = performance.now();
+  const maxFailureRate = o.maxFailureRate ?? 0.01;
+  if (!(maxFailureRate >= 0 && maxFailureRate <= 1)) throw new InstructifyError('E_OPTION', `--max-failure-rate must be from 0 to 1, got ${maxFailureRate}`);
+  const prompts = loadPrompts(o.promptDirs ?? []);
+  const distribution = loadDistribution(o.distribution, prompts);
+  const client = new LlmClient(o.llm);
+  const inputManifest = JSON.parse(await readFile(path.join(o.input, 'manifest.json'), 'utf8').catch(() => '{}')) as { status?: string; counts?: { images?: number } };
+  if (inputManifest.status !== undefined && inputManifest.status !== 'complete') {
+    throw new InstructifyError('E_OPTION', `the prepared folder ${o.input} is not complete (its manifest says "${inputManifest.status}")`, { file: o.input });
+  }
+  await mkdir(o.out, { recursive: true });
+  for (const n of await readdir(o.out)) if (/^part-[\d-]+\.(parquet|jsonl)(\.tmp)?$/.test(n) || n === 'manifest.json' || n === 'rejects.jsonl') await rm(path.join(o.out, n), { force: true });
+  const cacheFile = o.cache === undefined ? path.join(o.out, 'cache.sqlite') : o.cache;
+  const cache = cacheFile ? new ResponseCache(cacheFile) : null;
+  const callStats: CallStats = { requests: {}, cacheHits: 0, promptTokens: 0, completionTokens: 0 };
+  const call = llmCall(client, cache, callStats);
+  const writer = new ShardWriter({ dir: o.out, prefix: 'part-0', format: o.format ?? 'parquet', rowsPerShard: o.rowsPerShard ?? 10_000, metadata: [...conversationSchema.metadata], schema: conversationSchema });
+  const rejects = createWriteStream(path.join(o.out, 'rejects.jsonl'));
+  const perType: Record<string, PromptTypeStats> = {};
+  const typeStats = (k: string) => (perType[k] ??= { generated: 0, accepted: 0, turnsRejected: 0, conversationsRejected: 0, parseFailures: 0, requests: 0 });
+  const stops: Record<string, number> = {};
+  const total = inputManifest.counts?.images ?? 0;
+  let images = 0;
+  let done = 0;
+  let failed = 0;
+  let conversations = 0;
+  const manifestBase = { tool: 'instructify', version: VERSION, command: 'generate', schema: CONVERSATION_SCHEMA_VERSION, input: o.input, model: client.model, sampling: client.sampling, distribution: distribution.name };
+  const writeManifest = async (m: object) => {
+    const file = path.join(o.out, 'manifest.json');
+    await writeFile(`${file}.tmp`, JSON.stringify({ ...manifestBase, ...m }, null, 2) + '\n');
+    await rename(`${file}.tmp`, file);
+  };
+  await writeManifest({ status: 'running' });
+
+  // Finished images are written in input order, whatever order they finish in.
+  const finished = new Map<number, Conversation[]>();
+  let nextToWrite = 0;
+  let writing = Promise.resolve();
+  const flush = () => {
+    writing = writing.then(async () => {
+      while (finished.has(nextToWrite)) {
+        const rows = finished.get(nextToWrite)!;
+        finished.delete(nextToWrite++);
+        if (rows.length) await writer.add(rows);
+      }
+    });
+    return writing;
+  };
+
+  const concurrency = Math.max(1, o.llm.maxConcurrency ?? 256);
+  const queue = new PQueue({ concurrency });
+  const progress = () => o.onProgress?.({ done, total, inFlight: queue.pending, requests: client.stats.requests, accepted: conversations });
+  try {
+    for await (const rec of readPrepared(o.input)) {
+      const index = images++;
+      // Backpressure: read the next record only when a slot is about to free up.
+      await queue.onSizeLessThan(concurrency);
+      void queue.add(async () => {
+        const rows: Conversation[] = [];
+        try {
+          const { results, stats } = await runLoop(rec, { prompts, distribution, call, options: o.loop });
+          mergeStats(stats, typeStats);
+          stops[stats.stop] = (stops[stats.stop] ?? 0) + 1;
+          results.forEach((r, i) => {
+            const turns = r.turns.flatMap((t, k) => [
+              { from: 'human' as const, value: k === 0 ? `<image>\n${t.question}` : t.question },
+              { from: 'gpt' as const, value: t.answer },
+            ]);
+            const s = client.sampling;
+            rows.push({ id: conversationId(rec.image, i, r.promptType), image: rec.image, promptType: r.promptType, generator: 'llm', conversations: turns, information: r.input, removed: r.removed, model: client.model, temperature: s.temperature, maxTokens: s.maxTokens, seed: s.seed });
+          });
+          conversations += rows.length;
+        } catch (err) {
+          // An image whose calls still fail after retries is set aside; the run goes on.
+          failed++;
+          rejects.write(JSON.stringify({ reason: 'llm-failed', detail: (err as Error).message, image: rec.image }) + '\n');
+        }
+        done++;
+        finished.set(index, rows);
+        await flush();
+        progress();
+      });
+    }
+    await queue.onIdle();
+    await flush();
+    const shards = await writer.close();
+    await new Promise<void>((resolve) => rejects.end(() => resolve()));
+    for (const [k, n] of Object.entries(callStats.requests)) typeStats(k).requests = n;
+    const llm = client.snapshot();
+    const result: GenerateResult = {
+      images,
+      failed,
+      conversations,
+      perPromptType: perType,
+      stops,
+      requests: llm.requests,
+      retries: llm.retries,
+      cacheHits: callStats.cacheHits,
+      promptTokens: callStats.promptTokens,
+      completionTokens: callStats.completionTokens,
+      shards,
+      seconds: Math.round(performance.now() - t0) / 1000,
+    };
+    const failureRate = images ? failed / images : 0;
+    const tooMany = failureRate > maxFailureRate;
+    await writeManifest({ status: tooMany ? 'failed' : 'complete', finished: new Date().toISOString(), ...result, endpoints: llm.endpoints, failureRate });
+    if (tooMany) {
+      throw new InstructifyError('E_LLM', `${failed} of ${images} images failed (${(100 * failureRate).toFixed(1)}%, more than --max-failure-rate ${maxFailureRate}); see ${path.join(o.out, 'rejects.jsonl')}`);
+    }
+    return result;
+  } catch (err) {
+    await writer.abort();
+    rejects.destroy();
+    if (!(err instanceof InstructifyError && err.code === 'E_LLM')) {
+      await writeManifest({ status: 'failed', error: { message: (err as Error).message } }).catch(() => {});
+    }
+    throw err;
+  } finally {
+    cache?.close();
+    await client.close();
+  }
+}
+
+function mergeStats(s: LoopStats, typeStats: (k: string) => PromptTypeStats): void {
+  for (const [k, n] of Object.entries(s.generated)) typeStats(k).generated += n;
+  for (const [k, n] of Object.entries(s.accepted)) typeStats(k).accepted += n;
+  for (const [k, n] of Object.entries(s.turnsRejected)) typeStats(k).turnsRejected += n;
+  for (const [k, n] of Object.entries(s.conversationsRejected)) typeStats(k).conversationsRejected += n;
+  for (const [k, n] of Object.entries(s.parseFailures)) typeStats(k).parseFailures += n;
+}

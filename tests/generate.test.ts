@@ -1,0 +1,114 @@
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { spawn } from 'node:child_process';
+import { readFile, readdir } from 'node:fs/promises';
+import path from 'node:path';
+import { generate, type GenerateOptions } from '../src/generate/generate.js';
+import { fakeAnswer } from '../src/llm/fake-answers.js';
+import { LoopbackLlmServer } from '../src/llm/loopback-server.js';
+import { COCO_CAPTIONS, COCO_INSTANCES, ROOT, duckdb, runPrepare, tmpDir } from './helpers.js';
+
+let prepared: string;
+beforeAll(async () => {
+  ({ out: prepared } = await runPrepare({
+    sources: [
+      { kind: 'coco-captions', paths: [COCO_CAPTIONS] },
+      { kind: 'coco-instances', paths: [COCO_INSTANCES] },
+    ],
+    rowsPerShard: 40,
+  }));
+});
+
+const servers: LoopbackLlmServer[] = [];
+afterEach(async () => {
+  await Promise.all(servers.splice(0).map((s) => s.stop()));
+});
+
+async function fakeServer(): Promise<LoopbackLlmServer> {
+  const s = new LoopbackLlmServer({ answer: (req) => fakeAnswer(req.messages.at(-1)!.content) });
+  await s.start();
+  servers.push(s);
+  return s;
+}
+
+const opts = (server: LoopbackLlmServer, out: string, extra: Partial<GenerateOptions> = {}): GenerateOptions => ({
+  input: prepared,
+  out,
+  llm: { endpoints: [server.url], model: 'fake-model', maxConcurrency: 16, sampling: { seed: 1 } },
+  distribution: 'instructify-mix',
+  loop: { seed: 1 },
+  ...extra,
+});
+
+describe('generate', () => {
+  it('writes conversation shards that DuckDB reads, LLaVA-style turns, unique ids, stats per prompt type', async () => {
+    const server = await fakeServer();
+    const out = await tmpDir();
+    const r = await generate(opts(server, out));
+    expect(r.images).toBe(79);
+    expect(r.failed).toBe(0);
+    expect(r.conversations).toBeGreaterThan(79);
+    const [row] = await duckdb<{ n: string; ids: string; first_human: string; image_prefix: string; models: string }>(
+      `select count(*)::varchar as n, count(distinct id)::varchar as ids,
+              count(*) filter (where conversations[1]."from" = 'human')::varchar as first_human,
+              count(*) filter (where starts_with(conversations[1].value, '<image>' || chr(10)))::varchar as image_prefix,
+              string_agg(distinct model, ',') as models
+       from '${out}/part-*.parquet'`,
+    );
+    expect(row).toEqual({ n: String(r.conversations), ids: String(r.conversations), first_human: String(r.conversations), image_prefix: String(r.conversations), models: 'fake-model' });
+    const types = await duckdb<{ prompt_type: string }>(`select distinct prompt_type from '${out}/part-*.parquet' order by 1`);
+    const mix = JSON.parse(await readFile(path.join(ROOT, 'prompts', 'distributions', 'instructify-mix.json'), 'utf8')) as { types: { prompt: string }[] };
+    for (const t of types) expect(mix.types.map((x) => x.prompt)).toContain(t.prompt_type);
+    // Only the first human turn carries the image marker.
+    const [markers] = await duckdb<{ extra: string }>(`select count(*)::varchar as extra from (select unnest(conversations[2:]) as t from '${out}/part-*.parquet') where contains(t.value, '<image>')`);
+    expect(markers!.extra).toBe('0');
+    const manifest = JSON.parse(await readFile(path.join(out, 'manifest.json'), 'utf8'));
+    expect(manifest).toMatchObject({ status: 'complete', images: 79, failed: 0, model: 'fake-model' });
+    const accepted = Object.values(manifest.perPromptType as Record<string, { accepted: number }>).reduce((s, v) => s + v.accepted, 0);
+    expect(accepted).toBe(r.conversations);
+  });
+
+  it('a second run answers everything from the cache and writes identical shards', async () => {
+    const first = await fakeServer();
+    const out = await tmpDir();
+    await generate(opts(first, out));
+    const shards = (await readdir(out)).filter((n) => n.startsWith('part-')).sort();
+    const before = await Promise.all(shards.map((s) => readFile(path.join(out, s))));
+    const second = await fakeServer();
+    const r = await generate(opts(second, out));
+    expect(second.seen.requests).toBe(0);
+    expect(r.requests).toBe(0);
+    expect(r.cacheHits).toBeGreaterThan(0);
+    const after = await Promise.all(shards.map((s) => readFile(path.join(out, s))));
+    expect(after).toEqual(before);
+  });
+
+  it('sets aside images whose calls keep failing, and fails the run past --max-failure-rate', async () => {
+    const server = await fakeServer();
+    server.next(...Array.from({ length: 40 }, () => ({ kind: 'status' as const, status: 500 })));
+    const out = await tmpDir();
+    const failing = { ...opts(server, out, { cache: null }), llm: { endpoints: [server.url], model: 'fake-model', maxConcurrency: 4, retries: 1, baseDelayMs: 1, maxDelayMs: 2 } };
+    await expect(generate(failing)).rejects.toMatchObject({ code: 'E_LLM', message: expect.stringMatching(/images failed .* more than --max-failure-rate 0.01/) });
+    const rejects = (await readFile(path.join(out, 'rejects.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as { reason: string; image: string });
+    expect(rejects.length).toBeGreaterThan(0);
+    expect(rejects.every((x) => x.reason === 'llm-failed' && x.image.endsWith('.jpg'))).toBe(true);
+    expect(JSON.parse(await readFile(path.join(out, 'manifest.json'), 'utf8')).status).toBe('failed');
+    server.next(...Array.from({ length: 40 }, () => ({ kind: 'status' as const, status: 500 })));
+    const tolerant = await generate({ ...failing, out: await tmpDir(), maxFailureRate: 1 });
+    expect(tolerant.failed).toBeGreaterThan(0);
+    expect(tolerant.images - tolerant.failed).toBeGreaterThan(0);
+  });
+
+  it('runs from the command line', async () => {
+    const server = await fakeServer();
+    const out = await tmpDir();
+    const { code, stderr } = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
+      const child = spawn(path.join(ROOT, 'bin', 'instructify'), ['generate', '--in', prepared, '--out', out, '--llm-url', server.url, '--model', 'fake-model', '--distribution', 'llava']);
+      let err = '';
+      child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+      child.on('close', (c) => resolve({ code: c, stderr: err }));
+    });
+    expect(code).toBe(0);
+    expect(stderr).toMatch(/generated \d+ conversations for 79 images/);
+    expect(stderr).toMatch(/by prompt type: .*llava-/);
+  });
+});
