@@ -195,8 +195,8 @@ export function buildProgram(): Command {
     .description('Generate instruction conversations from prepared records with an OpenAI-compatible LLM server (vLLM, SGLang, llama.cpp, Ollama, TGI).')
     .requiredOption('--in <dir>', 'a prepare output folder')
     .requiredOption('-o, --out <dir>', 'output folder for conversation shards, manifest.json, rejects.jsonl and the answer cache')
-    .requiredOption('--llm-url <url>', 'server base URL, e.g. http://127.0.0.1:8000/v1 (repeat for several servers)', (v: string, prev: string[]) => [...prev, v], [] as string[])
-    .requiredOption('--model <name>', 'model name the server knows')
+    .option('--llm-url <url>', 'server base URL, e.g. http://127.0.0.1:8000/v1 (repeat for several servers); without it, conversations are built from the facts alone', (v: string, prev: string[]) => [...prev, v], [] as string[])
+    .option('--model <name>', 'model name the server knows (needed with --llm-url)')
     .option('--api-key-env <name>', 'environment variable holding the API key', 'OPENAI_API_KEY')
     .option('--distribution <name|file>', 'prompt mix: llava, instructify-mix, or a JSON file', 'instructify-mix')
     .option('--prompts <dir>', 'a folder of your own prompt files (repeatable; same name replaces a built-in)', (v: string, prev: string[]) => [...prev, v], [] as string[])
@@ -226,7 +226,7 @@ export function buildProgram(): Command {
       const result = await generate({
         input: opts.in,
         out: opts.out,
-        llm: {
+        llm: opts.llmUrl.length === 0 ? undefined : {
           endpoints: opts.llmUrl,
           model: opts.model,
           apiKeyEnv: opts.apiKeyEnv,
@@ -265,12 +265,14 @@ export function buildProgram(): Command {
 
   program
     .command('demo')
-    .description('Make a small sample dataset (images and COCO-style annotations) and run the pipeline on it. Needs no GPU, server or network.')
+    .description('Make a small sample dataset (images and COCO-style annotations), prepare it and generate conversations. Needs no GPU, server or network.')
     .option('-o, --out <dir>', 'where the sample and its output go', 'demo-out')
     .option('--images <n>', 'how many sample images', parsePositiveInt, 24)
     .option('--seed <n>', 'seed for the sample', parsePositiveInt, 7)
+    .option('--llm-url <url>', 'generate with this OpenAI-compatible server instead of from the facts (repeatable)', (v: string, prev: string[]) => [...prev, v], [] as string[])
+    .option('--model <name>', 'model name, with --llm-url')
     .action(async (opts) => {
-      await runDemo({ out: opts.out, images: opts.images, seed: opts.seed, log: (s) => process.stdout.write(s + '\n') });
+      await runDemo({ out: opts.out, images: opts.images, seed: opts.seed, llmUrls: opts.llmUrl, model: opts.model, log: (s) => process.stdout.write(s + '\n') });
     });
 
   program

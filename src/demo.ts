@@ -4,6 +4,7 @@ import sharp from 'sharp';
 import { formatSummary } from './cli-format.js';
 import { prepare } from './prepare.js';
 import { sceneSvg, writeSyntheticCoco } from './synthetic.js';
+import { generate } from './generate/generate.js';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tableFromIPC } from 'apache-arrow';
@@ -23,12 +24,24 @@ export interface DemoOptions {
   images: number;
   seed: number;
   log: (line: string) => void;
+  /** With servers, the LLM loop generates; without, conversations come from the facts. */
+  llmUrls?: string[];
+  model?: string;
+}
+
+/** Every row of a conversation shard, as plain objects. */
+function readShardRows(file: string): Record<string, unknown>[] {
+  const pq = require('parquet-wasm/node') as typeof import('parquet-wasm/node');
+  const table = tableFromIPC(pq.readParquet(readFileSync(file)).intoIPCStream());
+  const rows: Record<string, unknown>[] = [];
+  for (let i = 0; i < table.numRows; i++) rows.push(JSON.parse(JSON.stringify(table.get(i)!.toJSON())) as Record<string, unknown>);
+  return rows;
 }
 
 /**
  * The out-of-the-box run: make a small COCO-style dataset (drawn images,
- * captions, instances with polygon masks), then prepare it. No GPU, no
- * server, no network.
+ * captions, instances with polygon masks), prepare it (join, tree), and
+ * generate conversations. No GPU, no server, no network, unless --llm-url.
  */
 export async function runDemo(o: DemoOptions): Promise<void> {
   const sample = path.join(o.out, 'sample');
@@ -53,13 +66,29 @@ export async function runDemo(o: DemoOptions): Promise<void> {
   });
   o.log(formatSummary(result));
 
-  // Show one record as a user would read it: read back from the first shard.
+  const conversationsDir = path.join(o.out, 'conversations');
+  const llm = o.llmUrls?.length ? { endpoints: o.llmUrls, model: o.model ?? '', apiKeyEnv: 'OPENAI_API_KEY' } : undefined;
+  const gen = await generate({ input: prepared, out: conversationsDir, llm, distribution: 'instructify-mix', loop: { seed: o.seed } });
+  o.log(`\ngenerated ${gen.conversations} conversations for ${gen.images} images (${llm ? `LLM ${llm.model}` : 'from the facts, no LLM'}) -> ${conversationsDir}`);
+  for (const [type, s] of Object.entries(gen.perPromptType)) o.log(`  ${type}: ${s.accepted} kept of ${s.generated}`);
+
+  // One full example, read back from the shards: the record, its tree, its conversations.
   const first = result.shards[0];
   if (first) {
     const rec = readFirstRecord(path.join(prepared, first.file));
-    o.log(`\nexample record from ${first.file}: ${rec.image} (${rec.width}x${rec.height}), sources ${rec.sources.join(', ')}`);
-    for (const c of rec.captions) o.log(`  caption: ${c.text}`);
-    for (const b of rec.boxes) o.log(`  box: ${b.label} [${[b.x1, b.y1, b.x2, b.y2].map((v) => v.toFixed(3)).join(', ')}] (x1, y1, x2, y2 in 0..1, top-left origin)${b.mask ? ` mask: ${b.mask.format}` : ''}`);
+    o.log(`\nexample: ${rec.image} (${rec.width}x${rec.height})`);
+    o.log('information:');
+    for (const c of rec.captions) o.log(`  ${c.text}`);
+    o.log('tree:');
+    for (const line of (rec.tree ?? '').split('\n')) o.log(`  ${line}`);
+    const convs = gen.shards.flatMap((s) => readShardRows(path.join(conversationsDir, s.file))).filter((r) => r.image === rec.image);
+    for (const c of convs.slice(0, 4)) {
+      o.log(`conversation (${String(c.prompt_type)}):`);
+      for (const t of c.conversations as { from: string; value: string }[]) o.log(`  ${t.from}: ${t.value.replace(/\n/g, ' | ')}`);
+    }
   }
-  await writeFile(path.join(o.out, 'README.txt'), `instructify demo output\n\nsample/     generated images and COCO-style annotations\nprepared/   one record per image as Parquet shards, manifest.json, rejects.jsonl\n`);
+  await writeFile(
+    path.join(o.out, 'README.txt'),
+    'instructify demo output\n\nsample/         generated images and COCO-style annotations\nprepared/       one record per image (with its ASCII tree) as Parquet shards, manifest.json, rejects.jsonl\nconversations/  generated conversations as Parquet shards, manifest.json\n',
+  );
 }

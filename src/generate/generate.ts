@@ -13,6 +13,7 @@ import { ShardWriter, type ShardFormat, type ShardInfo } from '../shards.js';
 import type { ImageRecord } from '../types.js';
 import { VERSION } from '../version.js';
 import { llmCall, type CallStats } from './caller.js';
+import { factConversations } from './facts.js';
 import { runLoop, type LoopOptions, type LoopStats } from './loop.js';
 import { loadDistribution, loadPrompts } from './prompts.js';
 
@@ -28,7 +29,8 @@ export interface GenerateOptions {
   /** A `prepare` output folder. */
   input: string;
   out: string;
-  llm: LlmClientOptions;
+  /** The LLM servers; without them, conversations are built from the facts alone (no LLM). */
+  llm?: LlmClientOptions;
   distribution: string;
   promptDirs?: string[];
   loop?: Partial<LoopOptions>;
@@ -45,7 +47,8 @@ export interface Conversation {
   id: string;
   image: string;
   promptType: string;
-  generator: 'llm';
+  /** 'llm', or 'facts' for conversations built from the record alone. */
+  generator: 'llm' | 'facts';
   conversations: { from: 'human' | 'gpt'; value: string }[];
   information: string[];
   removed: string[];
@@ -92,10 +95,19 @@ export async function* readPrepared(dir: string): AsyncGenerator<ImageRecord> {
     const bytes = readFileSync(file);
     const table = name.endsWith('.arrow') ? tableFromIPC(bytes) : tableFromIPC((require('parquet-wasm/node') as typeof import('parquet-wasm/node')).readParquet(bytes).intoIPCStream());
     for (let i = 0; i < table.numRows; i++) {
-      // Arrow rows to plain objects; the loop reads image, captions, qa and tree.
-      yield JSON.parse(JSON.stringify(table.get(i)!.toJSON())) as ImageRecord;
+      // Arrow rows to plain objects, with the camelCase keys records have in memory.
+      yield camelKeys(JSON.parse(JSON.stringify(table.get(i)!.toJSON()))) as ImageRecord;
     }
   }
+}
+
+/** Column names are snake_case (`tree_nodes`, `source_id`); record fields are camelCase. */
+function camelKeys(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(camelKeys);
+  if (v && typeof v === 'object') {
+    return Object.fromEntries(Object.entries(v).map(([k, x]) => [k.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase()), camelKeys(x)]));
+  }
+  return v;
 }
 
 export function conversationId(image: string, index: number, promptType: string): string {
@@ -108,17 +120,19 @@ export async function generate(o: GenerateOptions): Promise<GenerateResult> {
   if (!(maxFailureRate >= 0 && maxFailureRate <= 1)) throw new InstructifyError('E_OPTION', `--max-failure-rate must be from 0 to 1, got ${maxFailureRate}`);
   const prompts = loadPrompts(o.promptDirs ?? []);
   const distribution = loadDistribution(o.distribution, prompts);
-  const client = new LlmClient(o.llm);
+  const client = o.llm ? new LlmClient(o.llm) : null;
   const inputManifest = JSON.parse(await readFile(path.join(o.input, 'manifest.json'), 'utf8').catch(() => '{}')) as { status?: string; counts?: { images?: number } };
   if (inputManifest.status !== undefined && inputManifest.status !== 'complete') {
     throw new InstructifyError('E_OPTION', `the prepared folder ${o.input} is not complete (its manifest says "${inputManifest.status}")`, { file: o.input });
   }
   await mkdir(o.out, { recursive: true });
   for (const n of await readdir(o.out)) if (/^part-[\d-]+\.(parquet|jsonl)(\.tmp)?$/.test(n) || n === 'manifest.json' || n === 'rejects.jsonl') await rm(path.join(o.out, n), { force: true });
-  const cacheFile = o.cache === undefined ? path.join(o.out, 'cache.sqlite') : o.cache;
+  const cacheFile = client === null ? null : o.cache === undefined ? path.join(o.out, 'cache.sqlite') : o.cache;
   const cache = cacheFile ? new ResponseCache(cacheFile) : null;
   const callStats: CallStats = { requests: {}, cacheHits: 0, promptTokens: 0, completionTokens: 0 };
-  const call = llmCall(client, cache, callStats);
+  const call = client ? llmCall(client, cache, callStats) : null;
+  const model = client?.model ?? 'none';
+  const sampling = client?.sampling ?? { temperature: 0, maxTokens: 0, seed: null };
   const writer = new ShardWriter({ dir: o.out, prefix: 'part-0', format: o.format ?? 'parquet', rowsPerShard: o.rowsPerShard ?? 10_000, metadata: [...conversationSchema.metadata], schema: conversationSchema });
   const rejects = createWriteStream(path.join(o.out, 'rejects.jsonl'));
   const perType: Record<string, PromptTypeStats> = {};
@@ -129,7 +143,17 @@ export async function generate(o: GenerateOptions): Promise<GenerateResult> {
   let done = 0;
   let failed = 0;
   let conversations = 0;
-  const manifestBase = { tool: 'instructify', version: VERSION, command: 'generate', schema: CONVERSATION_SCHEMA_VERSION, input: o.input, model: client.model, sampling: client.sampling, distribution: distribution.name };
+  const manifestBase = {
+    tool: 'instructify',
+    version: VERSION,
+    command: 'generate',
+    schema: CONVERSATION_SCHEMA_VERSION,
+    input: o.input,
+    generator: client ? 'llm' : 'facts',
+    model,
+    sampling,
+    distribution: client ? distribution.name : null,
+  };
   const writeManifest = async (m: object) => {
     const file = path.join(o.out, 'manifest.json');
     await writeFile(`${file}.tmp`, JSON.stringify({ ...manifestBase, ...m }, null, 2) + '\n');
@@ -152,9 +176,9 @@ export async function generate(o: GenerateOptions): Promise<GenerateResult> {
     return writing;
   };
 
-  const concurrency = Math.max(1, o.llm.maxConcurrency ?? 256);
+  const concurrency = client ? Math.max(1, o.llm!.maxConcurrency ?? 256) : 1;
   const queue = new PQueue({ concurrency });
-  const progress = () => o.onProgress?.({ done, total, inFlight: queue.pending, requests: client.stats.requests, accepted: conversations });
+  const progress = () => o.onProgress?.({ done, total, inFlight: queue.pending, requests: client?.stats.requests ?? 0, accepted: conversations });
   try {
     for await (const rec of readPrepared(o.input)) {
       const index = images++;
@@ -163,16 +187,37 @@ export async function generate(o: GenerateOptions): Promise<GenerateResult> {
       void queue.add(async () => {
         const rows: Conversation[] = [];
         try {
-          const { results, stats } = await runLoop(rec, { prompts, distribution, call, options: o.loop });
-          mergeStats(stats, typeStats);
-          stops[stats.stop] = (stops[stats.stop] ?? 0) + 1;
+          let results;
+          if (call) {
+            const loop = await runLoop(rec, { prompts, distribution, call, options: o.loop });
+            mergeStats(loop.stats, typeStats);
+            stops[loop.stats.stop] = (stops[loop.stats.stop] ?? 0) + 1;
+            results = loop.results;
+          } else {
+            results = factConversations(rec, { seed: o.loop?.seed ?? 0, maxTurns: 8 });
+            for (const r of results) {
+              typeStats(r.promptType).generated++;
+              typeStats(r.promptType).accepted++;
+            }
+          }
           results.forEach((r, i) => {
             const turns = r.turns.flatMap((t, k) => [
               { from: 'human' as const, value: k === 0 ? `<image>\n${t.question}` : t.question },
               { from: 'gpt' as const, value: t.answer },
             ]);
-            const s = client.sampling;
-            rows.push({ id: conversationId(rec.image, i, r.promptType), image: rec.image, promptType: r.promptType, generator: 'llm', conversations: turns, information: r.input, removed: r.removed, model: client.model, temperature: s.temperature, maxTokens: s.maxTokens, seed: s.seed });
+            rows.push({
+              id: conversationId(rec.image, i, r.promptType),
+              image: rec.image,
+              promptType: r.promptType,
+              generator: client ? 'llm' : 'facts',
+              conversations: turns,
+              information: r.input,
+              removed: r.removed,
+              model,
+              temperature: sampling.temperature,
+              maxTokens: sampling.maxTokens,
+              seed: sampling.seed,
+            });
           });
           conversations += rows.length;
         } catch (err) {
@@ -191,7 +236,7 @@ export async function generate(o: GenerateOptions): Promise<GenerateResult> {
     const shards = await writer.close();
     await new Promise<void>((resolve) => rejects.end(() => resolve()));
     for (const [k, n] of Object.entries(callStats.requests)) typeStats(k).requests = n;
-    const llm = client.snapshot();
+    const llm = client?.snapshot() ?? { requests: 0, retries: 0, endpoints: {} };
     const result: GenerateResult = {
       images,
       failed,
@@ -222,7 +267,7 @@ export async function generate(o: GenerateOptions): Promise<GenerateResult> {
     throw err;
   } finally {
     cache?.close();
-    await client.close();
+    await client?.close();
   }
 }
 
