@@ -1,22 +1,103 @@
-import { stat } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdirSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { generate } from '../src/generate/generate.js';
+import { prepare } from '../src/prepare.js';
 import { writeSyntheticCoco } from '../src/synthetic.js';
 
 /**
- * Seeded COCO-instances-like files for the benchmarks: about 2 KB of
- * annotations per image (7 objects with 24-vertex polygons on average),
- * close to real COCO's shape. Reused when already made.
+ * bench/generate: the generation loop against a loopback server (its own
+ * process) that answers after a fixed latency L and takes at most C
+ * requests at once, so the best possible rate is C / L requests per second.
+ * Prints the rate reached, its ratio to that ideal, the client's CPU per
+ * request, and, in the same run, the rate of a baseline shaped like the
+ * reference design: 80 workers, each on one image at a time.
+ *
+ *   npm run build && node dist/bench/generate.js [--images 2000] [--latency 200] [--capacity 256]
  */
-export const BYTES_PER_IMAGE = 1950;
+const here = path.dirname(fileURLToPath(import.meta.url));
+const arg = (name: string, fallback: number) => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? Number(process.argv[i + 1]) : fallback;
+};
 
-export async function cocoLikeFile(file: string, targetBytes: number, seed = 42): Promise<number> {
-  const existing = await stat(file).catch(() => null);
-  if (existing && Math.abs(existing.size - targetBytes) / targetBytes < 0.25) return existing.size;
-  await writeSyntheticCoco({ instancesFile: file, count: Math.round(targetBytes / BYTES_PER_IMAGE), seed, objects: [3, 10], polygonPoints: 24 });
-  return (await stat(file)).size;
+async function startServer(latency: number, capacity: number): Promise<{ url: string; stop: () => void }> {
+  const child = spawn(process.execPath, [path.join(here, 'llm-server.js'), String(latency), String(capacity)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const [chunk] = (await once(child.stdout, 'data')) as [Buffer];
+  return { url: chunk.toString().trim(), stop: () => child.kill() };
+}
+
+export interface GenerateBench {
+  images: number;
+  latencyMs: number;
+  capacity: number;
+  ideal: number;
+  rate: number;
+  ratio: number;
+  cpuMicrosPerRequest: number;
+  baselineRate: number;
+  baselineImages: number;
+}
+
+export async function benchGenerate(o: { images: number; latency: number; capacity: number; log: (s: string) => void }): Promise<GenerateBench> {
+  const dir = path.join(os.tmpdir(), 'instructify-bench', `generate-${o.images}`);
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true });
+  const instances = path.join(dir, 'instances.json');
+  const captions = path.join(dir, 'captions.json');
+  await writeSyntheticCoco({ instancesFile: instances, captionsFile: captions, count: o.images, seed: 11 });
+  const prepared = path.join(dir, 'prepared');
+  await prepare({ sources: [{ kind: 'coco-captions', paths: [captions] }, { kind: 'coco-instances', paths: [instances] }], images: null, out: prepared });
+
+  const run = async (maxConcurrency: number, limitImages: number | null) => {
+    const server = await startServer(o.latency, o.capacity);
+    try {
+      const input = limitImages === null ? prepared : prepared;
+      const cpu0 = process.cpuUsage();
+      const t0 = performance.now();
+      const r = await generate({
+        input,
+        out: path.join(dir, `out-${maxConcurrency}`),
+        llm: { endpoints: [server.url], model: 'bench', maxConcurrency, initialConcurrency: 16 },
+        distribution: 'llava',
+        cache: null,
+        loop: { seed: 1 },
+      });
+      const seconds = (performance.now() - t0) / 1000;
+      const cpu = process.cpuUsage(cpu0);
+      return { requests: r.requests, seconds, rate: r.requests / seconds, cpuMicros: (cpu.user + cpu.system) / Math.max(1, r.requests) };
+    } finally {
+      server.stop();
+    }
+  };
+
+  const ideal = o.capacity / (o.latency / 1000);
+  const ours = await run(o.capacity, null);
+  o.log(`  instructify, --max-concurrency ${o.capacity}: ${ours.requests} requests in ${ours.seconds.toFixed(1)}s = ${ours.rate.toFixed(0)} requests/s (ideal ${ideal.toFixed(0)}), ${ours.cpuMicros.toFixed(0)} us client CPU per request`);
+  const baseline = await run(80, null);
+  o.log(`  baseline, 80 workers with one image each: ${baseline.requests} requests in ${baseline.seconds.toFixed(1)}s = ${baseline.rate.toFixed(0)} requests/s`);
+  return {
+    images: o.images,
+    latencyMs: o.latency,
+    capacity: o.capacity,
+    ideal,
+    rate: ours.rate,
+    ratio: ours.rate / ideal,
+    cpuMicrosPerRequest: ours.cpuMicros,
+    baselineRate: baseline.rate,
+    baselineImages: o.images,
+  };
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
-  const [file, mb] = process.argv.slice(2);
-  const size = await cocoLikeFile(file!, Number(mb) * 1e6);
-  process.stdout.write(`${file}: ${(size / 1e6).toFixed(1)} MB\n`);
+  const log = (s: string) => process.stdout.write(s + '\n');
+  const images = arg('images', 2000);
+  const latency = arg('latency', 200);
+  const capacity = arg('capacity', 256);
+  log(`bench/generate: ${images} images, server latency ${latency} ms, capacity ${capacity}`);
+  const r = await benchGenerate({ images, latency, capacity, log });
+  log(`\nratio to ideal (C/L): ${r.ratio.toFixed(2)} (target 0.9); against the 80-worker baseline: ${(r.rate / r.baselineRate).toFixed(2)}x`);
 }

@@ -3,7 +3,7 @@ import { mkdirSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { cocoLikeFile } from './generate.js';
+import { cocoLikeFile } from './data.js';
 
 /**
  * bench/prepare: ingest + join + Parquet shards (tree stage off) of a seeded COCO-instances-

@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { rng, syntheticImage } from '../src/synthetic.js';
 import { buildTree } from '../src/tree/build.js';
 import type { Box } from '../src/types.js';
-import { cocoLikeFile } from './generate.js';
+import { cocoLikeFile } from './data.js';
 
 /**
  * bench/tree: trees per second for images with 10, 50 and 300 objects with

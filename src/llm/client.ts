@@ -12,8 +12,10 @@ import { InstructifyError } from '../errors.js';
  * - several endpoints: each request goes to the one with the fewest
  *   requests in flight; an endpoint that keeps failing is benched for a
  *   while and tried again later;
- * - adaptive concurrency per endpoint (grow on success, halve on 429, 503
- *   and timeouts) under a total `maxConcurrency`;
+ * - adaptive concurrency per endpoint, as TCP does it: slow start (one more
+ *   slot per success) until the first 429, 503 or timeout, then halve on
+ *   each and grow by about one slot per round trip, under a total
+ *   `maxConcurrency`;
  * - the API key comes from an environment variable and appears in no
  *   message, log or stat.
  */
@@ -72,6 +74,8 @@ interface Endpoint {
   limit: number;
   failures: number;
   benchedUntil: number;
+  /** Until the first sign of overload the limit grows by one per success (doubling each round trip). */
+  slowStart: boolean;
   stats: { requests: number; ok: number; errors: number; throttled: number; benched: number };
 }
 
@@ -176,7 +180,7 @@ export class LlmClient {
         keepAliveTimeout: 30_000,
       });
       const stats = { requests: 0, ok: 0, errors: 0, throttled: 0, benched: 0 };
-      const ep: Endpoint = { url, base, pool, path: `${url.pathname.replace(/\/+$/, '')}/chat/completions`, inFlight: 0, limit: Math.min(this.o.initialConcurrency, this.o.maxConcurrency), failures: 0, benchedUntil: 0, stats };
+      const ep: Endpoint = { url, base, pool, path: `${url.pathname.replace(/\/+$/, '')}/chat/completions`, inFlight: 0, limit: Math.min(this.o.initialConcurrency, this.o.maxConcurrency), failures: 0, benchedUntil: 0, slowStart: true, stats };
       return ep;
     });
   }
@@ -305,8 +309,8 @@ export class LlmClient {
         const r = await this.once(e, body);
         e.failures = 0;
         e.stats.ok++;
-        // Additive increase: about one more slot per `limit` successes.
-        e.limit = Math.min(this.o.maxConcurrency, e.limit + 1 / Math.max(1, e.limit));
+        // Slow start, then additive increase (about one more slot per `limit` successes).
+        e.limit = Math.min(this.o.maxConcurrency, e.limit + (e.slowStart ? 1 : 1 / Math.max(1, e.limit)));
         this.stats.promptTokens += r.usage.promptTokens;
         this.stats.completionTokens += r.usage.completionTokens;
         return { ...r, attempts: attempt + 1 };
@@ -318,7 +322,10 @@ export class LlmClient {
         }
         lastError = err;
         // Multiplicative decrease when the server says it is overloaded.
-        if (err.overload) e.limit = Math.max(1, e.limit / 2);
+        if (err.overload) {
+          e.limit = Math.max(1, e.limit / 2);
+          e.slowStart = false;
+        }
         if (err.endpointFault && ++e.failures >= this.o.benchAfter) {
           e.benchedUntil = Date.now() + this.o.benchMs;
           e.failures = 0;
