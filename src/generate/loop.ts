@@ -99,6 +99,11 @@ export function sentences(info: string[]): string[] {
   return info.flatMap((line) => line.split(/(?<=[.!?])\s+(?=[A-Z0-9"'(])/).map((s) => s.trim())).filter(Boolean);
 }
 
+function boxList(rec: ImageRecord): string {
+  const f = (v: number) => v.toFixed(2);
+  return rec.boxes.map((b) => `${b.label} [${f(b.x1)}, ${f(b.y1)}, ${f(b.x2)}, ${f(b.y2)}]`).join('\n') || '(no boxes)';
+}
+
 const MC_LABELS = ['A, B, C, ...', '(a), (b), (c), ...', '1, 2, 3, ...', 'i, ii, iii, ...'];
 const MC_INSTRUCTIONS = [
   "Answer with the option's letter from the given choices directly.",
@@ -151,6 +156,9 @@ export async function runLoop(rec: ImageRecord, ctx: LoopContext): Promise<{ res
     const spec = need(ctx, type.prompt);
     const vars: Record<string, string> = {
       information: cur.join('\n'),
+      // Grounded prompts get boxes in the same form they must answer in: top-left origin, 0..1.
+      boxes: boxList(rec),
+      task: spec.tasks?.length ? spec.tasks[pick(spec.tasks.length)]! : '',
       option_count: String(2 + pick(4)),
       label_style: MC_LABELS[pick(MC_LABELS.length)]!,
       answer_instruction: MC_INSTRUCTIONS[pick(MC_INSTRUCTIONS.length)]!,

@@ -9,7 +9,7 @@ import { InstructifyError } from '../errors.js';
  * Users add their own folder with --prompts; a file there replaces a
  * built-in prompt of the same name.
  */
-export type ParserKind = 'qa' | 'yesno' | 'choice' | 'description' | 'lines' | 'bool' | 'codes';
+export type ParserKind = 'qa' | 'yesno' | 'truefalse' | 'blank' | 'choice' | 'description' | 'lines' | 'bool' | 'codes';
 
 export interface PromptSpec {
   name: string;
@@ -20,6 +20,8 @@ export interface PromptSpec {
   maxAnswerWords?: number;
   /** For 'description': the human turns to pair with the written description. */
   questions?: string[];
+  /** For instruction prompts: tasks, one drawn per use into {{task}}. */
+  tasks?: string[];
   template: string;
   file: string;
 }
@@ -40,7 +42,7 @@ export function parsePromptFile(text: string, file: string): PromptSpec {
   } catch (err) {
     throw new InstructifyError('E_OPTION', `the prompt header is not JSON: ${(err as Error).message}`, { file, cause: err });
   }
-  const parsers: ParserKind[] = ['qa', 'yesno', 'choice', 'description', 'lines', 'bool', 'codes'];
+  const parsers: ParserKind[] = ['qa', 'yesno', 'truefalse', 'blank', 'choice', 'description', 'lines', 'bool', 'codes'];
   if (!header.name || !parsers.includes(header.parser)) {
     throw new InstructifyError('E_OPTION', `the prompt header needs "name" and "parser" (one of ${parsers.join(', ')})`, { file });
   }
@@ -165,6 +167,8 @@ export function parseAnswer(spec: PromptSpec, text: string, pick: (n: number) =>
       if (spec.minTurns !== undefined && turns.length < spec.minTurns) return null;
       if (spec.maxAnswerWords !== undefined && turns.some((t) => t.answer.split(/\s+/).length > spec.maxAnswerWords!)) return null;
       if (spec.parser === 'yesno' && turns.some((t) => !/^(yes|no)\b/i.test(t.answer))) return null;
+      if (spec.parser === 'truefalse' && turns.some((t) => !/^(true|false)\b/i.test(t.answer))) return null;
+      if (spec.parser === 'blank' && turns.some((t) => !/_{3,}/.test(t.question))) return null;
       if (spec.parser === 'choice') {
         // The answer starts with one of the labels shown in the question.
         const t = turns[0]!;

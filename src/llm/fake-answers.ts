@@ -26,7 +26,7 @@ function section(prompt: string, heading: string): string[] {
 /** The part of an answer that must be found in the information. */
 function core(answer: string): string {
   return answer
-    .replace(/^(yes|no)[,.]?\s*/i, '')
+    .replace(/^(yes|no|true|false)[,.]?\s*/i, '')
     .replace(/^\(?([A-Za-z]|\d+|[ivx]+)[).:]?\s+/, '')
     .replace(/[.\s]+$/, '')
     .toLowerCase();
@@ -66,14 +66,21 @@ export function fakeAnswer(prompt: string, o: FakeOptions = {}): string {
   if (o.unparseable) return 'I would rather talk about something else.';
   const facts = section(prompt, 'Facts');
   const wrongAt = (i: number, text: string) => (o.wrongTurn === i ? WRONG : text);
-  if (prompt.includes('single-sentence caption') || prompt.includes('one thorough description')) return facts.join(' ');
+  if (prompt.includes('single-sentence caption') || prompt.includes('one thorough description') || prompt.includes('Write a fine-grained description')) return facts.join(' ');
   if (prompt.includes('multiple-choice question')) {
     return `Question: Which of these is in the picture?\nA) ${facts[0]}\nB) ${WRONG}\nAnswer: ${wrongAt(0, `A ${facts[0]}`)}`;
   }
   const qa = (q: string, a: string) => `Question: ${q}\nAnswer: ${a}`;
   if (prompt.includes('needs reasoning')) return qa('What can be said about this scene?', wrongAt(0, facts[0] ?? ''));
+  if (prompt.includes('asking the assistant to')) return qa('Please tell me one thing that is in this picture.', wrongAt(0, facts[0] ?? ''));
   if (prompt.includes('false premise')) return [qa('What colour is the dragon?', 'I cannot see a dragon in this image.'), qa('Where is the spaceship?', 'I cannot see a spaceship in this image.')].join('\n');
   const turns = facts.slice(0, 4).map((f, i) => {
+    if (prompt.includes('true or false')) return qa(`True or false: ${f}`, wrongAt(i, `True, ${f}`));
+    if (prompt.includes('fill-in-the-blank')) {
+      const words = f.replace(/\.$/, '').split(/\s+/);
+      const last = words.pop() ?? '';
+      return qa(`Fill in the blank: ${[...words, '___'].join(' ')}.`, wrongAt(i, last));
+    }
     if (prompt.includes('yes/no questions')) return qa(`Is it so that ${f.replace(/\.$/, '')}?`, wrongAt(i, `Yes, ${f}`));
     if (prompt.includes('one to four words')) return qa(`Which words start this fact: ${f}?`, wrongAt(i, f.split(/\s+/).slice(0, 3).join(' ')).split(/\s+/).slice(0, 4).join(' '));
     return qa(`What does the picture show (${i + 1})?`, wrongAt(i, f));
