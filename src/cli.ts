@@ -7,6 +7,7 @@ import { SOURCE_KINDS } from './sources/index.js';
 import { VERSION } from './version.js';
 import { runDemo } from './demo.js';
 import { generate } from './generate/generate.js';
+import { run } from './run.js';
 import { formatSummary } from './cli-format.js';
 
 function parseSize(v: string): number {
@@ -205,6 +206,10 @@ export function buildProgram(): Command {
     .option('--seed <n>', 'seed for drawing prompt types (and sent to the server)', parsePositiveInt)
     .option('--max-concurrency <n>', 'requests in flight at most, over all servers', parsePositiveInt, 256)
     .option('--max-rounds <n>', 'rounds per image', parsePositiveInt, 10)
+    .option('--min-info-chars <n>', 'stop an image when less information than this is left', parseNonNegative, 10)
+    .option('--max-fails <n>', 'stop an image after this many rounds in a row with nothing kept', parseNonNegative, 3)
+    .option('--parse-tries <n>', 'asks per prompt when the answer does not parse', parsePositiveInt, 3)
+    .option('--stop-used-share <x>', 'stop an image once this share of its information is used', parseNonNegative, 0.85)
     .option('--no-filter', 'keep every parsed conversation: no check, no reduce')
     .option('--no-tree', 'do not use the ASCII tree as information')
     .option('--cache <file>', 'SQLite answer cache (default: <out>/cache.sqlite)')
@@ -217,7 +222,12 @@ export function buildProgram(): Command {
       const showProgress = !opts.quiet && process.stderr.isTTY === true;
       const bar = showProgress
         ? new cliProgress.SingleBar(
-            { stream: process.stderr, hideCursor: true, clearOnComplete: true, format: 'generating {bar} {percentage}% | {value}/{total} images | {inflight} in flight | {rps} requests/s | {accepted} conversations | ETA {eta_formatted}' },
+            {
+              stream: process.stderr,
+              hideCursor: true,
+              clearOnComplete: true,
+              format: 'generating {bar} {percentage}% | {value}/{total} images | {inflight} in flight | {rps} req/s | {tps} tokens/s | {accepted} kept ({rate} accepted) | ETA {eta_formatted}',
+            },
             cliProgress.Presets.shades_classic,
           )
         : null;
@@ -235,31 +245,79 @@ export function buildProgram(): Command {
         },
         distribution: opts.distribution,
         promptDirs: opts.prompts,
-        loop: { filtering: opts.filter, useTree: opts.tree, maxRounds: opts.maxRounds, seed: opts.seed ?? 0 },
+        loop: {
+          filtering: opts.filter,
+          useTree: opts.tree,
+          maxRounds: opts.maxRounds,
+          minInfoChars: opts.minInfoChars,
+          maxFails: opts.maxFails,
+          parseTries: opts.parseTries,
+          stopUsedShare: opts.stopUsedShare,
+          seed: opts.seed ?? 0,
+        },
         cache: opts.cache === false ? null : typeof opts.cache === 'string' ? opts.cache : undefined,
         format: opts.format,
         maxFailureRate: opts.maxFailureRate,
         onProgress: (p) => {
           if (!bar) return;
           if (!started) {
-            bar.start(Math.max(p.total, p.done, 1), 0, { inflight: 0, rps: 0, accepted: 0 });
+            bar.start(Math.max(p.total, p.done, 1), 0, { inflight: 0, rps: 0, tps: 0, accepted: 0, rate: '-' });
             started = true;
           }
           const secs = (Date.now() - t0) / 1000 || 1e-3;
           if (p.total === 0) bar.setTotal(Math.max(p.done, 1));
-          bar.update(p.done, { inflight: p.inFlight, rps: Math.round(p.requests / secs), accepted: p.accepted });
+          bar.update(p.done, {
+            inflight: p.inFlight,
+            rps: Math.round(p.requests / secs),
+            tps: Math.round(p.tokens / secs),
+            accepted: p.accepted,
+            rate: p.generated ? `${Math.round((100 * p.accepted) / p.generated)}%` : '-',
+          });
         },
       }).finally(() => bar?.stop());
       if (opts.json) process.stdout.write(JSON.stringify(result, null, 2) + '\n');
       else if (!opts.quiet) {
         const types = Object.entries(result.perPromptType)
-          .map(([k, v]) => `${k} ${v.accepted}/${v.generated} accepted`)
+          .map(([k, v]) => `${k} ${v.accepted}/${v.generated} kept${v.retries ? `, ${v.retries} retries` : ''}`)
           .join(', ');
         process.stderr.write(
           `generated ${result.conversations} conversations for ${result.images} images in ${result.seconds}s -> ${opts.out}\n` +
             `  requests ${result.requests} (retries ${result.retries}, answered from cache ${result.cacheHits}), tokens ${result.promptTokens} in / ${result.completionTokens} out\n` +
             `  by prompt type: ${types || 'none'}\n  failed images: ${result.failed}\n`,
         );
+      }
+    });
+
+  program
+    .command('run')
+    .description('prepare and generate in one stream: annotation files in, conversation shards out, nothing in between.')
+    .requiredOption('-o, --out <dir>', 'output folder for conversation shards')
+    .option('--images <dir>', 'image root (as for prepare)')
+    .option('-s, --source <kind=paths>', 'an input, as for prepare (repeatable)', collectSource, [] as SourceSpec[])
+    .option('--image-dir <family=dir>', 'as for prepare (repeatable)', collectImageDir, {})
+    .option('--llm-url <url>', 'server base URL (repeatable); without it, conversations come from the facts', (v: string, prev: string[]) => [...prev, v], [] as string[])
+    .option('--model <name>', 'model name, with --llm-url')
+    .option('--api-key-env <name>', 'environment variable holding the API key', 'OPENAI_API_KEY')
+    .option('--distribution <name|file>', 'prompt mix', 'instructify-mix')
+    .option('--max-concurrency <n>', 'requests in flight at most', parsePositiveInt, 256)
+    .option('--seed <n>', 'seed for drawing prompt types', parsePositiveInt)
+    .option('--no-tree', 'no ASCII tree')
+    .option('--max-failure-rate <x>', 'exit non-zero past this share of failed images', parseNonNegative, 0.01)
+    .option('-q, --quiet', 'no summary')
+    .action(async (opts) => {
+      const r = await run({
+        prepare: { sources: opts.source, images: opts.images ?? null, imageDirs: opts.imageDir, tree: { mode: opts.tree === false ? 'flat' : 'tree' } },
+        generate: {
+          out: opts.out,
+          llm: opts.llmUrl.length ? { endpoints: opts.llmUrl, model: opts.model, apiKeyEnv: opts.apiKeyEnv, maxConcurrency: opts.maxConcurrency, sampling: { seed: opts.seed ?? null } } : undefined,
+          distribution: opts.distribution,
+          loop: { useTree: opts.tree, seed: opts.seed ?? 0 },
+          maxFailureRate: opts.maxFailureRate,
+        },
+      });
+      if (!opts.quiet) {
+        process.stderr.write(formatSummary(r.prepared) + '\n');
+        process.stderr.write(`generated ${r.generated.conversations} conversations for ${r.generated.images} images in ${r.generated.seconds}s -> ${opts.out}\n`);
       }
     });
 

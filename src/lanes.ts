@@ -5,7 +5,7 @@ import { processPartition, type EmitConfig, type PartitionSummary } from './emit
 import { InstructifyError } from './errors.js';
 import type { PartitionInput } from './join.js';
 import { ShardWriter, type ShardFormat, type ShardInfo } from './shards.js';
-import { StreamSink, type StreamFormat } from './stdout-sink.js';
+import { ObjectSink, StreamSink, type StreamFormat } from './stdout-sink.js';
 
 /**
  * The emit phase runs in lanes. Lane `w` of `W` takes partitions p with
@@ -19,6 +19,8 @@ export interface LaneSettings {
   out: string;
   /** When out is '-': NDJSON or an Arrow IPC stream. */
   streamFormat?: StreamFormat;
+  /** When out is '-' and this is set: records go to it instead of stdout (main-thread lane only, e.g. `run`). */
+  recordStream?: import('node:stream').Writable;
   format: ShardFormat;
   rowsPerShard: number;
   rowGroupRows: number;
@@ -26,13 +28,15 @@ export interface LaneSettings {
 }
 
 export class LaneCore {
-  private readonly writer: ShardWriter | StreamSink;
+  private readonly writer: ShardWriter | StreamSink | ObjectSink;
   constructor(
     lane: number,
     private readonly s: LaneSettings,
   ) {
     this.writer =
-      s.out === '-'
+      s.out === '-' && s.recordStream
+        ? new ObjectSink(s.recordStream)
+        : s.out === '-'
         ? new StreamSink(process.stdout, s.streamFormat ?? 'ndjson', s.rowGroupRows)
         : new ShardWriter({ dir: s.out, prefix: `part-${lane}`, format: s.format, rowsPerShard: s.rowsPerShard, rowGroupRows: s.rowGroupRows, metadata: s.metadata });
   }

@@ -65,6 +65,8 @@ export interface PrepareOptions {
   workers?: number | 'auto';
   /** The tree stage: ASCII tree (default), flat box list (`--no-tree`), or none; thresholds; depth maps. */
   tree?: Partial<Omit<TreeStageOptions, 'tree'>> & { tree?: Partial<TreeOptions> };
+  /** With out '-': send records to this object-mode stream instead of stdout (used by `run`). */
+  recordStream?: import('node:stream').Writable;
   /** Read size per chunk; tests set it tiny to prove chunk boundaries change nothing. */
   readChunkBytes?: number;
   onProgress?: (p: PrepareProgress) => void;
@@ -114,7 +116,7 @@ export function manifestPath(out: string): string {
   return path.join(out, 'manifest.json');
 }
 
-interface ResolvedOptions extends Required<Omit<PrepareOptions, 'onProgress' | 'tmpDir' | 'images' | 'sources' | 'tree'>> {
+interface ResolvedOptions extends Required<Omit<PrepareOptions, 'onProgress' | 'tmpDir' | 'images' | 'sources' | 'tree' | 'recordStream'>> {
   tree: TreeStageOptions;
   images: string | null;
   tmpDir: string | undefined;
@@ -361,6 +363,7 @@ export async function prepare(options: PrepareOptions): Promise<PrepareResult> {
       out: o.out,
       format: o.format === 'ndjson' ? 'jsonl' : o.format,
       streamFormat: o.format === 'arrow' ? 'arrow' : 'ndjson',
+      recordStream: options.recordStream,
       rowsPerShard: o.rowsPerShard, rowGroupRows: o.rowGroupRows, metadata: [...preparedSchema.metadata] });
     await join.settled();
     partsTotal = join.nonEmptyPartitions();

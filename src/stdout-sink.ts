@@ -9,6 +9,28 @@ import type { ImageRecord } from './types.js';
 
 export type StreamFormat = 'ndjson' | 'arrow';
 
+/** Records as objects into an object-mode stream, waiting when it is full (`run` feeds generate this way). */
+export class ObjectSink {
+  private rows = 0;
+  constructor(private readonly out: Writable) {}
+  async add(records: readonly ImageRecord[]): Promise<number> {
+    const t = performance.now();
+    for (const r of records) {
+      this.rows++;
+      if (!this.out.write(r)) await Promise.race([once(this.out, 'drain'), once(this.out, 'close')]);
+      if (this.out.destroyed) throw new InstructifyError('E_PIPE_CLOSED', 'the consumer of the records stopped');
+    }
+    return performance.now() - t;
+  }
+  async close(): Promise<ShardInfo[]> {
+    this.out.end();
+    return [{ file: '-', rows: this.rows, bytes: 0 }];
+  }
+  async abort(): Promise<void> {
+    this.out.destroy();
+  }
+}
+
 /** The IPC stream's end marker: continuation token 0xFFFFFFFF, then a zero length. */
 const END_OF_STREAM = new Uint8Array([0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]);
 

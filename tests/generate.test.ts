@@ -95,6 +95,8 @@ describe('generate', () => {
     server.next(...Array.from({ length: 40 }, () => ({ kind: 'status' as const, status: 500 })));
     const tolerant = await generate({ ...failing, out: await tmpDir(), maxFailureRate: 1 });
     expect(tolerant.failed).toBeGreaterThan(0);
+    // Requests that got through on their second attempt are counted as retries of their prompt type.
+    expect(Object.values(tolerant.perPromptType).reduce((s, t) => s + t.retries, 0)).toBeGreaterThan(0);
     expect(tolerant.images - tolerant.failed).toBeGreaterThan(0);
   });
 
@@ -110,5 +112,33 @@ describe('generate', () => {
     expect(code).toBe(0);
     expect(stderr).toMatch(/generated \d+ conversations for 79 images/);
     expect(stderr).toMatch(/by prompt type: .*llava-/);
+  });
+});
+
+describe('run', () => {
+  it('prepares and generates in one stream, with the same conversations as the two steps and no prepared files', async () => {
+    const { run } = await import('../src/run.js');
+    const server = await fakeServer();
+    const out = await tmpDir();
+    const streamed = await run({
+      prepare: { sources: [{ kind: 'coco-captions', paths: [COCO_CAPTIONS] }, { kind: 'coco-instances', paths: [COCO_INSTANCES] }], images: null },
+      generate: { out, llm: { endpoints: [server.url], model: 'fake-model', maxConcurrency: 16, sampling: { seed: 1 } }, distribution: 'instructify-mix', loop: { seed: 1 }, cache: null },
+      buffer: 8,
+    });
+    expect(streamed.prepared.counts.images).toBe(79);
+    expect(streamed.generated.images).toBe(79);
+    expect((await readdir(out)).filter((n) => n.startsWith('part-')).every((n) => n.startsWith('part-0-'))).toBe(true);
+    const stepwise = await tmpDir();
+    await generate(opts(server, stepwise, { cache: null }));
+    const q = (dir: string) => duckdb<{ id: string; c: string }>(`select id, to_json(conversations)::varchar as c from '${dir}/part-*.parquet' order by id`);
+    expect(await q(out)).toEqual(await q(stepwise));
+  });
+
+  it('a failing prepare stops the run with its own error', async () => {
+    const { run } = await import('../src/run.js');
+    const out = await tmpDir();
+    await expect(
+      run({ prepare: { sources: [{ kind: 'coco-instances', paths: [COCO_CAPTIONS] }], images: null }, generate: { out, distribution: 'instructify-mix' } }),
+    ).rejects.toMatchObject({ code: 'E_WRONG_KIND' });
   });
 });

@@ -4,6 +4,8 @@ import type { Call } from './loop.js';
 
 export interface CallStats {
   requests: Record<string, number>;
+  /** HTTP retries (server errors, throttling, timeouts), by prompt type. */
+  retries?: Record<string, number>;
   cacheHits: number;
   promptTokens: number;
   completionTokens: number;
@@ -25,6 +27,10 @@ export function llmCall(client: LlmClient, cache: ResponseCache | null, stats: C
     }
     const r = await client.chat(messages);
     stats.requests[spec.name] = (stats.requests[spec.name] ?? 0) + 1;
+    if (r.attempts > 1) {
+      stats.retries ??= {};
+      stats.retries[spec.name] = (stats.retries[spec.name] ?? 0) + r.attempts - 1;
+    }
     stats.promptTokens += r.usage.promptTokens;
     stats.completionTokens += r.usage.completionTokens;
     cache?.put(key, client.model, r);

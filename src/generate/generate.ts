@@ -26,8 +26,8 @@ const require = createRequire(import.meta.url);
  * (the input is read only as fast as images finish).
  */
 export interface GenerateOptions {
-  /** A `prepare` output folder. */
-  input: string;
+  /** A `prepare` output folder, or the records themselves (as `run` streams them). */
+  input: string | AsyncIterable<ImageRecord>;
   out: string;
   /** The LLM servers; without them, conversations are built from the facts alone (no LLM). */
   llm?: LlmClientOptions;
@@ -40,7 +40,7 @@ export interface GenerateOptions {
   rowsPerShard?: number;
   /** Above this share of failed images the run exits non-zero. */
   maxFailureRate?: number;
-  onProgress?: (p: { done: number; total: number; inFlight: number; requests: number; accepted: number }) => void;
+  onProgress?: (p: { done: number; total: number; inFlight: number; requests: number; accepted: number; generated: number; tokens: number }) => void;
 }
 
 export interface Conversation {
@@ -65,6 +65,7 @@ export interface PromptTypeStats {
   conversationsRejected: number;
   parseFailures: number;
   requests: number;
+  retries: number;
 }
 
 export interface GenerateResult {
@@ -121,8 +122,11 @@ export async function generate(o: GenerateOptions): Promise<GenerateResult> {
   const prompts = loadPrompts(o.promptDirs ?? []);
   const distribution = loadDistribution(o.distribution, prompts);
   const client = o.llm ? new LlmClient(o.llm) : null;
-  const inputManifest = JSON.parse(await readFile(path.join(o.input, 'manifest.json'), 'utf8').catch(() => '{}')) as { status?: string; counts?: { images?: number } };
-  if (inputManifest.status !== undefined && inputManifest.status !== 'complete') {
+  const inputManifest = (typeof o.input === 'string' ? JSON.parse(await readFile(path.join(o.input, 'manifest.json'), 'utf8').catch(() => '{}')) : {}) as {
+    status?: string;
+    counts?: { images?: number };
+  };
+  if (typeof o.input === 'string' && inputManifest.status !== undefined && inputManifest.status !== 'complete') {
     throw new InstructifyError('E_OPTION', `the prepared folder ${o.input} is not complete (its manifest says "${inputManifest.status}")`, { file: o.input });
   }
   await mkdir(o.out, { recursive: true });
@@ -136,7 +140,7 @@ export async function generate(o: GenerateOptions): Promise<GenerateResult> {
   const writer = new ShardWriter({ dir: o.out, prefix: 'part-0', format: o.format ?? 'parquet', rowsPerShard: o.rowsPerShard ?? 10_000, metadata: [...conversationSchema.metadata], schema: conversationSchema });
   const rejects = createWriteStream(path.join(o.out, 'rejects.jsonl'));
   const perType: Record<string, PromptTypeStats> = {};
-  const typeStats = (k: string) => (perType[k] ??= { generated: 0, accepted: 0, turnsRejected: 0, conversationsRejected: 0, parseFailures: 0, requests: 0 });
+  const typeStats = (k: string) => (perType[k] ??= { generated: 0, accepted: 0, turnsRejected: 0, conversationsRejected: 0, parseFailures: 0, requests: 0, retries: 0 });
   const stops: Record<string, number> = {};
   const total = inputManifest.counts?.images ?? 0;
   let images = 0;
@@ -148,7 +152,7 @@ export async function generate(o: GenerateOptions): Promise<GenerateResult> {
     version: VERSION,
     command: 'generate',
     schema: CONVERSATION_SCHEMA_VERSION,
-    input: o.input,
+    input: typeof o.input === 'string' ? o.input : '(streamed from prepare)',
     generator: client ? 'llm' : 'facts',
     model,
     sampling,
@@ -178,9 +182,18 @@ export async function generate(o: GenerateOptions): Promise<GenerateResult> {
 
   const concurrency = client ? Math.max(1, o.llm!.maxConcurrency ?? 256) : 1;
   const queue = new PQueue({ concurrency });
-  const progress = () => o.onProgress?.({ done, total, inFlight: queue.pending, requests: client?.stats.requests ?? 0, accepted: conversations });
+  const progress = () =>
+    o.onProgress?.({
+      done,
+      total,
+      inFlight: queue.pending,
+      requests: client?.stats.requests ?? 0,
+      accepted: conversations,
+      generated: Object.values(perType).reduce((s, t) => s + t.generated, 0),
+      tokens: callStats.promptTokens + callStats.completionTokens,
+    });
   try {
-    for await (const rec of readPrepared(o.input)) {
+    for await (const rec of typeof o.input === 'string' ? readPrepared(o.input) : o.input) {
       const index = images++;
       // Backpressure: read the next record only when a slot is about to free up.
       await queue.onSizeLessThan(concurrency);
@@ -236,6 +249,7 @@ export async function generate(o: GenerateOptions): Promise<GenerateResult> {
     const shards = await writer.close();
     await new Promise<void>((resolve) => rejects.end(() => resolve()));
     for (const [k, n] of Object.entries(callStats.requests)) typeStats(k).requests = n;
+    for (const [k, n] of Object.entries(callStats.retries ?? {})) typeStats(k).retries = n;
     const llm = client?.snapshot() ?? { requests: 0, retries: 0, endpoints: {} };
     const result: GenerateResult = {
       images,
