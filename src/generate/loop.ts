@@ -189,11 +189,11 @@ export async function runLoop(rec: ImageRecord, ctx: LoopContext): Promise<{ res
     };
     let kept: Turn[] = [];
     if (await verdict(parsed.turns[0]!)) {
-      kept = [parsed.turns[0]!];
-      for (const t of parsed.turns.slice(1)) {
-        if (await verdict(t)) kept.push(t);
-        else bump(stats.turnsRejected, spec.name);
-      }
+      // The other turns are judged each on its own: ask about them side by side (at most a few per conversation).
+      const rest = parsed.turns.slice(1);
+      const verdicts = await Promise.all(rest.map(verdict));
+      kept = [parsed.turns[0]!, ...rest.filter((_, i) => verdicts[i])];
+      bump(stats.turnsRejected, spec.name, verdicts.filter((v) => !v).length);
     } else {
       bump(stats.conversationsRejected, spec.name);
       bump(stats.turnsRejected, spec.name, parsed.turns.length);
