@@ -8,7 +8,18 @@ import { VERSION } from './version.js';
 import { runDemo } from './demo.js';
 import { generate } from './generate/generate.js';
 import { run } from './run.js';
+import path from 'node:path';
+import { EXPORT_FORMATS, exportConversations } from './export.js';
+import { folderStats, formatStats, preview } from './inspect.js';
 import { formatSummary } from './cli-format.js';
+
+/** For commands that only print: when the reader of stdout leaves (`| head`), stop quietly. */
+function quietOnClosedPipe(): void {
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(0);
+    throw err;
+  });
+}
 
 function parseSize(v: string): number {
   const n = bytes.parse(v);
@@ -322,6 +333,56 @@ export function buildProgram(): Command {
     });
 
   program
+    .command('export')
+    .description('Write generated conversations in the format your trainer reads, checking each on the way out.')
+    .requiredOption('--in <dir>', 'a generate output folder')
+    .requiredOption('-o, --out <dir>', 'output folder')
+    .addOption(new Option('--format <format>', 'llava (JSON array), llava-jsonl, sharegpt (LLaMA-Factory), hf-parquet (Hugging Face), internvl').choices(EXPORT_FORMATS).makeOptionMandatory())
+    .option('--images <dir>', 'image root: InternVL needs it for sizes, --embed-images to read the images')
+    .option('--embed-images', 'hf-parquet: store the image bytes, not their paths')
+    .option('--name <name>', 'dataset name in dataset_info.json / the InternVL meta file', 'instructify')
+    .action(async (opts) => {
+      const r = await exportConversations({ input: opts.in, out: opts.out, format: opts.format, images: opts.images ?? null, embedImages: opts.embedImages ?? false, name: opts.name });
+      process.stderr.write(
+        `exported ${r.exported} conversations as ${opts.format} -> ${r.files.map((f) => path.join(opts.out, f)).join(', ')}\n  boxes in text: ${r.boxes}\n  set aside: ${Object.entries(r.rejected).map(([k, v]) => `${k} ${v}`).join(', ') || 'none'}\n`,
+      );
+    });
+
+  program
+    .command('stats')
+    .description('Summarise a prepare or generate output folder: images, conversations and turns per prompt type and generator, turn lengths, accept rates, rejects.')
+    .argument('<dir>', 'an output folder')
+    .option('--json', 'print JSON')
+    .action(async (dir: string, opts) => {
+      quietOnClosedPipe();
+      const s = await folderStats(dir);
+      process.stdout.write((opts.json ? JSON.stringify(s, null, 2) : formatStats(s)) + '\n');
+    });
+
+  program
+    .command('preview')
+    .description('For a few prepared images, show the information, the tree and the exact prompts that would be sent (with --llm-url: the answers too).')
+    .requiredOption('--in <dir>', 'a prepare output folder')
+    .option('-n, --count <n>', 'how many images', parsePositiveInt, 2)
+    .option('--distribution <name|file>', 'prompt mix', 'instructify-mix')
+    .option('--prompts <dir>', 'your own prompt folder (repeatable)', (v: string, prev: string[]) => [...prev, v], [] as string[])
+    .option('--llm-url <url>', 'also ask this server and show its answers (repeatable)', (v: string, prev: string[]) => [...prev, v], [] as string[])
+    .option('--model <name>', 'model name, with --llm-url')
+    .option('--seed <n>', 'seed for drawing prompt types', parsePositiveInt)
+    .action(async (opts) => {
+      quietOnClosedPipe();
+      await preview({
+        input: opts.in,
+        count: opts.count,
+        distribution: opts.distribution,
+        promptDirs: opts.prompts,
+        llm: opts.llmUrl.length ? { endpoints: opts.llmUrl, model: opts.model } : undefined,
+        seed: opts.seed,
+        log: (s) => process.stdout.write(s + '\n'),
+      });
+    });
+
+  program
     .command('demo')
     .description('Make a small sample dataset (images and COCO-style annotations), prepare it and generate conversations. Needs no GPU, server or network.')
     .option('-o, --out <dir>', 'where the sample and its output go', 'demo-out')
@@ -337,6 +398,7 @@ export function buildProgram(): Command {
     .command('sources')
     .description('List the source loaders and the files each expects.')
     .action(() => {
+      quietOnClosedPipe();
       for (const k of SOURCE_KINDS.values()) process.stdout.write(`${k.kind.padEnd(16)} ${k.expects}\n`);
     });
 

@@ -1,4 +1,5 @@
 import {
+  Binary,
   Bool,
   Field,
   Float32,
@@ -55,17 +56,28 @@ function camel(name: string): string {
   return name.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
 }
 
+/** Utf8 and Binary: offsets into one growing byte buffer (Binary takes Uint8Arrays). */
 class Utf8Builder implements ColumnBuilder {
   private offsets = new Int32Array(1024);
   private bytes = Buffer.allocUnsafe(1 << 16);
   private pos = 0;
   private n = 0;
   private valid = new Bits();
-  constructor(private readonly type: Utf8) {}
+  constructor(private readonly type: Utf8 | Binary) {}
   append(v: unknown): void {
     const ok = v !== null && v !== undefined;
     this.valid.set(this.n, ok);
-    if (ok) {
+    if (ok && v instanceof Uint8Array) {
+      if (this.pos + v.length > this.bytes.length) {
+        let n = this.bytes.length * 2;
+        while (n < this.pos + v.length) n *= 2;
+        const b = Buffer.allocUnsafe(n);
+        this.bytes.copy(b, 0, 0, this.pos);
+        this.bytes = b;
+      }
+      this.bytes.set(v, this.pos);
+      this.pos += v.length;
+    } else if (ok) {
       const s = typeof v === 'string' ? v : String(v);
       const max = s.length * 3;
       if (this.pos + max > this.bytes.length) {
@@ -83,7 +95,7 @@ class Utf8Builder implements ColumnBuilder {
   }
   finish(): Data {
     return makeData({
-      type: this.type,
+      type: this.type as Utf8,
       ...this.valid.props(this.n),
       valueOffsets: this.offsets.subarray(0, this.n + 1),
       data: new Uint8Array(this.bytes.buffer, this.bytes.byteOffset, this.pos),
@@ -202,7 +214,7 @@ class StructBuilder implements ColumnBuilder {
 }
 
 function builderFor(type: DataType): ColumnBuilder {
-  if (type instanceof Utf8) return new Utf8Builder(type);
+  if (type instanceof Utf8 || type instanceof Binary) return new Utf8Builder(type);
   if (type instanceof Int32 || type instanceof Float32 || type instanceof Float64) return new NumberBuilder(type);
   if (type instanceof Bool) return new BoolBuilder(type);
   if (type instanceof List) return new ListBuilder(type);

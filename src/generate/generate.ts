@@ -83,23 +83,28 @@ export interface GenerateResult {
   seconds: number;
 }
 
-/** Read every record of a prepared folder, shard by shard (Parquet, JSONL or Arrow). */
-export async function* readPrepared(dir: string): AsyncGenerator<ImageRecord> {
-  const names = (await readdir(dir)).filter((n) => /^part-[\d-]+\.(parquet|jsonl|arrow)$/.test(n)).sort();
-  if (!names.length) throw new InstructifyError('E_OPTION', `no prepared shards (part-*.parquet, .jsonl or .arrow) in ${dir}`, { file: dir });
+/** Every row of a folder's shards, in shard order (Parquet, JSONL or Arrow), with camelCase keys. */
+export async function* readShards<T>(dir: string, pattern = /^part-[\d-]+\.(parquet|jsonl|arrow)$/): AsyncGenerator<T> {
+  const names = (await readdir(dir)).filter((n) => pattern.test(n)).sort();
+  if (!names.length) throw new InstructifyError('E_OPTION', `no shards (part-*.parquet, .jsonl or .arrow) in ${dir}`, { file: dir });
   for (const name of names) {
     const file = path.join(dir, name);
     if (name.endsWith('.jsonl')) {
-      for (const line of (await readFile(file, 'utf8')).split('\n')) if (line) yield JSON.parse(line) as ImageRecord;
+      for (const line of (await readFile(file, 'utf8')).split('\n')) if (line) yield camelKeys(JSON.parse(line)) as T;
       continue;
     }
     const bytes = readFileSync(file);
     const table = name.endsWith('.arrow') ? tableFromIPC(bytes) : tableFromIPC((require('parquet-wasm/node') as typeof import('parquet-wasm/node')).readParquet(bytes).intoIPCStream());
     for (let i = 0; i < table.numRows; i++) {
       // Arrow rows to plain objects, with the camelCase keys records have in memory.
-      yield camelKeys(JSON.parse(JSON.stringify(table.get(i)!.toJSON()))) as ImageRecord;
+      yield camelKeys(JSON.parse(JSON.stringify(table.get(i)!.toJSON()))) as T;
     }
   }
+}
+
+/** Every record of a prepared folder. */
+export function readPrepared(dir: string): AsyncGenerator<ImageRecord> {
+  return readShards<ImageRecord>(dir);
 }
 
 /** Column names are snake_case (`tree_nodes`, `source_id`); record fields are camelCase. */

@@ -1,0 +1,203 @@
+import { createWriteStream, type WriteStream } from 'node:fs';
+import { once } from 'node:events';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { Binary, Field, List, Schema, Struct, Utf8 } from 'apache-arrow';
+import sharp from 'sharp';
+import { InstructifyError } from './errors.js';
+import { readShards, type Conversation } from './generate/generate.js';
+import { ShardWriter } from './shards.js';
+
+/**
+ * From conversation shards to what trainers read: LLaVA JSON / JSONL,
+ * ShareGPT as LLaMA-Factory reads it, Hugging Face Parquet (`messages` +
+ * `images`, decodable by `datasets`), InternVL JSONL with its meta file.
+ * Every conversation is checked on the way out; one that breaks a rule is
+ * set aside in export-rejects.jsonl, not exported.
+ */
+export type ExportFormat = 'llava' | 'llava-jsonl' | 'sharegpt' | 'hf-parquet' | 'internvl';
+export const EXPORT_FORMATS: ExportFormat[] = ['llava', 'llava-jsonl', 'sharegpt', 'hf-parquet', 'internvl'];
+
+export interface ExportOptions {
+  /** A `generate` output folder. */
+  input: string;
+  out: string;
+  format: ExportFormat;
+  /** Image root: needed for InternVL sizes and for --embed-images. */
+  images?: string | null;
+  /** Hugging Face Parquet: store image bytes instead of paths. */
+  embedImages?: boolean;
+  /** Dataset name in dataset_info.json / the InternVL meta file. */
+  name?: string;
+}
+
+export interface ExportResult {
+  exported: number;
+  rejected: Record<string, number>;
+  files: string[];
+  boxes: string;
+}
+
+const IMAGE = '<image>';
+/** Signs that prompt wording reached a turn. */
+const LEAKS = [/^\s*\**\s*(question|answer)\s*\d*\s*\**\s*:/im, /\bthe (facts|information) (above|below|given|provided)\b/i, /\baccording to the (facts|information)\b/i, /^\s*facts:/im];
+
+export type Violation = { reason: 'image-marker-count' | 'image-in-answer' | 'prompt-leak' | 'turn-order'; detail: string };
+
+/** Why a conversation must not be exported, or null. */
+export function validateConversation(c: Pick<Conversation, 'conversations'>): Violation | null {
+  const turns = c.conversations;
+  if (!turns.length || turns.length % 2 !== 0 || turns.some((t, i) => t.from !== (i % 2 === 0 ? 'human' : 'gpt'))) {
+    return { reason: 'turn-order', detail: 'turns must alternate human, gpt, starting with human' };
+  }
+  for (const t of turns) if (t.from === 'gpt' && t.value.includes(IMAGE)) return { reason: 'image-in-answer', detail: `an answer contains ${IMAGE}` };
+  const markers = turns.reduce((n, t) => n + t.value.split(IMAGE).length - 1, 0);
+  if (markers !== 1 || !turns[0]!.value.startsWith(IMAGE)) {
+    return { reason: 'image-marker-count', detail: `${markers} ${IMAGE} markers for 1 image (it must open the first human turn)` };
+  }
+  for (const t of turns) {
+    const leak = LEAKS.find((re) => re.test(t.value));
+    if (leak) return { reason: 'prompt-leak', detail: `a ${t.from} turn contains prompt wording (${leak.source.slice(0, 30)})` };
+  }
+  return null;
+}
+
+/** [x1, y1, x2, y2] boxes written in 0..1 become 0..1000 integers (InternVL's convention). */
+export function boxesTo1000(text: string): string {
+  return text.replace(/\[\s*(0?\.\d+|0|1(?:\.0+)?)\s*,\s*(0?\.\d+|0|1(?:\.0+)?)\s*,\s*(0?\.\d+|0|1(?:\.0+)?)\s*,\s*(0?\.\d+|0|1(?:\.0+)?)\s*\]/g, (...m: string[]) =>
+    `[${[m[1], m[2], m[3], m[4]].map((v) => Math.round(Number(v) * 1000)).join(', ')}]`,
+  );
+}
+
+const utf8 = () => new Utf8();
+const f = (name: string, type: ConstructorParameters<typeof Field>[1], nullable = false) => new Field(name, type, nullable);
+/** Hugging Face: messages with content parts, images as {bytes, path}; `datasets` reads the features from the metadata. */
+export const hfSchema = new Schema(
+  [
+    f(
+      'messages',
+      new List(f('item', new Struct([f('role', utf8()), f('content', new List(f('item', new Struct([f('type', utf8()), f('text', utf8(), true)]))))]))),
+    ),
+    f('images', new List(f('item', new Struct([f('bytes', new Binary(), true), f('path', utf8(), true)])))),
+  ],
+  new Map([
+    [
+      'huggingface',
+      JSON.stringify({
+        info: {
+          features: {
+            messages: [{ role: { dtype: 'string', _type: 'Value' }, content: [{ type: { dtype: 'string', _type: 'Value' }, text: { dtype: 'string', _type: 'Value' } }] }],
+            images: [{ _type: 'Image' }],
+          },
+        },
+      }),
+    ],
+  ]),
+);
+
+async function writeLine(s: WriteStream, text: string): Promise<void> {
+  if (!s.write(text)) await once(s, 'drain');
+}
+
+async function closeStream(s: WriteStream): Promise<void> {
+  s.end();
+  await once(s, 'finish');
+}
+
+export async function exportConversations(o: ExportOptions): Promise<ExportResult> {
+  if (!EXPORT_FORMATS.includes(o.format)) throw new InstructifyError('E_OPTION', `unknown export format "${o.format}"; one of ${EXPORT_FORMATS.join(', ')}`);
+  if ((o.format === 'internvl' || o.embedImages) && !o.images) {
+    throw new InstructifyError('E_OPTION', `${o.format === 'internvl' ? 'InternVL needs image sizes' : '--embed-images needs the images'}: give --images (the image root)`);
+  }
+  const name = o.name ?? 'instructify';
+  await mkdir(o.out, { recursive: true });
+  const rejects = createWriteStream(path.join(o.out, 'export-rejects.jsonl'));
+  const rejected: Record<string, number> = {};
+  const files: string[] = [];
+  let exported = 0;
+  const boxes = o.format === 'internvl' ? '[x1, y1, x2, y2] as integers 0..1000, top-left origin' : '[x1, y1, x2, y2] as fractions 0..1, top-left origin';
+
+  const file = (n: string) => {
+    files.push(n);
+    return path.join(o.out, n);
+  };
+  let out: WriteStream | null = null;
+  let hf: ShardWriter | null = null;
+  let first = true;
+  const sizes = new Map<string, { width: number; height: number }>();
+  if (o.format === 'llava') {
+    out = createWriteStream(file('llava.json'));
+    await writeLine(out, '[\n');
+  } else if (o.format === 'llava-jsonl') out = createWriteStream(file('llava.jsonl'));
+  else if (o.format === 'sharegpt') {
+    out = createWriteStream(file('sharegpt.json'));
+    await writeLine(out, '[\n');
+  } else if (o.format === 'internvl') out = createWriteStream(file('internvl.jsonl'));
+  else {
+    await mkdir(path.join(o.out, 'data'), { recursive: true });
+    hf = new ShardWriter({ dir: path.join(o.out, 'data'), prefix: 'train', format: 'parquet', rowsPerShard: 50_000, metadata: [...hfSchema.metadata], schema: hfSchema });
+  }
+
+  for await (const c of readShards<Conversation>(o.input, /^part-[\d-]+\.(parquet|jsonl)$/)) {
+    const v = validateConversation(c);
+    if (v) {
+      rejected[v.reason] = (rejected[v.reason] ?? 0) + 1;
+      rejects.write(JSON.stringify({ id: c.id, image: c.image, ...v }) + '\n');
+      continue;
+    }
+    exported++;
+    const turns = c.conversations.map((t) => ({ from: t.from, value: o.format === 'internvl' ? boxesTo1000(t.value) : t.value }));
+    if (o.format === 'llava' || o.format === 'llava-jsonl') {
+      const item = JSON.stringify({ id: c.id, image: c.image, conversations: turns });
+      await writeLine(out!, o.format === 'llava' ? `${first ? '' : ',\n'}${item}` : `${item}\n`);
+    } else if (o.format === 'sharegpt') {
+      const messages = turns.map((t) => ({ role: t.from === 'human' ? 'user' : 'assistant', content: t.value }));
+      await writeLine(out!, `${first ? '' : ',\n'}${JSON.stringify({ messages, images: [c.image] })}`);
+    } else if (o.format === 'internvl') {
+      let size = sizes.get(c.image);
+      if (!size) {
+        const meta = await sharp(path.join(o.images!, c.image)).metadata();
+        size = { width: meta.width ?? 0, height: meta.height ?? 0 };
+        sizes.set(c.image, size);
+      }
+      await writeLine(out!, JSON.stringify({ id: c.id, image: c.image, width: size.width, height: size.height, conversations: turns }) + '\n');
+    } else {
+      const messages = turns.map((t, i) => ({
+        role: t.from === 'human' ? 'user' : 'assistant',
+        content: i === 0 ? [{ type: 'image', text: null }, { type: 'text', text: t.value.slice(IMAGE.length).replace(/^\n/, '') }] : [{ type: 'text', text: t.value }],
+      }));
+      const bytes = o.embedImages ? new Uint8Array(await readFile(path.join(o.images!, c.image))) : null;
+      await hf!.add([{ messages, images: [{ bytes, path: o.embedImages ? null : c.image }] }]);
+    }
+    first = false;
+  }
+  if (out) {
+    if (o.format === 'llava' || o.format === 'sharegpt') await writeLine(out, '\n]\n');
+    await closeStream(out);
+  }
+  if (hf) for (const s of await hf.close()) files.push(path.join('data', s.file));
+  await closeStream(rejects);
+  if (o.format === 'sharegpt') {
+    await writeFile(
+      file('dataset_info.json'),
+      JSON.stringify(
+        {
+          [name]: {
+            file_name: 'sharegpt.json',
+            formatting: 'sharegpt',
+            columns: { messages: 'messages', images: 'images' },
+            tags: { role_tag: 'role', content_tag: 'content', user_tag: 'user', assistant_tag: 'assistant' },
+          },
+        },
+        null,
+        2,
+      ) + '\n',
+    );
+  }
+  if (o.format === 'internvl') {
+    await writeFile(file('internvl_meta.json'), JSON.stringify({ [name]: { root: o.images, annotation: 'internvl.jsonl', data_augment: false, repeat_time: 1, length: exported } }, null, 2) + '\n');
+  }
+  const result: ExportResult = { exported, rejected, files, boxes };
+  await writeFile(path.join(o.out, 'export-manifest.json'), JSON.stringify({ tool: 'instructify', command: 'export', format: o.format, input: o.input, ...result }, null, 2) + '\n');
+  return result;
+}

@@ -1,0 +1,190 @@
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { spawn, spawnSync } from 'node:child_process';
+import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import sharp from 'sharp';
+import { boxesTo1000, exportConversations, validateConversation } from '../src/export.js';
+import { generate, readShards, type Conversation } from '../src/generate/generate.js';
+import { folderStats } from '../src/inspect.js';
+import { fakeAnswer } from '../src/llm/fake-answers.js';
+import { LoopbackLlmServer } from '../src/llm/loopback-server.js';
+import { COCO_CAPTIONS, COCO_IMAGES, COCO_INSTANCES, ROOT, duckdb, runPrepare, tmpDir } from './helpers.js';
+
+let prepared: string;
+let conversations: string;
+let source: Conversation[];
+beforeAll(async () => {
+  ({ out: prepared } = await runPrepare({ sources: [{ kind: 'coco-captions', paths: [COCO_CAPTIONS] }, { kind: 'coco-instances', paths: [COCO_INSTANCES] }], images: COCO_IMAGES }));
+  conversations = await tmpDir();
+  await generate({ input: prepared, out: conversations, distribution: 'instructify-mix' });
+  source = [];
+  for await (const c of readShards<Conversation>(conversations, /^part-[\d-]+\.(parquet|jsonl)$/)) source.push(c);
+});
+
+const servers: LoopbackLlmServer[] = [];
+afterEach(async () => {
+  await Promise.all(servers.splice(0).map((s) => s.stop()));
+});
+
+const strip = (c: Conversation) => ({ id: c.id, image: c.image, conversations: c.conversations });
+
+describe('export round trips, turn by turn', () => {
+  it('LLaVA JSON and JSONL', async () => {
+    const out = await tmpDir();
+    const r = await exportConversations({ input: conversations, out, format: 'llava' });
+    expect(r.exported).toBe(source.length);
+    expect(JSON.parse(await readFile(path.join(out, 'llava.json'), 'utf8'))).toEqual(source.map(strip));
+    const out2 = await tmpDir();
+    await exportConversations({ input: conversations, out: out2, format: 'llava-jsonl' });
+    const lines = (await readFile(path.join(out2, 'llava.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l));
+    expect(lines).toEqual(source.map(strip));
+  });
+
+  it('ShareGPT for LLaMA-Factory, with its dataset_info.json entry', async () => {
+    const out = await tmpDir();
+    await exportConversations({ input: conversations, out, format: 'sharegpt', name: 'coco-demo' });
+    const items = JSON.parse(await readFile(path.join(out, 'sharegpt.json'), 'utf8')) as { messages: { role: string; content: string }[]; images: string[] }[];
+    expect(items.map((it) => ({ image: it.images[0], turns: it.messages.map((m) => ({ from: m.role === 'user' ? 'human' : 'gpt', value: m.content })) }))).toEqual(
+      source.map((c) => ({ image: c.image, turns: c.conversations })),
+    );
+    const info = JSON.parse(await readFile(path.join(out, 'dataset_info.json'), 'utf8'));
+    expect(info['coco-demo']).toMatchObject({ file_name: 'sharegpt.json', formatting: 'sharegpt', columns: { messages: 'messages', images: 'images' } });
+  });
+
+  it('Hugging Face Parquet with messages, images and the features datasets needs', async () => {
+    const out = await tmpDir();
+    await exportConversations({ input: conversations, out, format: 'hf-parquet' });
+    const rows = await duckdb<{ messages: { role: string; content: { type: string; text: string | null }[] }[]; images: { bytes: string | null; path: string }[] }>(`select messages, images from '${out}/data/train-*.parquet'`);
+    expect(rows).toHaveLength(source.length);
+    rows.forEach((row, i) => {
+      const turns = row.messages.map((m) => ({
+        from: m.role === 'user' ? 'human' : 'gpt',
+        value: m.content.map((p) => (p.type === 'image' ? '<image>\n' : p.text)).join(''),
+      }));
+      expect(turns).toEqual(source[i]!.conversations);
+      expect(row.images).toEqual([{ bytes: null, path: source[i]!.image }]);
+    });
+    const [meta] = await duckdb<{ value: string }>(`select decode(value) as value from parquet_kv_metadata('${out}/data/train-00000.parquet') where decode(key) = 'huggingface'`);
+    expect(JSON.parse(meta!.value).info.features.images).toEqual([{ _type: 'Image' }]);
+    // With --embed-images the bytes are the image file's.
+    const out2 = await tmpDir();
+    await exportConversations({ input: conversations, out: out2, format: 'hf-parquet', images: COCO_IMAGES, embedImages: true });
+    const [one] = await duckdb<{ len: string; path: string | null; image: string }>(`select octet_length(images[1].bytes)::varchar as len, images[1].path as path from '${out2}/data/train-*.parquet' limit 1`);
+    const file = await readFile(path.join(COCO_IMAGES, source[0]!.image));
+    expect(one).toMatchObject({ len: String(file.length), path: null });
+  });
+
+  it('InternVL JSONL with image sizes, and its meta file', async () => {
+    const out = await tmpDir();
+    const r = await exportConversations({ input: conversations, out, format: 'internvl', images: COCO_IMAGES, name: 'coco-demo' });
+    const lines = (await readFile(path.join(out, 'internvl.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as { id: string; image: string; width: number; height: number; conversations: unknown });
+    expect(lines.map((l) => ({ id: l.id, image: l.image, conversations: l.conversations }))).toEqual(source.map(strip));
+    const meta = await sharp(path.join(COCO_IMAGES, lines[0]!.image)).metadata();
+    expect([lines[0]!.width, lines[0]!.height]).toEqual([meta.width, meta.height]);
+    expect(JSON.parse(await readFile(path.join(out, 'internvl_meta.json'), 'utf8'))['coco-demo']).toEqual({ root: COCO_IMAGES, annotation: 'internvl.jsonl', data_augment: false, repeat_time: 1, length: lines.length });
+    expect(r.boxes).toContain('0..1000');
+  });
+});
+
+describe('export validation', () => {
+  async function planted(): Promise<string> {
+    const dir = await tmpDir();
+    const conv = (id: string, turns: [string, string][]): Conversation => ({
+      id, image: '000000397133.jpg', promptType: 't', generator: 'llm', information: [], removed: [], model: 'm', temperature: 0.2, maxTokens: 10, seed: null,
+      conversations: turns.flatMap(([q, a]) => [{ from: 'human' as const, value: q }, { from: 'gpt' as const, value: a }]),
+    });
+    const rows = [
+      conv('ok', [['<image>\nWhat is here?', 'A man in a kitchen.']]),
+      conv('boxed', [['<image>\nWhere is the oven?', 'At [0.10, 0.25, 0.5, 1.0].']]),
+      conv('answer-marker', [['<image>\nWhat is here?', 'Look: <image> a man.']]),
+      conv('no-marker', [['What is here?', 'A man.']]),
+      conv('two-markers', [['<image>\nWhat?', 'A man.'], ['<image>\nAnd?', 'A pizza.']]),
+      conv('leak', [['<image>\nWhat is here?', 'According to the facts, a man.\nQuestion: more?']]),
+    ];
+    await writeFile(path.join(dir, 'part-0-00000.jsonl'), rows.map((r) => JSON.stringify(r)).join('\n') + '\n');
+    await writeFile(path.join(dir, 'manifest.json'), JSON.stringify({ command: 'generate', status: 'complete', perPromptType: {} }));
+    return dir;
+  }
+
+  it('sets aside a planted <image> in an answer, a marker count mismatch and prompt text, and exports the rest', async () => {
+    const input = await planted();
+    const out = await tmpDir();
+    const r = await exportConversations({ input, out, format: 'llava' });
+    expect(r.exported).toBe(2);
+    expect(r.rejected).toEqual({ 'image-in-answer': 1, 'image-marker-count': 2, 'prompt-leak': 1 });
+    const rejects = (await readFile(path.join(out, 'export-rejects.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as { id: string; reason: string });
+    expect(rejects.map((x) => [x.id, x.reason])).toEqual([
+      ['answer-marker', 'image-in-answer'],
+      ['no-marker', 'image-marker-count'],
+      ['two-markers', 'image-marker-count'],
+      ['leak', 'prompt-leak'],
+    ]);
+    expect((JSON.parse(await readFile(path.join(out, 'llava.json'), 'utf8')) as { id: string }[]).map((x) => x.id)).toEqual(['ok', 'boxed']);
+    expect(validateConversation({ conversations: [{ from: 'gpt', value: 'x' }, { from: 'human', value: 'y' }] })?.reason).toBe('turn-order');
+  });
+
+  it('writes boxes as 0..1000 for InternVL and keeps 0..1 elsewhere, saying so in the manifest', async () => {
+    const input = await planted();
+    const root = await tmpDir();
+    await copyFile(path.join(COCO_IMAGES, '000000397133.jpg'), path.join(root, '000000397133.jpg'));
+    const out = await tmpDir();
+    await exportConversations({ input, out, format: 'internvl', images: root });
+    const boxed = (await readFile(path.join(out, 'internvl.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as { id: string; conversations: { value: string }[] }).find((x) => x.id === 'boxed')!;
+    expect(boxed.conversations[1]!.value).toBe('At [100, 250, 500, 1000].');
+    expect(JSON.parse(await readFile(path.join(out, 'export-manifest.json'), 'utf8')).boxes).toContain('0..1000');
+    expect(boxesTo1000('no box [1, 2] here')).toBe('no box [1, 2] here');
+  });
+});
+
+describe('stats, preview, demo with an LLM', () => {
+  it('stats counts conversations and turns per prompt type and generator', async () => {
+    const s = await folderStats(conversations);
+    expect(s.kind).toBe('generate');
+    expect(s.conversations).toBe(source.length);
+    expect(s.byGenerator).toEqual({ facts: source.length });
+    const turns = source.filter((c) => c.promptType === 'facts-count').reduce((n, c) => n + c.conversations.length / 2, 0);
+    expect(s.byPromptType!['facts-count']!.turns).toBe(turns);
+    const p = await folderStats(prepared);
+    expect(p).toMatchObject({ kind: 'prepare', images: 79 });
+    const cli = spawnSync(path.join(ROOT, 'bin', 'instructify'), ['stats', conversations, '--json'], { encoding: 'utf8' });
+    expect(JSON.parse(cli.stdout).conversations).toBe(source.length);
+  });
+
+  it('preview shows the tree and the exact prompts, and with --llm-url the answers', async () => {
+    const bin = path.join(ROOT, 'bin', 'instructify');
+    const dry = spawnSync(bin, ['preview', '--in', prepared, '-n', '1'], { encoding: 'utf8' });
+    expect(dry.status).toBe(0);
+    expect(dry.stdout).toContain('Object Counts:');
+    expect(dry.stdout).toContain('── prompt: tree-to-description');
+    expect(dry.stdout).toContain('You will read a structured list of the objects');
+    const server = new LoopbackLlmServer({ answer: (req) => fakeAnswer(req.messages.at(-1)!.content) });
+    await server.start();
+    servers.push(server);
+    const live = await new Promise<{ code: number | null; out: string }>((resolve) => {
+      const child = spawn(bin, ['preview', '--in', prepared, '-n', '1', '--llm-url', server.url, '--model', 'fake']);
+      let out = '';
+      child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      child.on('close', (code: number | null) => resolve({ code, out }));
+    });
+    expect(live.code).toBe(0);
+    expect(live.out).toContain('── answer: tree-to-description');
+    expect(live.out).toMatch(/── kept: \d+ conversations/);
+  });
+
+  it('demo --llm-url runs the LLM loop instead of the facts', async () => {
+    const server = new LoopbackLlmServer({ answer: (req) => fakeAnswer(req.messages.at(-1)!.content) });
+    await server.start();
+    servers.push(server);
+    const dir = await tmpDir();
+    await mkdir(dir, { recursive: true });
+    const out = await new Promise<{ code: number | null; out: string }>((resolve) => {
+      const child = spawn(path.join(ROOT, 'bin', 'instructify'), ['demo', '--out', path.join(dir, 'd'), '--images', '6', '--llm-url', server.url, '--model', 'fake']);
+      let text = '';
+      child.stdout.on('data', (d: Buffer) => (text += d.toString()));
+      child.on('close', (code: number | null) => resolve({ code, out: text }));
+    });
+    expect(out.code).toBe(0);
+    expect(out.out).toMatch(/generated \d+ conversations for 6 images \(LLM fake\)/);
+    expect(server.seen.requests).toBeGreaterThan(6);
+  });
+});
