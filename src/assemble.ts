@@ -141,6 +141,7 @@ export function buildRecord(g: ResolvedGroup, fileSize: Size | null, ctx: BuildC
   // Boxes that a dataset names by id (VG objects, attributes and relationships) merge into one.
   const boxesById = new Map<string, { box: RawBox; f: Fragment }>();
   const boxes: { box: RawBox; f: Fragment }[] = [];
+  const absent: string[] = [];
   const qaById = new Map<string, { question: string | null; answer: string | null; answers: string[]; source: string }>();
   const qaOrder: { question: string | null; answer: string | null; answers: string[]; source: string }[] = [];
 
@@ -166,6 +167,11 @@ export function buildRecord(g: ResolvedGroup, fileSize: Size | null, ctx: BuildC
       }
     }
     const size = f.width !== null && f.height !== null ? { width: f.width, height: f.height } : (g.familySizes[f.family] ?? recordSize);
+    for (const id of f.absentCategoryIds) {
+      const name = ctx.state.categories.get(f.source)?.get(id);
+      if (name === undefined) rejects.push(reject('unknown-category', `negative category_id ${id} is not in the file's "categories"`, f, g.image));
+      else if (!absent.includes(name)) absent.push(name);
+    }
     for (const r of f.regions) {
       const n = normaliseBox(r.x, r.y, r.w, r.h, size, tol);
       if (n.length === 2) rejects.push(reject(n[0], `region "${r.text}": ${n[1]}`, f, g.image));
@@ -227,6 +233,8 @@ export function buildRecord(g: ResolvedGroup, fileSize: Size | null, ctx: BuildC
   }
 
   sources.sort((a, b) => ctx.sourceOrder.indexOf(a) - ctx.sourceOrder.indexOf(b));
+  // A label some dataset boxed is present, whatever another says: never both.
+  const present = new Set(outBoxes.map((b) => b.label.toLowerCase()));
   const record: ImageRecord = {
     image: g.image,
     width: recordSize?.width ?? null,
@@ -237,6 +245,7 @@ export function buildRecord(g: ResolvedGroup, fileSize: Size | null, ctx: BuildC
     boxes: outBoxes,
     qa,
     regions,
+    absent: absent.filter((l) => !present.has(l.toLowerCase())),
     tree: null,
     treeNodes: [],
   };

@@ -72,6 +72,7 @@ export class FragmentCodec {
       f.boxes.length ? f.boxes.map((b) => encodeBox(b, raw)) : 0,
       f.qa.length ? f.qa.map((q) => [q.id, q.question, q.answer, q.answers]) : 0,
       f.regions.length ? f.regions.map((r) => [r.text, num(r.x), num(r.y), num(r.w), num(r.h)]) : 0,
+      f.absentCategoryIds.length ? f.absentCategoryIds : 0,
     ]);
     return raw.length ? head + FIELD + raw.join(FIELD) : head;
   }
@@ -97,6 +98,7 @@ export class FragmentCodec {
       boxes: a[10] ? (a[10] as unknown[][]).map((b) => decodeBox(b, takeRaw)) : [],
       qa: a[11] ? (a[11] as [string | null, string | null, string | null, string[]][]).map(([id, question, answer, answers]): RawQA => ({ id, question, answer, answers })) : [],
       regions: a[12] ? (a[12] as [string, number | null, number | null, number | null, number | null][]).map(([text, x, y, w, h]): RawRegion => ({ text, x: unnum(x), y: unnum(y), w: unnum(w), h: unnum(h) })) : [],
+      absentCategoryIds: a[13] ? (a[13] as number[]) : [],
       prov: { file: this.files[a[2] as number]!, offset: a[3] as number },
     };
   }

@@ -5,12 +5,13 @@ import { Bool, Field, Float32, Int32, List, Schema, Struct, Utf8 } from 'apache-
  * any change a reader could notice; it is written into every shard's
  * metadata and into manifest.json.
  *
- * Version 2 adds the ASCII tree (`tree`) and its nodes (`tree_nodes`).
+ * Version 2 adds the ASCII tree (`tree`) and its nodes (`tree_nodes`);
+ * version 3 adds `absent`, labels a dataset says are not in the image.
  * Box corners are float32, normalised to 0..1 (top-left origin). Polygon
  * masks are the dataset's own JSON text (pixels of the annotated image);
  * RLE masks are COCO's compressed string form.
  */
-export const PREPARED_SCHEMA_VERSION = 'instructify.prepared/2';
+export const PREPARED_SCHEMA_VERSION = 'instructify.prepared/3';
 
 const utf8 = () => new Utf8();
 const f32 = () => new Float32();
@@ -54,6 +55,7 @@ export const preparedSchema = new Schema(
       'regions',
       list(new Struct([field('text', utf8()), field('x1', f32()), field('y1', f32()), field('x2', f32()), field('y2', f32()), field('source', utf8())])),
     ),
+    field('absent', list(utf8())),
     field('tree', utf8(), true),
     field(
       'tree_nodes',

@@ -87,6 +87,8 @@ export interface Fragment {
   boxes: RawBox[];
   qa: RawQA[];
   regions: RawRegion[];
+  /** Category ids the dataset says are not in the image (LVIS `neg_category_ids`), named at assembly. */
+  absentCategoryIds: number[];
   prov: Provenance;
 }
 
@@ -149,6 +151,8 @@ export interface ImageRecord {
   boxes: Box[];
   qa: QAPair[];
   regions: Region[];
+  /** Labels a dataset says are not in the image (LVIS negative categories); never guessed. */
+  absent: string[];
   /**
    * The ASCII tree of the image's objects (METHOD.md section 3), or with
    * `--no-tree` the flat `[label, x1, y1, x2, y2]` list; null when the image

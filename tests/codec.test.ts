@@ -39,6 +39,7 @@ function fragment(r: () => number, i: number): Fragment {
     boxes: Array.from({ length: Math.floor(r() * 4) }, (_, k) => box(r, i * 10 + k)),
     qa: r() < 0.5 ? [] : [{ id: String(i), question: 'Why?', answer: null, answers: ['a', 'b'] }],
     regions: r() < 0.5 ? [] : [{ text: 'region', x: 1, y: 2, w: 3, h: NaN }],
+    absentCategoryIds: r() < 0.5 ? [] : [2, 3],
     prov: { file: `/data/file-${i % 3}.json`, offset: i * 100 },
   };
 }

@@ -9,8 +9,8 @@ import type { Turn } from './prompts.js';
  * Conversations built from a record's facts alone, with no LLM: the
  * out-of-the-box generator and the "annotation adaption" baseline to compare
  * LLM output against. Every answer is read off the record; nothing is
- * guessed (an object is only said to be absent when a dataset says so, and
- * no loaded dataset does yet).
+ * guessed: an object is only said to be absent when a dataset says so
+ * (LVIS's negative categories).
  */
 export interface FactsOptions {
   seed: number;
@@ -83,6 +83,14 @@ export function factConversations(rec: ImageRecord, o: FactsOptions): LoopResult
     add(
       'facts-is-there',
       labels.map((l) => ({ question: pick(IS_THERE(l)), answer: `Yes, there ${counts.get(l)! > 1 ? `are ${plural(l)}` : `is ${article(l)} ${l}`} in the image.` })),
+    );
+  }
+
+  // "No" only where a dataset says so (LVIS negative categories).
+  if (rec.absent?.length) {
+    add(
+      'facts-is-not-there',
+      rec.absent.map((l) => ({ question: pick(IS_THERE(l)), answer: `No, there is no ${l} in the image.` })),
     );
   }
 

@@ -99,6 +99,11 @@ export function sentences(info: string[]): string[] {
   return info.flatMap((line) => line.split(/(?<=[.!?])\s+(?=[A-Z0-9"'(])/).map((s) => s.trim())).filter(Boolean);
 }
 
+function listWords(xs: string[]): string {
+  const ws = xs.map((x) => `any ${x}`);
+  return ws.length > 1 ? `${ws.slice(0, -1).join(', ')} or ${ws.at(-1)}` : ws[0]!;
+}
+
 function boxList(rec: ImageRecord): string {
   const f = (v: number) => v.toFixed(2);
   return rec.boxes.map((b) => `${b.label} [${f(b.x1)}, ${f(b.y1)}, ${f(b.x2)}, ${f(b.y2)}]`).join('\n') || '(no boxes)';
@@ -121,6 +126,8 @@ export async function runLoop(rec: ImageRecord, ctx: LoopContext): Promise<{ res
 
   // 1. The information list.
   const info: string[] = rec.captions.map((c) => c.text.trim()).filter(Boolean);
+  // What a dataset says is not there is information too (METHOD.md section 1).
+  if (rec.absent?.length) info.push(`This image does not contain ${listWords(rec.absent)}.`);
   if (rec.qa.length) {
     const spec = need(ctx, 'qa-to-facts');
     const qa = rec.qa.map((q) => `Q: ${q.question}\nA: ${q.answer}`).join('\n');

@@ -77,6 +77,7 @@ export function emptyFragment(ref: string, ctx: HandlerContext, file: string, of
     boxes: [],
     qa: [],
     regions: [],
+    absentCategoryIds: [],
     prov: { file, offset },
   };
 }

@@ -1,0 +1,78 @@
+import { InstructifyError } from '../errors.js';
+import { cocoRef, parseSegmentation } from './coco.js';
+import { emptyFragment, isObject, keysOf, num, rawBox, str, type SourceKind } from './types.js';
+
+/**
+ * LVIS (v1): COCO-style instances over COCO images, with per-image lists of
+ * categories known to be absent (`neg_category_ids`). Category names are
+ * synset-style (`baseball_bat`); they are written with spaces. As in COCO,
+ * categories come last, so names are resolved when records are assembled.
+ */
+const RAW_KEYS = new Set(['segmentation']);
+
+function fileNameOf(img: Record<string, unknown>): string | null {
+  const name = str(img.file_name);
+  if (name) return name.split('/').pop()!;
+  const url = str(img.coco_url);
+  return url ? url.split('/').pop()! : null;
+}
+
+export const lvis: SourceKind = {
+  kind: 'lvis',
+  family: 'coco',
+  expects: 'lvis_v1_*.json (images with neg_category_ids, annotations with bbox and segmentation, categories)',
+  plan: async (paths) => {
+    if (paths.length !== 1) throw new InstructifyError('E_OPTION', `source lvis takes one annotation file, got ${paths.length}`);
+    return [{ path: paths[0]!, role: 'lvis' }];
+  },
+  handler(file, ctx) {
+    const categories = new Map<number, string>();
+    ctx.state.categories.set(ctx.source, categories);
+    const seen = new Set<string>();
+    let checked = false;
+    return {
+      skipKeys: new Set(['info', 'licenses']),
+      rawKeys: RAW_KEYS,
+      onValue(v) {
+        if (v.key === null) throw new InstructifyError('E_WRONG_KIND', 'an LVIS file is a JSON object with "images", "annotations" and "categories"', { file: file.path, source: ctx.source });
+        seen.add(v.key);
+        const el = v.value;
+        if (!isObject(el)) return;
+        if (v.key === 'images') {
+          if (!checked && !('neg_category_ids' in el)) {
+            throw new InstructifyError('E_WRONG_KIND', `LVIS images carry neg_category_ids; the first image has ${keysOf(el)} (for plain COCO, use coco-instances)`, { file: file.path, offset: v.offset, source: ctx.source });
+          }
+          checked = true;
+          const id = num(el.id);
+          const f = emptyFragment(cocoRef(id), ctx, file.path, v.offset);
+          f.catalog = true;
+          f.path = fileNameOf(el);
+          const w = num(el.width);
+          const h = num(el.height);
+          f.width = w > 0 ? w : null;
+          f.height = h > 0 ? h : null;
+          if (Array.isArray(el.neg_category_ids)) f.absentCategoryIds = el.neg_category_ids.map(num).filter(Number.isFinite);
+          ctx.sink.emit(f);
+        } else if (v.key === 'annotations') {
+          const f = emptyFragment(cocoRef(num(el.image_id)), ctx, file.path, v.offset);
+          f.requiresCatalogFrom = ctx.source;
+          const bbox = Array.isArray(el.bbox) ? el.bbox : [];
+          const box = rawBox(null, num(bbox[0]), num(bbox[1]), num(bbox[2]), num(bbox[3]));
+          box.categoryId = num(el.category_id);
+          box.sourceId = str(el.id);
+          box.mask = parseSegmentation(el.segmentation, v.raw?.segmentation);
+          f.boxes.push(box);
+          ctx.sink.emit(f);
+        } else if (v.key === 'categories') {
+          const id = num(el.id);
+          const name = str(el.name);
+          if (Number.isFinite(id) && name) categories.set(id, name.replace(/_/g, ' '));
+        }
+      },
+      finish() {
+        const missing = ['images', 'annotations', 'categories'].filter((k) => !seen.has(k));
+        if (missing.length) throw new InstructifyError('E_WRONG_KIND', `an LVIS file needs images, annotations and categories; missing ${missing.join(', ')}`, { file: file.path, source: ctx.source });
+      },
+    };
+  },
+};

@@ -1,0 +1,63 @@
+import { describe, expect, it } from 'vitest';
+import { readFileSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { factConversations } from '../src/generate/facts.js';
+import { runLoop } from '../src/generate/loop.js';
+import { loadPrompts } from '../src/generate/prompts.js';
+import type { ImageRecord } from '../src/types.js';
+import { COCO_CAPTIONS, COCO_INSTANCES, ROOT, readJsonlShards, runPrepare, tmpDir } from './helpers.js';
+
+// Hand-written from the LVIS v1 format description: no real LVIS slice is at hand.
+const LVIS = path.join(ROOT, 'tests', 'fixtures', 'lvis_v1_from_format_docs.json');
+
+async function record(lvisFile = LVIS): Promise<{ rec: ImageRecord; rejects: Record<string, number> }> {
+  const { result, out } = await runPrepare({
+    sources: [
+      { kind: 'coco-captions', paths: [COCO_CAPTIONS] },
+      { kind: 'coco-instances', paths: [COCO_INSTANCES] },
+      { kind: 'lvis', paths: [lvisFile] },
+    ],
+    format: 'jsonl',
+  });
+  return { rec: (await readJsonlShards<ImageRecord>(out, result)).find((r) => r.image === '000000397133.jpg')!, rejects: result.rejects };
+}
+
+describe('LVIS and what is known to be absent', () => {
+  it('joins LVIS onto the COCO image: its boxes with masks, and its negative categories as absent labels', async () => {
+    const { rec, rejects } = await record();
+    expect(rec.sources).toEqual(['coco-captions', 'coco-instances', 'lvis']);
+    const lvisBoxes = rec.boxes.filter((b) => b.source === 'lvis');
+    expect(lvisBoxes.map((b) => b.label).sort()).toEqual(['knife', 'pizza']);
+    expect(lvisBoxes.find((b) => b.label === 'pizza')).toMatchObject({ x1: 100 / 640, y1: 200 / 427, mask: { format: 'polygon' } });
+    expect(rec.absent).toEqual(['baseball bat', 'zebra']);
+    // The annotation for an image LVIS does not list is set aside.
+    expect(rejects).toEqual({ 'unknown-image': 1 });
+  });
+
+  it('never lists as absent a label some dataset boxed', async () => {
+    const data = JSON.parse(readFileSync(LVIS, 'utf8'));
+    data.images[0].neg_category_ids = [3, 4]; // pizza is boxed by LVIS itself
+    const file = path.join(await tmpDir(), 'lvis_v1_from_format_docs.json');
+    await writeFile(file, JSON.stringify(data));
+    expect((await record(file)).rec.absent).toEqual(['zebra']);
+  });
+
+  it('the facts generator says "no" exactly for the absent labels', async () => {
+    const { rec } = await record();
+    const no = factConversations(rec, { seed: 1, maxTurns: 20 }).find((c) => c.promptType === 'facts-is-not-there')!;
+    expect(no.turns.map((t) => t.answer)).toEqual(['No, there is no baseball bat in the image.', 'No, there is no zebra in the image.']);
+    const yes = factConversations(rec, { seed: 1, maxTurns: 50 }).find((c) => c.promptType === 'facts-is-there')!;
+    for (const t of yes.turns) expect(t.answer.startsWith('Yes')).toBe(true);
+  });
+
+  it('the LLM is told what is not there (METHOD.md section 1)', async () => {
+    const { rec } = await record();
+    const { information } = await runLoop(rec, { prompts: loadPrompts(), distribution: { name: 'none', types: [] }, call: async () => '', options: { useTree: false, maxRounds: 0 } });
+    expect(information).toContain('This image does not contain any baseball bat or any zebra.');
+  });
+
+  it('plain COCO instances given as LVIS say what was expected', async () => {
+    await expect(runPrepare({ sources: [{ kind: 'lvis', paths: [COCO_INSTANCES] }] })).rejects.toMatchObject({ code: 'E_WRONG_KIND', message: expect.stringContaining('neg_category_ids') });
+  });
+});
