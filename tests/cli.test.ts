@@ -89,5 +89,14 @@ describe('bin/instructify', () => {
     const [row] = await duckdb<{ n: string; boxes: string }>(`select count(*)::varchar as n, sum(len(boxes))::varchar as boxes from '${dir}/demo/prepared/part-*.parquet'`);
     expect(row!.n).toBe('12');
     expect(Number(row!.boxes)).toBeGreaterThan(12);
+    // And the conversations it generated, from the facts.
+    const [conv] = await duckdb<{ images: string; gens: string; marked: string; n: string }>(
+      `select count(distinct image)::varchar as images, string_agg(distinct generator, ',') as gens,
+              count(*) filter (where starts_with(conversations[1].value, '<image>'))::varchar as marked, count(*)::varchar as n
+       from '${dir}/demo/conversations/part-*.parquet'`,
+    );
+    expect(conv).toMatchObject({ images: '12', gens: 'facts' });
+    expect(conv!.marked).toBe(conv!.n);
+    expect(r.stdout).toMatch(/conversation \(facts-[a-z-]+\):\n  human: <image> \| /);
   });
 });
