@@ -214,28 +214,14 @@ export class ShardWriter {
     if (this.opts.format === 'jsonl') {
       const text = this.lines.join('\n') + '\n';
       this.lines = [];
-      const fh = await open(tmp, 'w');
-      try {
-        await fh.write(text);
-        await fh.sync();
-      } finally {
-        await fh.close();
-      }
-      await rename(tmp, final);
+      await writeComplete(tmp, final, text);
       bytes = Buffer.byteLength(text);
     } else if (this.opts.format === 'arrow') {
       const writer = this.arrowFile!;
       this.arrowFile = null;
       writer.finish();
       const data = writer.toUint8Array(true);
-      const fh = await open(tmp, 'w');
-      try {
-        await fh.write(data);
-        await fh.sync();
-      } finally {
-        await fh.close();
-      }
-      await rename(tmp, final);
+      await writeComplete(tmp, final, data);
       bytes = data.length;
     } else {
       bytes = await this.file!.finish();
@@ -262,6 +248,18 @@ export class ShardWriter {
     this.file = null;
     if (this.current) await rm(this.current, { force: true });
   }
+}
+
+/** Write a whole file under its temporary name, flush it to disk, then give it its final name. */
+async function writeComplete(tmp: string, final: string, data: string | Uint8Array): Promise<void> {
+  const fh = await open(tmp, 'w');
+  try {
+    await fh.write(data);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  await rename(tmp, final);
 }
 
 export async function fileSizeAndMtime(file: string): Promise<{ size: number; mtime: string }> {
