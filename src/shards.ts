@@ -254,7 +254,8 @@ export class ShardWriter {
 async function writeComplete(tmp: string, final: string, data: string | Uint8Array): Promise<void> {
   const fh = await open(tmp, 'w');
   try {
-    await fh.write(data);
+    if (typeof data === 'string') await fh.write(data);
+    else await fh.write(data);
     await fh.sync();
   } finally {
     await fh.close();
