@@ -11,6 +11,8 @@ import { run } from './run.js';
 import path from 'node:path';
 import { EXPORT_FORMATS, exportConversations } from './export.js';
 import { folderStats, formatStats, preview } from './inspect.js';
+import { parseShard } from './sharding.js';
+import { formatVerify, verify } from './verify.js';
 import { formatSummary } from './cli-format.js';
 
 /** For commands that only print: when the reader of stdout leaves (`| head`), stop quietly. */
@@ -144,6 +146,7 @@ export function buildProgram(): Command {
     .option('--keep-missing', 'keep records whose image is missing or unreadable (still listed in rejects.jsonl)')
     .option('--strict', 'stop at the first bad record instead of setting it aside')
     .option('--image-concurrency <n>', 'images checked at once', parsePositiveInt, 16)
+    .option('--shard <K/N|N>', 'process only shard K of N (N alone: K from JOB_COMPLETION_INDEX or SLURM_ARRAY_TASK_ID)', (v: string) => parseShard(v))
     .option('--workers <n>', "worker threads for building records and encoding shards: a number (0: none) or 'auto'", parseWorkers, 'auto' as number | 'auto')
     .option('--edge-tolerance <fraction>', 'how far a box may cross the image edge before it is rejected (it is clamped)', parseNonNegative, 0.01)
     .option('--no-tree', 'instead of the ASCII tree, a flat [label, x1, y1, x2, y2] list (y up): the ablation')
@@ -180,6 +183,7 @@ export function buildProgram(): Command {
           imageConcurrency: opts.imageConcurrency,
           edgeTolerance: opts.edgeTolerance,
           workers: opts.workers,
+          shard: opts.shard ?? null,
           tree: {
             mode: opts.tree === false ? 'flat' : 'tree',
             depthDir: opts.depthDir ?? null,
@@ -227,6 +231,7 @@ export function buildProgram(): Command {
     .option('--no-cache', 'ask the servers every time')
     .addOption(new Option('--format <format>', 'shard format').choices(['parquet', 'jsonl']).default('parquet'))
     .option('--max-failure-rate <x>', 'exit non-zero when more than this share of images fail', parseNonNegative, 0.01)
+    .option('--shard <K/N|N>', 'process only shard K of N (N alone: K from JOB_COMPLETION_INDEX or SLURM_ARRAY_TASK_ID)', (v: string) => parseShard(v))
     .option('--json', 'print the summary as JSON on stdout')
     .option('-q, --quiet', 'no progress and no summary')
     .action(async (opts) => {
@@ -269,6 +274,7 @@ export function buildProgram(): Command {
         cache: opts.cache === false ? null : typeof opts.cache === 'string' ? opts.cache : undefined,
         format: opts.format,
         maxFailureRate: opts.maxFailureRate,
+        shard: opts.shard ?? null,
         onProgress: (p) => {
           if (!bar) return;
           if (!started) {
@@ -314,16 +320,18 @@ export function buildProgram(): Command {
     .option('--seed <n>', 'seed for drawing prompt types', parsePositiveInt)
     .option('--no-tree', 'no ASCII tree')
     .option('--max-failure-rate <x>', 'exit non-zero past this share of failed images', parseNonNegative, 0.01)
+    .option('--shard <K/N|N>', 'process only shard K of N (N alone: K from JOB_COMPLETION_INDEX or SLURM_ARRAY_TASK_ID)', (v: string) => parseShard(v))
     .option('-q, --quiet', 'no summary')
     .action(async (opts) => {
       const r = await run({
-        prepare: { sources: opts.source, images: opts.images ?? null, imageDirs: opts.imageDir, tree: { mode: opts.tree === false ? 'flat' : 'tree' } },
+        prepare: { sources: opts.source, images: opts.images ?? null, imageDirs: opts.imageDir, tree: { mode: opts.tree === false ? 'flat' : 'tree' }, shard: opts.shard ?? null },
         generate: {
           out: opts.out,
           llm: opts.llmUrl.length ? { endpoints: opts.llmUrl, model: opts.model, apiKeyEnv: opts.apiKeyEnv, maxConcurrency: opts.maxConcurrency, sampling: { seed: opts.seed ?? null } } : undefined,
           distribution: opts.distribution,
           loop: { useTree: opts.tree, seed: opts.seed ?? 0 },
           maxFailureRate: opts.maxFailureRate,
+          // prepare already kept only this shard's images.
         },
       });
       if (!opts.quiet) {
@@ -346,6 +354,18 @@ export function buildProgram(): Command {
       process.stderr.write(
         `exported ${r.exported} conversations as ${opts.format} -> ${r.files.map((f) => path.join(opts.out, f)).join(', ')}\n  boxes in text: ${r.boxes}\n  set aside: ${Object.entries(r.rejected).map(([k, v]) => `${k} ${v}`).join(', ') || 'none'}\n`,
       );
+    });
+
+  program
+    .command('verify')
+    .description('Check output folders (one per shard, or one): every shard complete, rows as the manifests say, no id twice, no shard missing.')
+    .argument('<dirs...>', 'output folders')
+    .option('--json', 'print JSON')
+    .action(async (dirs: string[], opts) => {
+      quietOnClosedPipe();
+      const r = await verify(dirs);
+      process.stdout.write((opts.json ? JSON.stringify(r, null, 2) : formatVerify(r)) + '\n');
+      if (!r.ok) process.exitCode = 1;
     });
 
   program

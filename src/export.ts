@@ -138,7 +138,7 @@ export async function exportConversations(o: ExportOptions): Promise<ExportResul
     hf = new ShardWriter({ dir: path.join(o.out, 'data'), prefix: 'train', format: 'parquet', rowsPerShard: 50_000, metadata: [...hfSchema.metadata], schema: hfSchema });
   }
 
-  for await (const c of readShards<Conversation>(o.input, /^part-[\d-]+\.(parquet|jsonl)$/)) {
+  for await (const c of readShards<Conversation>(o.input, /^part-[\w-]+\.(parquet|jsonl)$/)) {
     const v = validateConversation(c);
     if (v) {
       rejected[v.reason] = (rejected[v.reason] ?? 0) + 1;

@@ -55,7 +55,7 @@ export async function folderStats(dir: string): Promise<FolderStats> {
   const images = new Set<string>();
   const sums: Record<string, { q: number; a: number; turns: number }> = {};
   let conversations = 0;
-  for await (const c of readShards<Conversation>(dir, /^part-[\d-]+\.(parquet|jsonl)$/)) {
+  for await (const c of readShards<Conversation>(dir, /^part-[\w-]+\.(parquet|jsonl)$/)) {
     conversations++;
     images.add(c.image);
     gens[c.generator] = (gens[c.generator] ?? 0) + 1;

@@ -24,6 +24,8 @@ export interface LaneSettings {
   format: ShardFormat;
   rowsPerShard: number;
   rowGroupRows: number;
+  /** Put into every shard name, e.g. "s3of8-" for shard 3 of 8. */
+  tag?: string;
   metadata: [string, string][];
 }
 
@@ -38,7 +40,7 @@ export class LaneCore {
         ? new ObjectSink(s.recordStream)
         : s.out === '-'
         ? new StreamSink(process.stdout, s.streamFormat ?? 'ndjson', s.rowGroupRows)
-        : new ShardWriter({ dir: s.out, prefix: `part-${lane}`, format: s.format, rowsPerShard: s.rowsPerShard, rowGroupRows: s.rowGroupRows, metadata: s.metadata });
+        : new ShardWriter({ dir: s.out, prefix: `part-${s.tag ?? ''}${lane}`, format: s.format, rowsPerShard: s.rowsPerShard, rowGroupRows: s.rowGroupRows, metadata: s.metadata });
   }
 
   async partition(input: PartitionInput): Promise<PartitionSummary> {

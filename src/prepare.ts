@@ -9,6 +9,7 @@ import { DEFAULT_EDGE_TOLERANCE } from './assemble.js';
 import { emptyCounts, type EmitConfig, type RecordCounts } from './emit.js';
 import { DEFAULT_TREE_OPTIONS, type TreeOptions } from './tree/build.js';
 import type { TreeStageOptions } from './tree/stage.js';
+import { inShard, shardTag, type Shard } from './sharding.js';
 import { LanePool } from './lanes.js';
 import { InstructifyError } from './errors.js';
 import { FragmentJoin } from './join.js';
@@ -65,6 +66,8 @@ export interface PrepareOptions {
   workers?: number | 'auto';
   /** The tree stage: ASCII tree (default), flat box list (`--no-tree`), or none; thresholds; depth maps. */
   tree?: Partial<Omit<TreeStageOptions, 'tree'>> & { tree?: Partial<TreeOptions> };
+  /** Keep only this shard's images (see sharding.ts). */
+  shard?: Shard | null;
   /** With out '-': send records to this object-mode stream instead of stdout (used by `run`). */
   recordStream?: import('node:stream').Writable;
   /** Read size per chunk; tests set it tiny to prove chunk boundaries change nothing. */
@@ -116,7 +119,8 @@ export function manifestPath(out: string): string {
   return path.join(out, 'manifest.json');
 }
 
-interface ResolvedOptions extends Required<Omit<PrepareOptions, 'onProgress' | 'tmpDir' | 'images' | 'sources' | 'tree' | 'recordStream'>> {
+interface ResolvedOptions extends Required<Omit<PrepareOptions, 'onProgress' | 'tmpDir' | 'images' | 'sources' | 'tree' | 'recordStream' | 'shard'>> {
+  shard: Shard | null;
   tree: TreeStageOptions;
   images: string | null;
   tmpDir: string | undefined;
@@ -202,6 +206,7 @@ export function resolvePrepareOptions(o: PrepareOptions): ResolvedOptions {
     readChunkBytes: o.readChunkBytes ?? 1 << 20,
     workers: o.workers ?? 'auto',
     tree: resolveTreeOptions(o.tree),
+    shard: o.shard ?? null,
     onProgress: o.onProgress,
   };
 }
@@ -215,7 +220,7 @@ async function clearOutput(out: string): Promise<void> {
     return;
   }
   await Promise.all(
-    names.filter((n) => /^part-\d+(-\d+)?\.(parquet|jsonl)(\.tmp)?$/.test(n) || n === 'manifest.json' || n === 'rejects.jsonl').map((n) => rm(path.join(out, n), { force: true })),
+    names.filter((n) => /^part-[\w-]+\.(parquet|jsonl|arrow)(\.tmp)?$/.test(n) || n === 'manifest.json' || n === 'rejects.jsonl').map((n) => rm(path.join(out, n), { force: true })),
   );
 }
 
@@ -257,6 +262,7 @@ export async function prepare(options: PrepareOptions): Promise<PrepareResult> {
     command: 'prepare',
     schema: PREPARED_SCHEMA_VERSION,
     format: o.format,
+    shard: o.shard,
     started: started.toISOString(),
     inputs,
   };
@@ -312,6 +318,8 @@ export async function prepare(options: PrepareOptions): Promise<PrepareResult> {
         cocoNaming: o.cocoNaming,
         sink: {
           emit: (f: Fragment) => {
+            // Another shard's image: not ours to join (every process reads all input, keeps its part).
+            if (!inShard(f.ref, o.shard)) return;
             perSource[source.name]!.fragments++;
             stages.join.seen++;
             const wait = join.add(f);
@@ -364,7 +372,7 @@ export async function prepare(options: PrepareOptions): Promise<PrepareResult> {
       format: o.format === 'ndjson' ? 'jsonl' : o.format,
       streamFormat: o.format === 'arrow' ? 'arrow' : 'ndjson',
       recordStream: options.recordStream,
-      rowsPerShard: o.rowsPerShard, rowGroupRows: o.rowGroupRows, metadata: [...preparedSchema.metadata] });
+      rowsPerShard: o.rowsPerShard, rowGroupRows: o.rowGroupRows, metadata: [...preparedSchema.metadata], tag: shardTag(o.shard) });
     await join.settled();
     partsTotal = join.nonEmptyPartitions();
     for await (const r of lanes.run(join.partitionsInOrder())) {

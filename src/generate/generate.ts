@@ -14,6 +14,7 @@ import type { ImageRecord } from '../types.js';
 import { VERSION } from '../version.js';
 import { llmCall, type CallStats } from './caller.js';
 import { factConversations } from './facts.js';
+import { inShard, shardTag, type Shard } from '../sharding.js';
 import { runLoop, type LoopOptions, type LoopStats } from './loop.js';
 import { loadDistribution, loadPrompts } from './prompts.js';
 
@@ -38,6 +39,8 @@ export interface GenerateOptions {
   cache?: string | null;
   format?: Exclude<ShardFormat, 'arrow'>;
   rowsPerShard?: number;
+  /** Keep only this shard's images (see sharding.ts). */
+  shard?: Shard | null;
   /** Above this share of failed images the run exits non-zero. */
   maxFailureRate?: number;
   onProgress?: (p: { done: number; total: number; inFlight: number; requests: number; accepted: number; generated: number; tokens: number }) => void;
@@ -84,7 +87,7 @@ export interface GenerateResult {
 }
 
 /** Every row of a folder's shards, in shard order (Parquet, JSONL or Arrow), with camelCase keys. */
-export async function* readShards<T>(dir: string, pattern = /^part-[\d-]+\.(parquet|jsonl|arrow)$/): AsyncGenerator<T> {
+export async function* readShards<T>(dir: string, pattern = /^part-[\w-]+\.(parquet|jsonl|arrow)$/): AsyncGenerator<T> {
   const names = (await readdir(dir)).filter((n) => pattern.test(n)).sort();
   if (!names.length) throw new InstructifyError('E_OPTION', `no shards (part-*.parquet, .jsonl or .arrow) in ${dir}`, { file: dir });
   for (const name of names) {
@@ -135,14 +138,14 @@ export async function generate(o: GenerateOptions): Promise<GenerateResult> {
     throw new InstructifyError('E_OPTION', `the prepared folder ${o.input} is not complete (its manifest says "${inputManifest.status}")`, { file: o.input });
   }
   await mkdir(o.out, { recursive: true });
-  for (const n of await readdir(o.out)) if (/^part-[\d-]+\.(parquet|jsonl)(\.tmp)?$/.test(n) || n === 'manifest.json' || n === 'rejects.jsonl') await rm(path.join(o.out, n), { force: true });
+  for (const n of await readdir(o.out)) if (/^part-[\w-]+\.(parquet|jsonl)(\.tmp)?$/.test(n) || n === 'manifest.json' || n === 'rejects.jsonl') await rm(path.join(o.out, n), { force: true });
   const cacheFile = client === null ? null : o.cache === undefined ? path.join(o.out, 'cache.sqlite') : o.cache;
   const cache = cacheFile ? new ResponseCache(cacheFile) : null;
   const callStats: CallStats = { requests: {}, cacheHits: 0, promptTokens: 0, completionTokens: 0 };
   const call = client ? llmCall(client, cache, callStats) : null;
   const model = client?.model ?? 'none';
   const sampling = client?.sampling ?? { temperature: 0, maxTokens: 0, seed: null };
-  const writer = new ShardWriter({ dir: o.out, prefix: 'part-0', format: o.format ?? 'parquet', rowsPerShard: o.rowsPerShard ?? 10_000, metadata: [...conversationSchema.metadata], schema: conversationSchema });
+  const writer = new ShardWriter({ dir: o.out, prefix: `part-${shardTag(o.shard ?? null)}0`, format: o.format ?? 'parquet', rowsPerShard: o.rowsPerShard ?? 10_000, metadata: [...conversationSchema.metadata], schema: conversationSchema });
   const rejects = createWriteStream(path.join(o.out, 'rejects.jsonl'));
   const perType: Record<string, PromptTypeStats> = {};
   const typeStats = (k: string) => (perType[k] ??= { generated: 0, accepted: 0, turnsRejected: 0, conversationsRejected: 0, parseFailures: 0, requests: 0, retries: 0 });
@@ -159,6 +162,7 @@ export async function generate(o: GenerateOptions): Promise<GenerateResult> {
     schema: CONVERSATION_SCHEMA_VERSION,
     input: typeof o.input === 'string' ? o.input : '(streamed from prepare)',
     generator: client ? 'llm' : 'facts',
+    shard: o.shard ?? null,
     model,
     sampling,
     distribution: client ? distribution.name : null,
@@ -199,6 +203,7 @@ export async function generate(o: GenerateOptions): Promise<GenerateResult> {
     });
   try {
     for await (const rec of typeof o.input === 'string' ? readPrepared(o.input) : o.input) {
+      if (!inShard(rec.ref, o.shard ?? null)) continue;
       const index = images++;
       // Backpressure: read the next record only when a slot is about to free up.
       await queue.onSizeLessThan(concurrency);
