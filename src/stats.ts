@@ -14,16 +14,6 @@ export class StageStats {
     this.dropped[reason] = (this.dropped[reason] ?? 0) + n;
   }
 
-  /** Time a synchronous piece of work against this stage. */
-  time<T>(fn: () => T): T {
-    const t0 = performance.now();
-    try {
-      return fn();
-    } finally {
-      this.busyMs += performance.now() - t0;
-    }
-  }
-
   toJSON(): { seen: number; passed: number; dropped: Record<string, number>; seconds: number } {
     return { seen: this.seen, passed: this.passed, dropped: this.dropped, seconds: Math.round(this.busyMs) / 1000 };
   }
