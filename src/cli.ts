@@ -209,7 +209,7 @@ export function buildProgram(): Command {
   program
     .command('generate')
     .description('Generate instruction conversations from prepared records with an OpenAI-compatible LLM server (vLLM, SGLang, llama.cpp, Ollama, TGI).')
-    .requiredOption('--in <dir>', 'a prepare output folder')
+    .requiredOption('--in <dir>', "a prepare output folder, or '-' for the NDJSON records `prepare --out -` writes")
     .requiredOption('-o, --out <dir>', 'output folder for conversation shards, manifest.json, rejects.jsonl and the answer cache')
     .option('--llm-url <url>', 'server base URL, e.g. http://127.0.0.1:8000/v1 (repeat for several servers); without it, conversations are built from the facts alone', (v: string, prev: string[]) => [...prev, v], [] as string[])
     .option('--model <name>', 'model name the server knows (needed with --llm-url)')

@@ -82,3 +82,17 @@ describe('pipes', () => {
     expect(parquet.stderr).toContain('--out - streams ndjson or arrow');
   });
 });
+
+describe('generate --in -', () => {
+  it('reads the records prepare streams to stdout, and says which line is bad', async () => {
+    const out = await tmpDir();
+    const r = sh(`${q(BIN)} prepare --source coco-captions=${q(COCO_CAPTIONS)} --source coco-instances=${q(COCO_INSTANCES)} --out - -q | ${q(BIN)} generate --in - --out ${q(out)} -q`);
+    expect(r.codes).toEqual([0, 0]);
+    const manifest = JSON.parse(await readFile(path.join(out, 'manifest.json'), 'utf8')) as { images: number; conversations: number; status: string };
+    expect(manifest).toMatchObject({ status: 'complete', images: 79 });
+    expect(manifest.conversations).toBeGreaterThan(79);
+    const bad = sh(`printf '{"image": "x.jpg"}\\nnot json\\n' | ${q(BIN)} generate --in - --out ${q(await tmpDir())} -q`);
+    expect(bad.codes[1]).toBe(1);
+    expect(bad.stderr).toContain('line 2 of stdin is not a JSON record');
+  });
+});

@@ -4,6 +4,7 @@ import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promise
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { tableFromIPC } from 'apache-arrow';
+import { createInterface } from 'node:readline';
 import PQueue from 'p-queue';
 import { InstructifyError } from '../errors.js';
 import { ResponseCache } from '../llm/cache.js';
@@ -105,9 +106,26 @@ export async function* readShards<T>(dir: string, pattern = /^part-[\w-]+\.(parq
   }
 }
 
-/** Every record of a prepared folder. */
-export function readPrepared(dir: string): AsyncGenerator<ImageRecord> {
-  return readShards<ImageRecord>(dir);
+/** Every record of a prepared folder, or of NDJSON on stdin when `dir` is '-' (what `prepare --out -` writes). */
+export async function* readPrepared(dir: string): AsyncGenerator<ImageRecord> {
+  if (dir !== '-') {
+    yield* readShards<ImageRecord>(dir);
+    return;
+  }
+  let line = 0;
+  for await (const text of createInterface({ input: process.stdin, crlfDelay: Infinity })) {
+    line++;
+    if (!text.trim()) continue;
+    let rec: Partial<ImageRecord>;
+    try {
+      rec = JSON.parse(text) as Partial<ImageRecord>;
+    } catch (err) {
+      throw new InstructifyError('E_JSON_SYNTAX', `line ${line} of stdin is not a JSON record (generate --in - reads the NDJSON that prepare --out - writes)`, { file: '-', cause: err });
+    }
+    if (typeof rec.image !== 'string') throw new InstructifyError('E_BAD_RECORD', `line ${line} of stdin has no "image"`, { file: '-' });
+    // Lists a hand-made record leaves out are empty, not missing.
+    yield { width: null, height: null, ref: rec.image, sources: [], absent: [], tree: null, ...rec, captions: rec.captions ?? [], boxes: rec.boxes ?? [], qa: rec.qa ?? [], regions: rec.regions ?? [], treeNodes: rec.treeNodes ?? [] } as ImageRecord;
+  }
 }
 
 /** Column names are snake_case (`tree_nodes`, `source_id`); record fields are camelCase. */
@@ -130,7 +148,7 @@ export async function generate(o: GenerateOptions): Promise<GenerateResult> {
   const prompts = loadPrompts(o.promptDirs ?? []);
   const distribution = loadDistribution(o.distribution, prompts);
   const client = o.llm ? new LlmClient(o.llm) : null;
-  const inputManifest = (typeof o.input === 'string' ? JSON.parse(await readFile(path.join(o.input, 'manifest.json'), 'utf8').catch(() => '{}')) : {}) as {
+  const inputManifest = (typeof o.input === 'string' && o.input !== '-' ? JSON.parse(await readFile(path.join(o.input, 'manifest.json'), 'utf8').catch(() => '{}')) : {}) as {
     status?: string;
     counts?: { images?: number };
   };
@@ -283,6 +301,9 @@ export async function generate(o: GenerateOptions): Promise<GenerateResult> {
     }
     return result;
   } catch (err) {
+    // Images still being worked on must finish before their streams close.
+    queue.clear();
+    await queue.onIdle();
     await writer.abort();
     rejects.destroy();
     if (!(err instanceof InstructifyError && err.code === 'E_LLM')) {
