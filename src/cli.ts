@@ -249,7 +249,17 @@ export function buildProgram(): Command {
         : null;
       const t0 = Date.now();
       let started = false;
+      // First Ctrl-C (or SIGTERM): finish the images in flight and write everything; a second: stop now.
+      const stop = new AbortController();
+      const onSignal = () => {
+        if (stop.signal.aborted) process.exit(130);
+        process.stderr.write('instructify: stopping: finishing the images in flight (again to stop at once)\n');
+        stop.abort();
+      };
+      process.on('SIGINT', onSignal);
+      process.on('SIGTERM', onSignal);
       const result = await generate({
+        signal: stop.signal,
         input: opts.in,
         out: opts.out,
         llm: opts.llmUrl.length === 0 ? undefined : {
@@ -303,6 +313,10 @@ export function buildProgram(): Command {
             `  by prompt type: ${types || 'none'}\n  failed images: ${result.failed}\n`,
         );
       }
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+      // 130: stopped by a signal, as shells report it; the output is consistent but not finished.
+      if (result.interrupted) process.exitCode = 130;
     });
 
   program

@@ -61,3 +61,40 @@ describe('resume after kill -9', () => {
     }
   });
 });
+
+describe('SIGINT', () => {
+  it('stops taking images, finishes those in flight, writes consistent shards and an "interrupted" manifest, exits 130', async () => {
+    const { readFile, readdir } = await import('node:fs/promises');
+    const { out: prepared } = await runPrepare({ sources: [{ kind: 'coco-captions', paths: [COCO_CAPTIONS] }, { kind: 'coco-instances', paths: [COCO_INSTANCES] }] });
+    const server = new LoopbackLlmServer({ latencyMs: 20, answer: (req) => fakeAnswer(req.messages.at(-1)!.content) });
+    await server.start();
+    try {
+      const out = await tmpDir();
+      const child = generateCli(['--in', prepared, '--out', out, '--llm-url', server.url, '--model', 'fake', '--max-concurrency', '4', '--no-cache']);
+      await new Promise<void>((resolve) => {
+        const t = setInterval(() => {
+          if (server.seen.requests > 60) {
+            clearInterval(t);
+            child.kill('SIGINT');
+            resolve();
+          }
+        }, 10);
+      });
+      const code = await new Promise<number | null>((r) => child.on('close', r));
+      expect(code).toBe(130);
+      const manifest = JSON.parse(await readFile(path.join(out, 'manifest.json'), 'utf8')) as { status: string; images: number; conversations: number; shards: { file: string; rows: number }[] };
+      expect(manifest.status).toBe('interrupted');
+      expect(manifest.images).toBeGreaterThan(0);
+      expect(manifest.images).toBeLessThan(79);
+      const names = await readdir(out);
+      expect(names.filter((n) => n.endsWith('.tmp'))).toEqual([]);
+      expect(await conversations(out)).toHaveLength(manifest.conversations);
+      expect(manifest.shards.reduce((s, x) => s + x.rows, 0)).toBe(manifest.conversations);
+      // verify reports the folder as not complete, and nothing else wrong with it.
+      const v = await verify([out]);
+      expect(v.folders[0]!.problems).toEqual(['manifest status is "interrupted", not complete']);
+    } finally {
+      await server.stop();
+    }
+  });
+});

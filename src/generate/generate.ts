@@ -42,6 +42,12 @@ export interface GenerateOptions {
   rowsPerShard?: number;
   /** Keep only this shard's images (see sharding.ts). */
   shard?: Shard | null;
+  /**
+   * When aborted (the CLI wires SIGINT and SIGTERM to it): take no new
+   * images, finish those in flight, write their shards, and mark the
+   * manifest "interrupted".
+   */
+  signal?: AbortSignal;
   /** Above this share of failed images the run exits non-zero. */
   maxFailureRate?: number;
   onProgress?: (p: { done: number; total: number; inFlight: number; requests: number; accepted: number; generated: number; tokens: number }) => void;
@@ -85,6 +91,8 @@ export interface GenerateResult {
   completionTokens: number;
   shards: ShardInfo[];
   seconds: number;
+  /** Stopped early by the signal: what is written is complete, but not everything was done. */
+  interrupted: boolean;
 }
 
 /** Every row of a folder's shards, in shard order (Parquet, JSONL or Arrow), with camelCase keys. */
@@ -221,6 +229,7 @@ export async function generate(o: GenerateOptions): Promise<GenerateResult> {
     });
   try {
     for await (const rec of typeof o.input === 'string' ? readPrepared(o.input) : o.input) {
+      if (o.signal?.aborted) break;
       if (!inShard(rec.ref, o.shard ?? null)) continue;
       const index = images++;
       // Backpressure: read the next record only when a slot is about to free up.
@@ -292,10 +301,11 @@ export async function generate(o: GenerateOptions): Promise<GenerateResult> {
       completionTokens: callStats.completionTokens,
       shards,
       seconds: Math.round(performance.now() - t0) / 1000,
+      interrupted: o.signal?.aborted ?? false,
     };
     const failureRate = images ? failed / images : 0;
     const tooMany = failureRate > maxFailureRate;
-    await writeManifest({ status: tooMany ? 'failed' : 'complete', finished: new Date().toISOString(), ...result, endpoints: llm.endpoints, failureRate });
+    await writeManifest({ status: tooMany ? 'failed' : result.interrupted ? 'interrupted' : 'complete', finished: new Date().toISOString(), ...result, endpoints: llm.endpoints, failureRate });
     if (tooMany) {
       throw new InstructifyError('E_LLM', `${failed} of ${images} images failed (${(100 * failureRate).toFixed(1)}%, more than --max-failure-rate ${maxFailureRate}); see ${path.join(o.out, 'rejects.jsonl')}`);
     }
