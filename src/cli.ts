@@ -232,6 +232,7 @@ export function buildProgram(): Command {
     .addOption(new Option('--format <format>', 'shard format').choices(['parquet', 'jsonl']).default('parquet'))
     .option('--max-failure-rate <x>', 'exit non-zero when more than this share of images fail', parseNonNegative, 0.01)
     .option('--shard <K/N|N>', 'process only shard K of N (N alone: K from JOB_COMPLETION_INDEX or SLURM_ARRAY_TASK_ID)', (v: string) => parseShard(v))
+    .option('--force', 'replace a run in --out that was made with other settings')
     .option('--json', 'print the summary as JSON on stdout')
     .option('-q, --quiet', 'no progress and no summary')
     .action(async (opts) => {
@@ -285,6 +286,7 @@ export function buildProgram(): Command {
         format: opts.format,
         maxFailureRate: opts.maxFailureRate,
         shard: opts.shard ?? null,
+        force: opts.force ?? false,
         onProgress: (p) => {
           if (!bar) return;
           if (!started) {

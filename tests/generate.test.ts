@@ -98,6 +98,22 @@ describe('generate', () => {
     expect(tolerant.images - tolerant.failed).toBeGreaterThan(0);
   });
 
+  it('refuses to write into a folder holding a run with other settings, unless forced', async () => {
+    const server = await fakeServer();
+    const out = await tmpDir();
+    await generate(opts(server, out, { cache: null }));
+    const first = JSON.parse(await readFile(path.join(out, 'manifest.json'), 'utf8')) as { fingerprint: string };
+    expect(first.fingerprint).toMatch(/^[0-9a-f]{16}$/);
+    // The same settings again: fine (this is how a crashed run is resumed).
+    await generate(opts(server, out, { cache: null }));
+    const changed = opts(server, out, { cache: null, loop: { seed: 2 } });
+    await expect(generate(changed)).rejects.toMatchObject({ code: 'E_OPTION', message: expect.stringContaining(`made with other settings (fingerprint ${first.fingerprint}`) });
+    const forced = await generate({ ...changed, force: true });
+    expect(forced.images).toBe(79);
+    const second = JSON.parse(await readFile(path.join(out, 'manifest.json'), 'utf8')) as { fingerprint: string };
+    expect(second.fingerprint).not.toBe(first.fingerprint);
+  });
+
   it('counts a request that got through on its second attempt as a retry of its prompt type', async () => {
     const server = await fakeServer();
     server.next({ kind: 'status', status: 500 });

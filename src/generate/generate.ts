@@ -50,6 +50,8 @@ export interface GenerateOptions {
   signal?: AbortSignal;
   /** Above this share of failed images the run exits non-zero. */
   maxFailureRate?: number;
+  /** Write into a folder that holds a run made with other settings. */
+  force?: boolean;
   onProgress?: (p: { done: number; total: number; inFlight: number; requests: number; accepted: number; generated: number; tokens: number }) => void;
 }
 
@@ -163,6 +165,30 @@ export async function generate(o: GenerateOptions): Promise<GenerateResult> {
   if (typeof o.input === 'string' && inputManifest.status !== undefined && inputManifest.status !== 'complete') {
     throw new InstructifyError('E_OPTION', `the prepared folder ${o.input} is not complete (its manifest says "${inputManifest.status}")`, { file: o.input });
   }
+  // What decides the output: a rerun (say after a crash) must use the same, or it would mix two runs.
+  const fingerprint = createHash('sha256')
+    .update(
+      JSON.stringify({
+        input: typeof o.input === 'string' ? path.resolve(o.input) : 'stream',
+        model: client?.model ?? null,
+        sampling: client?.sampling ?? null,
+        distribution: client ? distribution : null,
+        prompts: client ? [...prompts.values()].map((p) => [p.name, p.parser, p.template]) : null,
+        loop: o.loop ?? {},
+        shard: o.shard ?? null,
+      }),
+    )
+    .digest('hex')
+    .slice(0, 16);
+  const previous = JSON.parse(await readFile(path.join(o.out, 'manifest.json'), 'utf8').catch(() => '{}')) as { fingerprint?: string; status?: string };
+  if (previous.fingerprint && previous.fingerprint !== fingerprint && !o.force) {
+    await client?.close();
+    throw new InstructifyError(
+      'E_OPTION',
+      `${o.out} holds a ${previous.status ?? ''} run made with other settings (fingerprint ${previous.fingerprint}, now ${fingerprint}): use another --out, the same settings, or --force to replace it`,
+      { file: o.out },
+    );
+  }
   await mkdir(o.out, { recursive: true });
   for (const n of await readdir(o.out)) if (/^part-[\w-]+\.(parquet|jsonl)(\.tmp)?$/.test(n) || n === 'manifest.json' || n === 'rejects.jsonl') await rm(path.join(o.out, n), { force: true });
   const cacheFile = client === null ? null : o.cache === undefined ? path.join(o.out, 'cache.sqlite') : o.cache;
@@ -188,6 +214,7 @@ export async function generate(o: GenerateOptions): Promise<GenerateResult> {
     schema: CONVERSATION_SCHEMA_VERSION,
     input: typeof o.input === 'string' ? o.input : '(streamed from prepare)',
     generator: client ? 'llm' : 'facts',
+    fingerprint,
     shard: o.shard ?? null,
     model,
     sampling,
