@@ -5,19 +5,9 @@ import { formatSummary } from './cli-format.js';
 import { prepare } from './prepare.js';
 import { sceneSvg, writeSyntheticCoco } from './synthetic.js';
 import { generate } from './generate/generate.js';
-import { readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { tableFromIPC } from 'apache-arrow';
+import { readShardFile, readShards } from './shard-reader.js';
+import type { Conversation } from './generate/generate.js';
 import type { ImageRecord } from './types.js';
-
-const require = createRequire(import.meta.url);
-
-/** The first row of a prepared Parquet shard, as a plain object. */
-export function readFirstRecord(file: string): ImageRecord {
-  const pq = require('parquet-wasm/node') as typeof import('parquet-wasm/node');
-  const table = tableFromIPC(pq.readParquet(readFileSync(file)).intoIPCStream());
-  return JSON.parse(JSON.stringify(table.get(0)!.toJSON())) as ImageRecord;
-}
 
 export interface DemoOptions {
   out: string;
@@ -27,15 +17,6 @@ export interface DemoOptions {
   /** With servers, the LLM loop generates; without, conversations come from the facts. */
   llmUrls?: string[];
   model?: string;
-}
-
-/** Every row of a conversation shard, as plain objects. */
-function readShardRows(file: string): Record<string, unknown>[] {
-  const pq = require('parquet-wasm/node') as typeof import('parquet-wasm/node');
-  const table = tableFromIPC(pq.readParquet(readFileSync(file)).intoIPCStream());
-  const rows: Record<string, unknown>[] = [];
-  for (let i = 0; i < table.numRows; i++) rows.push(JSON.parse(JSON.stringify(table.get(i)!.toJSON())) as Record<string, unknown>);
-  return rows;
 }
 
 /**
@@ -75,16 +56,17 @@ export async function runDemo(o: DemoOptions): Promise<void> {
   // One full example, read back from the shards: the record, its tree, its conversations.
   const first = result.shards[0];
   if (first) {
-    const rec = readFirstRecord(path.join(prepared, first.file));
+    const { value: rec } = (await readShardFile<ImageRecord>(path.join(prepared, first.file)).next()) as { value: ImageRecord };
     o.log(`\nexample: ${rec.image} (${rec.width}x${rec.height})`);
     o.log('information:');
     for (const c of rec.captions) o.log(`  ${c.text}`);
     o.log('tree:');
     for (const line of (rec.tree ?? '').split('\n')) o.log(`  ${line}`);
-    const convs = gen.shards.flatMap((s) => readShardRows(path.join(conversationsDir, s.file))).filter((r) => r.image === rec.image);
-    for (const c of convs.slice(0, 4)) {
-      o.log(`conversation (${String(c.prompt_type)}):`);
-      for (const t of c.conversations as { from: string; value: string }[]) o.log(`  ${t.from}: ${t.value.replace(/\n/g, ' | ')}`);
+    const convs: Conversation[] = [];
+    for await (const c of readShards<Conversation>(conversationsDir)) if (c.image === rec.image && convs.length < 4) convs.push(c);
+    for (const c of convs) {
+      o.log(`conversation (${c.promptType}):`);
+      for (const t of c.conversations) o.log(`  ${t.from}: ${t.value.replace(/\n/g, ' | ')}`);
     }
   }
   await writeFile(

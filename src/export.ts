@@ -5,7 +5,8 @@ import path from 'node:path';
 import { Binary, Field, List, Schema, Struct, Utf8 } from 'apache-arrow';
 import sharp from 'sharp';
 import { InstructifyError } from './errors.js';
-import { readShards, type Conversation } from './generate/generate.js';
+import type { Conversation } from './generate/generate.js';
+import { readShards } from './shard-reader.js';
 import { ShardWriter } from './shards.js';
 
 /**

@@ -1,8 +1,9 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { readShards, type Conversation } from './generate/generate.js';
+import type { Conversation } from './generate/generate.js';
+import { readShards } from './shard-reader.js';
 import { llmCall, type CallStats } from './generate/caller.js';
-import { runLoop } from './generate/loop.js';
+import { boxList, runLoop } from './generate/loop.js';
 import { loadDistribution, loadPrompts, render } from './generate/prompts.js';
 import { InstructifyError } from './errors.js';
 import { LlmClient, type LlmClientOptions } from './llm/client.js';
@@ -161,7 +162,7 @@ export async function preview(o: PreviewOptions): Promise<void> {
       o.log(
         render(first, {
           information: rec.captions.map((c) => c.text).join('\n'),
-          boxes: rec.boxes.map((b) => `${b.label} [${[b.x1, b.y1, b.x2, b.y2].map((v) => v.toFixed(2)).join(', ')}]`).join('\n'),
+          boxes: boxList(rec),
           task: first.tasks?.[0] ?? '',
           option_count: '4',
           label_style: 'A, B, C, ...',

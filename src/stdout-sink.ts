@@ -42,8 +42,8 @@ const END_OF_STREAM = new Uint8Array([0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]);
  */
 export class StreamSink {
   private closed: Error | null = null;
-  /** The IPC schema message, once written (Arrow format). */
-  private schemaMessage: Uint8Array | null = null;
+  /** Whether the IPC schema message has gone out (Arrow format). */
+  private schemaWritten = false;
   private pending: ImageRecord[] = [];
   private rows = 0;
   private bytes = 0;
@@ -86,8 +86,8 @@ export class StreamSink {
     if (!Buffer.from(all.buffer, all.byteOffset, schema.length).equals(schema)) {
       throw new InstructifyError('E_INTERNAL', 'Arrow stream: a row group was written with a different schema message');
     }
-    if (this.schemaMessage === null) {
-      this.schemaMessage = schema;
+    if (!this.schemaWritten) {
+      this.schemaWritten = true;
       await this.write(schema);
     }
     await this.write(all.subarray(schema.length, all.length - END_OF_STREAM.length));
@@ -123,7 +123,7 @@ export class StreamSink {
     if (this.format === 'arrow') {
       await this.flushArrow();
       // An empty output is still a valid stream: schema, then end of stream.
-      if (this.schemaMessage === null) await this.write(this.schema());
+      if (!this.schemaWritten) await this.write(this.schema());
       await this.write(END_OF_STREAM);
     }
     return [{ file: '-', rows: this.rows, bytes: this.bytes }];

@@ -1,11 +1,6 @@
-import { readFileSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
-import { createRequire } from 'node:module';
 import path from 'node:path';
-import { tableFromIPC } from 'apache-arrow';
-import { readShards } from './generate/generate.js';
-
-const require = createRequire(import.meta.url);
+import { readShardFile, SHARD_FILE } from './shard-reader.js';
 
 /**
  * `verify`: are these output folders (one per shard, or one for all) whole?
@@ -28,13 +23,6 @@ export interface VerifyReport {
   ok: boolean;
 }
 
-async function countRows(file: string): Promise<number> {
-  if (file.endsWith('.jsonl')) return (await readFile(file, 'utf8')).split('\n').filter(Boolean).length;
-  const bytes = readFileSync(file);
-  if (file.endsWith('.arrow')) return tableFromIPC(bytes).numRows;
-  return tableFromIPC((require('parquet-wasm/node') as typeof import('parquet-wasm/node')).readParquet(bytes).intoIPCStream()).numRows;
-}
-
 export async function verify(dirs: string[]): Promise<VerifyReport> {
   const folders: FolderCheck[] = [];
   const seen = new Set<string>();
@@ -52,28 +40,31 @@ export async function verify(dirs: string[]): Promise<VerifyReport> {
     const names = await readdir(dir).catch(() => [] as string[]);
     for (const n of names) if (n.endsWith('.tmp')) problems.push(`unfinished file ${n}`);
     const listed = new Map((m.shards ?? []).map((s) => [s.file, s.rows]));
-    for (const n of names) if (/^part-[\w-]+\.(parquet|jsonl|arrow)$/.test(n) && !listed.has(n)) problems.push(`${n} is not in the manifest`);
+    const onDisk = names.filter((n) => SHARD_FILE.test(n)).sort();
+    for (const file of listed.keys()) if (!onDisk.includes(file)) problems.push(`${file} is listed but missing`);
     let rows = 0;
-    for (const [file, expected] of listed) {
-      if (!names.includes(file)) {
-        problems.push(`${file} is listed but missing`);
+    // One read of every shard on disk (listed or not: a stray copy is where duplicates hide)
+    // counts its rows and checks each row's identity: a conversation's id, or a record's image.
+    for (const file of onDisk) {
+      let count = 0;
+      for await (const row of readShardFile<{ id?: string; image: string }>(path.join(dir, file))) {
+        count++;
+        const key = row.id ?? row.image;
+        if (seen.has(key)) {
+          dupeCount++;
+          if (dupes.length < 5) dupes.push(key);
+        } else seen.add(key);
+      }
+      const expected = listed.get(file);
+      if (expected === undefined) {
+        problems.push(`${file} is not in the manifest`);
         continue;
       }
-      const actual = await countRows(path.join(dir, file));
-      rows += actual;
-      if (actual !== expected) problems.push(`${file} has ${actual} rows, the manifest says ${expected}`);
+      rows += count;
+      if (count !== expected) problems.push(`${file} has ${count} rows, the manifest says ${expected}`);
     }
     const total = m.command === 'generate' ? m.conversations : m.counts?.images;
     if (total !== undefined && total !== rows) problems.push(`the shards hold ${rows} rows, the manifest counts ${total}`);
-    // Identity of a row: a conversation's id, or a prepared record's image.
-    const hasShards = names.some((n) => /^part-[\w-]+\.(parquet|jsonl|arrow)$/.test(n));
-    for await (const row of hasShards ? readShards<{ id?: string; image: string }>(dir) : []) {
-      const key = row.id ?? row.image;
-      if (seen.has(key)) {
-        dupeCount++;
-        if (dupes.length < 5) dupes.push(key);
-      } else seen.add(key);
-    }
     folders.push({ dir, kind: m.command ?? 'unknown', status: m.status ?? 'missing', shard: m.shard ?? null, rows, problems });
   }
   const byN = new Map<number, Set<number>>();

@@ -1,7 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { mkdir, readFile, readdir, writeFile, copyFile } from 'node:fs/promises';
-import os from 'node:os';
 import path from 'node:path';
 import type { ImageRecord } from '../src/types.js';
 import { COCO_CAPTIONS, COCO_IMAGES, COCO_INSTANCES, VG_DIR, VQA_ANNOTATIONS, VQA_QUESTIONS, readJsonlShards, runPrepare, tmpDir } from './helpers.js';
@@ -106,7 +105,6 @@ describe('per-image join across sources', () => {
       runPrepare({ sources: [{ kind: 'coco-instances', paths: [COCO_INSTANCES] }, { kind: 'coco-captions', paths: [bad] }], memoryBudget: 10_000, tmpDir: spillParent }),
     ).rejects.toMatchObject({ code: 'E_JSON_TRUNCATED' });
     expect(await readdir(spillParent)).toEqual([]);
-    void os;
   });
 });
 

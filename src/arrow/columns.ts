@@ -33,10 +33,15 @@ interface ColumnBuilder {
 class Bits {
   bytes = new Uint8Array(64);
   nulls = 0;
+  /** Set bit i; for a validity bitmap, a clear bit is a null and is counted. */
   set(i: number, valid: boolean): void {
+    this.bit(i, valid);
+    if (!valid) this.nulls++;
+  }
+  /** Set bit i without counting anything (a bitmap of values, e.g. booleans). */
+  bit(i: number, on: boolean): void {
     if (i >> 3 >= this.bytes.length) this.bytes = grow(this.bytes, (i >> 3) + 1);
-    if (valid) this.bytes[i >> 3]! |= 1 << (i & 7);
-    else this.nulls++;
+    if (on) this.bytes[i >> 3]! |= 1 << (i & 7);
   }
   /** The length and validity part of a column's makeData props; no bitmap when nothing is null. */
   props(length: number): { length: number; nullCount: number; nullBitmap: Uint8Array | null } {
@@ -141,8 +146,7 @@ class BoolBuilder implements ColumnBuilder {
   append(v: unknown): void {
     const ok = typeof v === 'boolean';
     this.valid.set(this.n, ok);
-    this.values.set(this.n, v === true);
-    this.values.nulls = 0;
+    this.values.bit(this.n, v === true);
     this.n++;
   }
   finish(): Data {

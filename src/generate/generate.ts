@@ -1,12 +1,11 @@
 import { createHash } from 'node:crypto';
-import { createWriteStream, readFileSync } from 'node:fs';
+import { createWriteStream } from 'node:fs';
 import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
-import { createRequire } from 'node:module';
 import path from 'node:path';
-import { tableFromIPC } from 'apache-arrow';
 import { createInterface } from 'node:readline';
 import PQueue from 'p-queue';
 import { InstructifyError } from '../errors.js';
+import { readShards } from '../shard-reader.js';
 import { ResponseCache } from '../llm/cache.js';
 import { LlmClient, type LlmClientOptions } from '../llm/client.js';
 import { CONVERSATION_SCHEMA_VERSION, conversationSchema } from '../schema.js';
@@ -18,8 +17,6 @@ import { factConversations } from './facts.js';
 import { inShard, shardTag, type Shard } from '../sharding.js';
 import { runLoop, type LoopOptions, type LoopStats } from './loop.js';
 import { loadDistribution, loadPrompts } from './prompts.js';
-
-const require = createRequire(import.meta.url);
 
 /**
  * `generate`: prepared records in, conversation shards out. Each image runs
@@ -97,24 +94,8 @@ export interface GenerateResult {
   interrupted: boolean;
 }
 
-/** Every row of a folder's shards, in shard order (Parquet, JSONL or Arrow), with camelCase keys. */
-export async function* readShards<T>(dir: string, pattern = /^part-[\w-]+\.(parquet|jsonl|arrow)$/): AsyncGenerator<T> {
-  const names = (await readdir(dir)).filter((n) => pattern.test(n)).sort();
-  if (!names.length) throw new InstructifyError('E_OPTION', `no shards (part-*.parquet, .jsonl or .arrow) in ${dir}`, { file: dir });
-  for (const name of names) {
-    const file = path.join(dir, name);
-    if (name.endsWith('.jsonl')) {
-      for (const line of (await readFile(file, 'utf8')).split('\n')) if (line) yield camelKeys(JSON.parse(line)) as T;
-      continue;
-    }
-    const bytes = readFileSync(file);
-    const table = name.endsWith('.arrow') ? tableFromIPC(bytes) : tableFromIPC((require('parquet-wasm/node') as typeof import('parquet-wasm/node')).readParquet(bytes).intoIPCStream());
-    for (let i = 0; i < table.numRows; i++) {
-      // Arrow rows to plain objects, with the camelCase keys records have in memory.
-      yield camelKeys(JSON.parse(JSON.stringify(table.get(i)!.toJSON()))) as T;
-    }
-  }
-}
+// Shard reading lives in shard-reader.ts; re-exported for the callers that know it from here.
+export { readShards } from '../shard-reader.js';
 
 /** Every record of a prepared folder, or of NDJSON on stdin when `dir` is '-' (what `prepare --out -` writes). */
 export async function* readPrepared(dir: string): AsyncGenerator<ImageRecord> {
@@ -136,15 +117,6 @@ export async function* readPrepared(dir: string): AsyncGenerator<ImageRecord> {
     // Lists a hand-made record leaves out are empty, not missing.
     yield { width: null, height: null, ref: rec.image, sources: [], absent: [], tree: null, ...rec, captions: rec.captions ?? [], boxes: rec.boxes ?? [], qa: rec.qa ?? [], regions: rec.regions ?? [], treeNodes: rec.treeNodes ?? [] } as ImageRecord;
   }
-}
-
-/** Column names are snake_case (`tree_nodes`, `source_id`); record fields are camelCase. */
-function camelKeys(v: unknown): unknown {
-  if (Array.isArray(v)) return v.map(camelKeys);
-  if (v && typeof v === 'object') {
-    return Object.fromEntries(Object.entries(v).map(([k, x]) => [k.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase()), camelKeys(x)]));
-  }
-  return v;
 }
 
 export function conversationId(image: string, index: number, promptType: string): string {

@@ -104,7 +104,8 @@ function listWords(xs: string[]): string {
   return ws.length > 1 ? `${ws.slice(0, -1).join(', ')} or ${ws.at(-1)}` : ws[0]!;
 }
 
-function boxList(rec: ImageRecord): string {
+/** Objects with their boxes, top-left origin, 0..1: how grounded prompts see them. */
+export function boxList(rec: ImageRecord): string {
   const f = (v: number) => v.toFixed(2);
   return rec.boxes.map((b) => `${b.label} [${f(b.x1)}, ${f(b.y1)}, ${f(b.x2)}, ${f(b.y2)}]`).join('\n') || '(no boxes)';
 }

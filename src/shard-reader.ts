@@ -1,0 +1,42 @@
+import { readFileSync } from 'node:fs';
+import { readdir, readFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { tableFromIPC } from 'apache-arrow';
+import { InstructifyError } from './errors.js';
+
+/**
+ * Reading back what the writers wrote: the one place that knows the shard
+ * formats (Parquet through parquet-wasm, Arrow IPC files, JSONL), used by
+ * generate, export, stats, verify and the demo.
+ */
+const require = createRequire(import.meta.url);
+
+export const SHARD_FILE = /^part-[\w-]+\.(parquet|jsonl|arrow)$/;
+
+/** Column names are snake_case (`tree_nodes`, `source_id`); record fields are camelCase. */
+function camelKeys(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(camelKeys);
+  if (v && typeof v === 'object') {
+    return Object.fromEntries(Object.entries(v).map(([k, x]) => [k.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase()), camelKeys(x)]));
+  }
+  return v;
+}
+
+/** Every row of one shard file, as plain objects with camelCase keys. */
+export async function* readShardFile<T>(file: string): AsyncGenerator<T> {
+  if (file.endsWith('.jsonl')) {
+    for (const line of (await readFile(file, 'utf8')).split('\n')) if (line) yield camelKeys(JSON.parse(line)) as T;
+    return;
+  }
+  const bytes = readFileSync(file);
+  const table = file.endsWith('.arrow') ? tableFromIPC(bytes) : tableFromIPC((require('parquet-wasm/node') as typeof import('parquet-wasm/node')).readParquet(bytes).intoIPCStream());
+  for (let i = 0; i < table.numRows; i++) yield camelKeys(JSON.parse(JSON.stringify(table.get(i)!.toJSON()))) as T;
+}
+
+/** Every row of a folder's shards, in shard order. */
+export async function* readShards<T>(dir: string, pattern = SHARD_FILE): AsyncGenerator<T> {
+  const names = (await readdir(dir)).filter((n) => pattern.test(n)).sort();
+  if (!names.length) throw new InstructifyError('E_OPTION', `no shards (part-*.parquet, .jsonl or .arrow) in ${dir}`, { file: dir });
+  for (const name of names) yield* readShardFile<T>(path.join(dir, name));
+}
