@@ -53,6 +53,8 @@ export interface LlmClientOptions {
   benchMs?: number;
   /** Random source for jitter (tests make it fixed). */
   random?: () => number;
+  /** Adapt each endpoint's concurrency to its answers (default). Off: always `initialConcurrency`, as `bench` needs. */
+  adaptive?: boolean;
 }
 
 export interface ChatResult {
@@ -153,6 +155,7 @@ export class LlmClient {
       benchAfter: options.benchAfter ?? 3,
       benchMs: options.benchMs ?? 30_000,
       random: options.random ?? Math.random,
+      adaptive: options.adaptive ?? true,
     };
     for (const k of ['maxConcurrency', 'initialConcurrency', 'connectTimeoutMs', 'headersTimeoutMs', 'bodyTimeoutMs', 'benchAfter'] as const) {
       if (!(Number.isFinite(this.o[k]) && this.o[k] >= 1)) throw bad(`${k} must be a number of at least 1, got ${this.o[k]}`);
@@ -310,7 +313,7 @@ export class LlmClient {
         e.failures = 0;
         e.stats.ok++;
         // Slow start, then additive increase (about one more slot per `limit` successes).
-        e.limit = Math.min(this.o.maxConcurrency, e.limit + (e.slowStart ? 1 : 1 / Math.max(1, e.limit)));
+        if (this.o.adaptive) e.limit = Math.min(this.o.maxConcurrency, e.limit + (e.slowStart ? 1 : 1 / Math.max(1, e.limit)));
         this.stats.promptTokens += r.usage.promptTokens;
         this.stats.completionTokens += r.usage.completionTokens;
         return { ...r, attempts: attempt + 1 };
@@ -322,7 +325,7 @@ export class LlmClient {
         }
         lastError = err;
         // Multiplicative decrease when the server says it is overloaded.
-        if (err.overload) {
+        if (err.overload && this.o.adaptive) {
           e.limit = Math.max(1, e.limit / 2);
           e.slowStart = false;
         }

@@ -25,8 +25,10 @@ export interface ChatRequest {
 }
 
 export interface LoopbackServerOptions {
-  /** Requests answered at once before the server says 429. */
+  /** Requests answered at once before the server says 429 (or, with `queue`, makes them wait). */
   capacity?: number;
+  /** Above capacity, queue requests in arrival order as vLLM and SGLang do, instead of answering 429. */
+  queue?: boolean;
   /** Delay before every answer. */
   latencyMs?: number;
   /** The answer text for a request when no behaviour is planned. */
@@ -38,6 +40,7 @@ export class LoopbackLlmServer {
   private readonly sockets = new Set<Socket>();
   private plan: Behaviour[] = [];
   private inFlight = 0;
+  private readonly waiting: (() => void)[] = [];
   readonly seen: { requests: number; maxInFlight: number; authorization: (string | undefined)[]; bodies: ChatRequest[]; throttled: number } = {
     requests: 0,
     maxInFlight: 0,
@@ -93,15 +96,15 @@ export class LoopbackLlmServer {
         req.socket.destroy();
         return;
       }
-      if (this.o.capacity !== undefined && this.inFlight >= this.o.capacity) {
+      const full = this.o.capacity !== undefined && this.inFlight >= this.o.capacity;
+      if (full && !this.o.queue) {
         this.seen.throttled++;
         res.writeHead(429, { 'retry-after': '0' }).end('{"error":"busy"}');
         return;
       }
-      this.inFlight++;
-      this.seen.maxInFlight = Math.max(this.seen.maxInFlight, this.inFlight);
       const finish = () => {
         this.inFlight--;
+        this.waiting.shift()?.();
         if (b.kind === 'status') {
           res.writeHead(b.status, b.retryAfter !== undefined ? { 'retry-after': b.retryAfter } : {}).end(b.body ?? '{"error":"planned"}');
         } else if (b.kind === 'malformed') {
@@ -119,9 +122,15 @@ export class LoopbackLlmServer {
           );
         }
       };
-      const delay = (b.kind === 'ok' ? b.delayMs : undefined) ?? this.o.latencyMs ?? 0;
-      if (delay > 0) setTimeout(finish, delay);
-      else finish();
+      const start = () => {
+        this.inFlight++;
+        this.seen.maxInFlight = Math.max(this.seen.maxInFlight, this.inFlight);
+        const delay = (b.kind === 'ok' ? b.delayMs : undefined) ?? this.o.latencyMs ?? 0;
+        if (delay > 0) setTimeout(finish, delay);
+        else finish();
+      };
+      if (full) this.waiting.push(start);
+      else start();
     });
   }
 
