@@ -73,6 +73,16 @@ export function boxCoverage(g: Grid, x1: number, y1: number, x2: number, y2: num
 let rowCount = new Int32Array(1024);
 let rowFill = new Int32Array(1024);
 let xsBuf = new Float64Array(4096);
+// Per-cell sample counts: partial cells at span ends go to `cellBuf`; whole
+// cells inside a span are added once to `runBuf` as a difference (+ at the
+// first cell, - after the last), summed along the row at the end, so a span
+// costs the same whatever its length.
+let cellBuf = new Int32Array(GRID_MAX * GRID_MAX);
+let runBuf = new Int32Array(GRID_MAX * (GRID_MAX + 1));
+/** Sample count -> 0..255 coverage, per samples-per-cell (1, 4, 16). */
+const COVERAGE_LUT = new Map<number, Uint8Array>(
+  [1, 4, 16].map((n) => [n, Uint8Array.from({ length: n + 1 }, (_, k) => Math.round((FULL * k) / n))]),
+);
 
 /**
  * Polygons (pixel coordinates of the image the grid covers) as coverage:
@@ -105,7 +115,14 @@ export function polygonCoverage(g: Grid, rings: number[][]): Coverage {
   const sub = span > 64 ? 1 : span > 32 ? 2 : SUB;
   const rows = m.h * sub;
   const sw = m.w * sub;
-  const counts = new Uint16Array(m.w * m.h);
+  const cellsN = m.w * m.h;
+  const runW = m.w + 1;
+  if (cellBuf.length < cellsN) cellBuf = new Int32Array(cellsN);
+  if (runBuf.length < runW * m.h) runBuf = new Int32Array(runW * m.h);
+  const counts = cellBuf;
+  const runs = runBuf;
+  counts.fill(0, 0, cellsN);
+  runs.fill(0, 0, runW * m.h);
   const sx = kx * sub;
   const sy = ky * sub;
   const ox = m.x0 * sub;
@@ -155,13 +172,20 @@ export function polygonCoverage(g: Grid, rings: number[][]): Coverage {
       const start = rowCount[r]!;
       const end = rowCount[r + 1]!;
       if (end - start < 2) continue;
-      if (end - start > 2) xsBuf.subarray(start, end).sort();
-      else if (xsBuf[start]! > xsBuf[start + 1]!) {
-        const t = xsBuf[start]!;
-        xsBuf[start] = xsBuf[start + 1]!;
-        xsBuf[start + 1] = t;
+      // Insertion sort in place: a row has a handful of crossings, and a
+      // typed-array subarray + sort per row cost more than the whole scan.
+      for (let a = start + 1; a < end; a++) {
+        const v = xsBuf[a]!;
+        let b = a - 1;
+        while (b >= start && xsBuf[b]! > v) {
+          xsBuf[b + 1] = xsBuf[b]!;
+          b--;
+        }
+        xsBuf[b + 1] = v;
       }
-      const base = ((r / sub) | 0) * m.w;
+      const cellRow = (r / sub) | 0;
+      const base = cellRow * m.w;
+      const runBase = cellRow * runW;
       for (let k = start; k + 1 < end; k += 2) {
         // Samples at x + 0.5 between the two crossings, added a cell at a time.
         // Overlapping rings (rare in COCO) may count a sample twice; cells are capped below.
@@ -176,12 +200,25 @@ export function polygonCoverage(g: Grid, rings: number[][]): Coverage {
         }
         counts[base + c0]! += sub * (c0 + 1) - from;
         counts[base + c1]! += to - sub * c1 + 1;
-        for (let c = c0 + 1; c < c1; c++) counts[base + c]! += sub;
+        if (c1 > c0 + 1) {
+          runs[runBase + c0 + 1]! += sub;
+          runs[runBase + c1]! -= sub;
+        }
       }
     }
   }
   const perCell = sub * sub;
-  for (let i = 0; i < counts.length; i++) if (counts[i]) m.data[i] = Math.round((FULL * Math.min(counts[i]!, perCell)) / perCell);
+  const lut = COVERAGE_LUT.get(perCell)!;
+  const data = m.data;
+  for (let y = 0, i = 0; y < m.h; y++) {
+    let run = 0;
+    const runBase = y * runW;
+    for (let x = 0; x < m.w; x++, i++) {
+      run += runs[runBase + x]!;
+      const c = counts[i]! + run;
+      data[i] = lut[c > perCell ? perCell : c]!;
+    }
+  }
   return m;
 }
 
@@ -327,16 +364,18 @@ export function union(a: Coverage, b: Coverage): Coverage {
 export function medianPosition(g: Grid, m: Coverage): { x: number; y: number } | null {
   const cols = new Float64Array(m.w);
   const rows = new Float64Array(m.h);
+  const d = m.data;
   let total = 0;
-  for (let y = 0; y < m.h; y++) {
-    for (let x = 0; x < m.w; x++) {
-      const v = m.data[y * m.w + x]!;
-      if (v) {
-        cols[x]! += v;
-        rows[y]! += v;
-        total += v;
-      }
+  // Branch-free sums: most cells of a window are covered.
+  for (let y = 0, i = 0; y < m.h; y++) {
+    let rowSum = 0;
+    for (let x = 0; x < m.w; x++, i++) {
+      const v = d[i]!;
+      cols[x]! += v;
+      rowSum += v;
     }
+    rows[y] = rowSum;
+    total += rowSum;
   }
   if (total <= 0) return null;
   const median = (hist: Float64Array, offset: number, n: number): number => {
