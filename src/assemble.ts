@@ -137,6 +137,8 @@ export function buildRecord(g: ResolvedGroup, fileSize: Size | null, ctx: BuildC
   const recordSize = g.size ?? fileSize;
   const sources: string[] = [];
   const captions: Caption[] = [];
+  const facts: Caption[] = [];
+  const factTexts = new Set<string>();
   const regions: Region[] = [];
   // Boxes that a dataset names by id (VG objects, attributes and relationships) merge into one.
   const boxesById = new Map<string, { box: RawBox; f: Fragment }>();
@@ -148,6 +150,12 @@ export function buildRecord(g: ResolvedGroup, fileSize: Size | null, ctx: BuildC
   for (const f of g.fragments) {
     if (!sources.includes(f.source)) sources.push(f.source);
     for (const text of f.captions) captions.push({ text, source: f.source });
+    // The same statement often comes with every question of an image (TextVQA's OCR tokens): keep it once.
+    for (const text of f.facts) {
+      if (factTexts.has(text)) continue;
+      factTexts.add(text);
+      facts.push({ text, source: f.source });
+    }
     for (const b of f.boxes) {
       if (b.sourceId === null) {
         boxes.push({ box: b, f });
@@ -242,6 +250,7 @@ export function buildRecord(g: ResolvedGroup, fileSize: Size | null, ctx: BuildC
     ref: g.ref,
     sources,
     captions,
+    facts,
     boxes: outBoxes,
     qa,
     regions,

@@ -73,6 +73,7 @@ export class FragmentCodec {
       f.qa.length ? f.qa.map((q) => [q.id, q.question, q.answer, q.answers]) : 0,
       f.regions.length ? f.regions.map((r) => [r.text, num(r.x), num(r.y), num(r.w), num(r.h)]) : 0,
       f.absentCategoryIds.length ? f.absentCategoryIds : 0,
+      f.facts.length ? f.facts : 0,
     ]);
     return raw.length ? head + FIELD + raw.join(FIELD) : head;
   }
@@ -99,6 +100,7 @@ export class FragmentCodec {
       qa: a[11] ? (a[11] as [string | null, string | null, string | null, string[]][]).map(([id, question, answer, answers]): RawQA => ({ id, question, answer, answers })) : [],
       regions: a[12] ? (a[12] as [string, number | null, number | null, number | null, number | null][]).map(([text, x, y, w, h]): RawRegion => ({ text, x: unnum(x), y: unnum(y), w: unnum(w), h: unnum(h) })) : [],
       absentCategoryIds: a[13] ? (a[13] as number[]) : [],
+      facts: a[14] ? (a[14] as string[]) : [],
       prov: { file: this.files[a[2] as number]!, offset: a[3] as number },
     };
   }

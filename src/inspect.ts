@@ -120,6 +120,10 @@ export async function preview(o: PreviewOptions): Promise<void> {
       rule(`${rec.image} (${rec.width ?? '?'}x${rec.height ?? '?'}, ${rec.sources.join(', ')})`);
       o.log('captions:');
       for (const c of rec.captions) o.log(`  ${c.text}`);
+      if (rec.facts?.length) {
+        o.log('facts:');
+        for (const f of rec.facts) o.log(`  ${f.text}`);
+      }
       if (rec.qa.length) {
         o.log('question/answer pairs:');
         for (const q of rec.qa) o.log(`  Q: ${q.question}  A: ${q.answer}`);
@@ -161,7 +165,7 @@ export async function preview(o: PreviewOptions): Promise<void> {
       rule(`prompt: ${first.name} (the first of the ${distribution.name} mix; the LLM's facts from QA and the tree join the captions below)`);
       o.log(
         render(first, {
-          information: rec.captions.map((c) => c.text).join('\n'),
+          information: [...rec.captions, ...(rec.facts ?? [])].map((c) => c.text).join("\n"),
           boxes: boxList(rec),
           task: first.tasks?.[0] ?? '',
           option_count: '4',

@@ -11,7 +11,7 @@ import { Bool, Field, Float32, Int32, List, Schema, Struct, Utf8 } from 'apache-
  * masks are the dataset's own JSON text (pixels of the annotated image);
  * RLE masks are COCO's compressed string form.
  */
-export const PREPARED_SCHEMA_VERSION = 'instructify.prepared/3';
+export const PREPARED_SCHEMA_VERSION = 'instructify.prepared/4';
 
 const utf8 = () => new Utf8();
 const f32 = () => new Float32();
@@ -49,6 +49,7 @@ export const preparedSchema = new Schema(
     field('ref', utf8()),
     field('sources', list(utf8())),
     field('captions', list(new Struct([field('text', utf8()), field('source', utf8())]))),
+    field('facts', list(new Struct([field('text', utf8()), field('source', utf8())]))),
     field('boxes', list(boxType)),
     field('qa', list(new Struct([field('question', utf8()), field('answer', utf8()), field('answers', list(utf8())), field('source', utf8())]))),
     field(

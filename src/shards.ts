@@ -30,7 +30,7 @@ function writerProperties(rowGroupRows: number, metadata: [string, string][]): i
     .setDictionaryEnabled(false)
     .setCreatedBy('instructify')
     .setKeyValueMetadata(new Map(metadata));
-  for (const col of ['sources.list.item', 'captions.list.item.source', 'boxes.list.item.label', 'boxes.list.item.source', 'qa.list.item.source', 'regions.list.item.source']) {
+  for (const col of ['sources.list.item', 'captions.list.item.source', 'facts.list.item.source', 'boxes.list.item.label', 'boxes.list.item.source', 'qa.list.item.source', 'regions.list.item.source']) {
     b = b.setColumnDictionaryEnabled(col, true);
   }
   return b.build();

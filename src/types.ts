@@ -84,6 +84,12 @@ export interface Fragment {
    */
   requiresCatalogFrom: string | null;
   captions: string[];
+  /**
+   * Ready-made statements a dataset gives besides captions and QA: OCR text
+   * ("The text in the image reads ..."), rationales, explanations, counts
+   * ("There are 3 dogs."), existing instruction turns.
+   */
+  facts: string[];
   boxes: RawBox[];
   qa: RawQA[];
   regions: RawRegion[];
@@ -148,6 +154,8 @@ export interface ImageRecord {
   ref: string;
   sources: string[];
   captions: Caption[];
+  /** Statements a dataset gives besides captions and QA (see Fragment.facts), each once. */
+  facts: Caption[];
   boxes: Box[];
   qa: QAPair[];
   regions: Region[];

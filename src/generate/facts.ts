@@ -50,7 +50,7 @@ function sentence(s: string): string {
 export function factConversations(rec: ImageRecord, o: FactsOptions): LoopResult[] {
   const random = rng((hashRef(`facts\u0000${o.seed}\u0000${rec.image}`) ^ o.seed) >>> 0);
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(random() * xs.length)]!;
-  const info = rec.captions.map((c) => c.text);
+  const info = [...rec.captions, ...(rec.facts ?? [])].map((c) => c.text);
   const results: LoopResult[] = [];
   const add = (promptType: string, turns: Turn[]) => {
     if (turns.length) results.push({ promptType, input: info, turns: turns.slice(0, o.maxTurns), removed: [] });

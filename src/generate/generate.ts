@@ -115,7 +115,7 @@ export async function* readPrepared(dir: string): AsyncGenerator<ImageRecord> {
     }
     if (typeof rec.image !== 'string') throw new InstructifyError('E_BAD_RECORD', `line ${line} of stdin has no "image"`, { file: '-' });
     // Lists a hand-made record leaves out are empty, not missing.
-    yield { width: null, height: null, ref: rec.image, sources: [], absent: [], tree: null, ...rec, captions: rec.captions ?? [], boxes: rec.boxes ?? [], qa: rec.qa ?? [], regions: rec.regions ?? [], treeNodes: rec.treeNodes ?? [] } as ImageRecord;
+    yield { width: null, height: null, ref: rec.image, sources: [], absent: [], tree: null, ...rec, captions: rec.captions ?? [], facts: rec.facts ?? [], boxes: rec.boxes ?? [], qa: rec.qa ?? [], regions: rec.regions ?? [], treeNodes: rec.treeNodes ?? [] } as ImageRecord;
   }
 }
 

@@ -127,6 +127,8 @@ export async function runLoop(rec: ImageRecord, ctx: LoopContext): Promise<{ res
 
   // 1. The information list.
   const info: string[] = rec.captions.map((c) => c.text.trim()).filter(Boolean);
+  // Statements the datasets give ready-made (OCR text, rationales, counts) are information as they are.
+  for (const f of rec.facts ?? []) if (f.text.trim()) info.push(f.text.trim());
   // What a dataset says is not there is information too (METHOD.md section 1).
   if (rec.absent?.length) info.push(`This image does not contain ${listWords(rec.absent)}.`);
   if (rec.qa.length) {

@@ -74,6 +74,7 @@ export function emptyFragment(ref: string, ctx: HandlerContext, file: string, of
     height: null,
     requiresCatalogFrom: null,
     captions: [],
+    facts: [],
     boxes: [],
     qa: [],
     regions: [],
