@@ -1,4 +1,5 @@
 import path from 'node:path';
+import pluralize from 'pluralize';
 import type { IngestState } from './sources/types.js';
 import { cocoFileName } from './sources/vqa.js';
 import type { Box, Caption, Fragment, ImageGroup, ImageRecord, QAPair, RawBox, Region, Reject, RejectReason } from './types.js';
@@ -127,6 +128,15 @@ export function normaliseBox(x: number, y: number, w: number, h: number, size: S
   return [clamp(x1), clamp(y1), clamp(x2), clamp(y2)];
 }
 
+/** "This image contains a cup, bananas and an apple." from box labels (plural where boxed more than once). */
+export function containsSentence(labels: string[]): string | null {
+  const counts = new Map<string, number>();
+  for (const l of labels) counts.set(l, (counts.get(l) ?? 0) + 1);
+  const words = [...counts].map(([l, n]) => (n > 1 ? pluralize.plural(l) : `${/^[aeiou]/i.test(l) ? 'an' : 'a'} ${l}`));
+  if (!words.length) return null;
+  return `This image contains ${words.length > 1 ? `${words.slice(0, -1).join(', ')} and ${words.at(-1)}` : words[0]}.`;
+}
+
 function pushUnique(into: string[], from: string[]): void {
   for (const s of from) if (!into.includes(s)) into.push(s);
 }
@@ -213,7 +223,7 @@ export function buildRecord(g: ResolvedGroup, fileSize: Size | null, ctx: BuildC
       continue;
     }
     const size = f.width !== null && f.height !== null ? { width: f.width, height: f.height } : (g.familySizes[f.family] ?? recordSize);
-    const n = normaliseBox(b.x, b.y, b.w, b.h, size, tol);
+    const n = normaliseBox(b.x, b.y, b.w, b.h, b.normalized ? { width: 1, height: 1 } : size, tol);
     if (n.length === 2) {
       rejects.push(reject(n[0], `"${label}" ${n[1]}`, f, g.image));
       continue;
@@ -233,6 +243,15 @@ export function buildRecord(g: ResolvedGroup, fileSize: Size | null, ctx: BuildC
       sourceId: b.sourceId,
       mask,
     });
+  }
+
+  // "This image contains ..." for sources that ask for it (LVIS, METHOD.md section 1).
+  for (const s of new Set(g.fragments.filter((f) => f.labelSentence).map((f) => f.source))) {
+    const text = containsSentence(outBoxes.filter((b) => b.source === s).map((b) => b.label));
+    if (text && !factTexts.has(text)) {
+      factTexts.add(text);
+      facts.push({ text, source: s });
+    }
   }
 
   const qa: QAPair[] = [];

@@ -8,6 +8,8 @@ export type ErrorCode =
   | 'E_OPTION'            // bad command-line option or config value
   | 'E_JSON_SYNTAX'       // malformed JSON in an input file
   | 'E_JSON_TRUNCATED'    // input ended inside a value
+  | 'E_CSV_SYNTAX'        // malformed CSV/TSV (csv-parse's message, with the line)
+  | 'E_PARQUET'           // a Parquet file that cannot be read
   | 'E_WRONG_KIND'        // file does not look like what the source expects
   | 'E_BAD_RECORD'        // a record is invalid (fatal only in strict mode)
   | 'E_IO'                // reading or writing files

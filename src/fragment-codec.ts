@@ -74,6 +74,7 @@ export class FragmentCodec {
       f.regions.length ? f.regions.map((r) => [r.text, num(r.x), num(r.y), num(r.w), num(r.h)]) : 0,
       f.absentCategoryIds.length ? f.absentCategoryIds : 0,
       f.facts.length ? f.facts : 0,
+      f.labelSentence ? 1 : 0,
     ]);
     return raw.length ? head + FIELD + raw.join(FIELD) : head;
   }
@@ -101,6 +102,7 @@ export class FragmentCodec {
       regions: a[12] ? (a[12] as [string, number | null, number | null, number | null, number | null][]).map(([text, x, y, w, h]): RawRegion => ({ text, x: unnum(x), y: unnum(y), w: unnum(w), h: unnum(h) })) : [],
       absentCategoryIds: a[13] ? (a[13] as number[]) : [],
       facts: a[14] ? (a[14] as string[]) : [],
+      labelSentence: a[15] === 1,
       prov: { file: this.files[a[2] as number]!, offset: a[3] as number },
     };
   }
@@ -128,6 +130,7 @@ function encodeBox(b: RawBox, raw: string[]): unknown[] {
     b.iscrowd ? 1 : 0,
     b.sourceId,
     m ? [m.format === 'rle' ? 1 : 0, inline, num(m.height), num(m.width)] : 0,
+    b.normalized ? 1 : 0,
   ];
 }
 
@@ -150,5 +153,6 @@ function decodeBox(a: unknown[], takeRaw: () => string): RawBox {
     iscrowd: a[8] === 1,
     sourceId: a[9] as string | null,
     mask,
+    ...(a[11] === 1 ? { normalized: true } : {}),
   };
 }

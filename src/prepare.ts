@@ -4,6 +4,8 @@ import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import os from 'node:os';
 import { jsonValues } from '../transforms/json-values.js';
+import { csvValues, jsonlValues, lineValues, parquetValues, textValue, wrapCsvError } from '../transforms/record-values.js';
+import type { Transform } from 'node:stream';
 import { ingestSink } from '../transforms/ingest.js';
 import { DEFAULT_EDGE_TOLERANCE } from './assemble.js';
 import { emptyCounts, type EmitConfig, type RecordCounts } from './emit.js';
@@ -316,6 +318,7 @@ export async function prepare(options: PrepareOptions): Promise<PrepareResult> {
         family: source.loader.family,
         state,
         cocoNaming: o.cocoNaming,
+        images: o.images,
         sink: {
           emit: (f: Fragment) => {
             // Another shard's image: not ours to join (every process reads all input, keeps its part).
@@ -329,21 +332,38 @@ export async function prepare(options: PrepareOptions): Promise<PrepareResult> {
         },
       };
       const handler = source.loader.handler(file, ctx);
-      const input = file.path === '-' ? process.stdin : createReadStream(file.path, { highWaterMark: o.readChunkBytes });
-      input.on('data', (chunk: Buffer | string) => {
-        bytesRead += chunk.length;
-        progress('read');
+      const format = handler.format ?? 'json';
+      const sink = ingestSink(handler, () => {
+        const w = pendingSpill;
+        pendingSpill = undefined;
+        return w;
       });
       const t = performance.now();
-      await pipeline(
-        input,
-        jsonValues({ file: file.path, skipKeys: handler.skipKeys, rawKeys: handler.rawKeys }),
-        ingestSink(handler, () => {
-          const w = pendingSpill;
-          pendingSpill = undefined;
-          return w;
-        }),
-      );
+      if (format === 'parquet') {
+        if (file.path === '-') throw new InstructifyError('E_OPTION', `source ${source.name}: Parquet cannot be read from stdin (it needs to seek); give the file`);
+        await pipeline(parquetValues(file.path, handler.columns), sink);
+        bytesRead += inputs.find((i) => i.file === file.path)?.size ?? 0;
+        progress('read');
+      } else {
+        const input = file.path === '-' ? process.stdin : createReadStream(file.path, { highWaterMark: o.readChunkBytes });
+        input.on('data', (chunk: Buffer | string) => {
+          bytesRead += chunk.length;
+          progress('read');
+        });
+        const stages: Transform[] =
+          format === 'json'
+            ? [jsonValues({ file: file.path, skipKeys: handler.skipKeys, rawKeys: handler.rawKeys })]
+            : format === 'jsonl'
+              ? [jsonlValues(file.path)]
+              : format === 'lines'
+                ? [lineValues(file.path)]
+                : format === 'text'
+                  ? [textValue()]
+                  : csvValues(file.path, format === 'tsv' ? '\t' : ',');
+        await pipeline([input, ...stages, sink]).catch((err: unknown) => {
+          throw wrapCsvError(err, file.path);
+        });
+      }
       stages.parse.busyMs += performance.now() - t;
       stages.parse.seen++;
       stages.parse.passed++;

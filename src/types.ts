@@ -37,6 +37,8 @@ export interface RawBox {
   iscrowd: boolean;
   /** The dataset's own id for this object, for provenance. */
   sourceId: string | null;
+  /** x, y, w, h are fractions of the image (0..1) rather than pixels (datasets that give them so). */
+  normalized?: boolean;
 }
 
 export interface RawRegion {
@@ -95,6 +97,8 @@ export interface Fragment {
   regions: RawRegion[];
   /** Category ids the dataset says are not in the image (LVIS `neg_category_ids`), named at assembly. */
   absentCategoryIds: number[];
+  /** State this source's box labels as a fact, "This image contains ..." (LVIS, whose names come at assembly). */
+  labelSentence: boolean;
   prov: Provenance;
 }
 

@@ -37,6 +37,7 @@ function fragment(r: () => number, i: number): Fragment {
     requiresCatalogFrom: r() < 0.5 ? null : 'coco-instances',
     captions: r() < 0.5 ? [] : [`a caption with a control char \u0001 and a nul \u0000 and ${FIELD}${RECORD}`],
     facts: r() < 0.7 ? [] : [`There are ${Math.floor(r() * 9)} things.`],
+    labelSentence: r() < 0.2,
     boxes: Array.from({ length: Math.floor(r() * 4) }, (_, k) => box(r, i * 10 + k)),
     qa: r() < 0.5 ? [] : [{ id: String(i), question: 'Why?', answer: null, answers: ['a', 'b'] }],
     regions: r() < 0.5 ? [] : [{ text: 'region', x: 1, y: 2, w: 3, h: NaN }],

@@ -51,6 +51,7 @@ export const lvis: SourceKind = {
           const h = num(el.height);
           f.width = w > 0 ? w : null;
           f.height = h > 0 ? h : null;
+          f.labelSentence = true;
           if (Array.isArray(el.neg_category_ids)) f.absentCategoryIds = el.neg_category_ids.map(num).filter(Number.isFinite);
           ctx.sink.emit(f);
         } else if (v.key === 'annotations') {

@@ -2,7 +2,7 @@ import type { JsonValue } from '../json/splitter.js';
 import type { Fragment, RawBox, Reject } from '../types.js';
 
 /** Image families: datasets that share image identities. */
-export type Family = 'coco' | 'vg';
+export type Family = string;
 
 /**
  * Shared state that sources build while reading and the record assembler
@@ -13,10 +13,12 @@ export interface IngestState {
   vgToCoco: Map<number, number>;
   /** Per source name, COCO-style category id -> name. */
   categories: Map<string, Map<number, string>>;
+  /** Per source, boxes by annotation id, for files that refer to another file's boxes (RefCOCO refs -> instances). Ingest only. */
+  annotationBoxes: Map<string, Map<number, number[]>>;
 }
 
 export function createIngestState(): IngestState {
-  return { vgToCoco: new Map(), categories: new Map() };
+  return { vgToCoco: new Map(), categories: new Map(), annotationBoxes: new Map() };
 }
 
 /** What a source's file handler may do with what it reads. */
@@ -27,6 +29,10 @@ export interface SourceSink {
 
 /** Handles the values of one input file, one at a time. */
 export interface FileHandler {
+  /** How the file is read (default 'json': elements of its top-level arrays and objects). */
+  format?: import('../../transforms/record-values.js').InputFormat;
+  /** Parquet: only these columns are read. */
+  columns?: string[];
   /** Top-level keys that hold nothing this handler needs: skipped unparsed. */
   skipKeys?: ReadonlySet<string>;
   /** Fields of each element to receive as JSON text (see SplitterOptions.rawKeys). */
@@ -40,6 +46,8 @@ export interface FileHandler {
 export interface PlannedFile {
   path: string;
   role: string;
+  /** Settings the loader read at planning time (the custom loader's mapping). */
+  config?: unknown;
   /** Read before all other files of the run: image tables that define aliases. */
   first?: boolean;
 }
@@ -61,6 +69,8 @@ export interface HandlerContext {
   sink: SourceSink;
   /** How COCO images are named on disk when no image table names them. */
   cocoNaming: '2017' | '2014';
+  /** The image root (--images), where sources with embedded image bytes write them; null when not given. */
+  images: string | null;
 }
 
 export function emptyFragment(ref: string, ctx: HandlerContext, file: string, offset: number): Fragment {
@@ -79,6 +89,7 @@ export function emptyFragment(ref: string, ctx: HandlerContext, file: string, of
     qa: [],
     regions: [],
     absentCategoryIds: [],
+    labelSentence: false,
     prov: { file, offset },
   };
 }

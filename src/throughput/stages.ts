@@ -93,7 +93,7 @@ export async function benchStages(o: StageBenchOptions): Promise<StageBenchResul
 
   // parse: bytes -> JSON values (the splitter and per-element JSON.parse), to a null sink.
   const handlerFor = (emit: (f: Fragment) => void) => {
-    const ctx: HandlerContext = { source: 'coco-instances', family: 'coco', state: createIngestState(), cocoNaming: '2017', sink: { emit, reject: () => {} } };
+    const ctx: HandlerContext = { source: 'coco-instances', family: 'coco', state: createIngestState(), cocoNaming: '2017', images: null, sink: { emit, reject: () => {} } };
     return { handler: cocoInstances.handler({ path: file, role: 'instances' }, ctx), state: ctx.state };
   };
   const probe = handlerFor(() => {});

@@ -1,0 +1,166 @@
+import { openAsBlob } from 'node:fs';
+import { createRequire } from 'node:module';
+import { Readable, Transform, type TransformCallback } from 'node:stream';
+import { parse as parseCsv } from 'csv-parse';
+import { tableFromIPC, Vector } from 'apache-arrow';
+import { InstructifyError } from '../src/errors.js';
+import type { JsonValue } from '../src/json/splitter.js';
+import { splitLines, type LineSplitter } from '../src/json/lines.js';
+
+/**
+ * Readers for the input formats other than one big JSON document, each
+ * giving what `jsonValues` gives: batches of JsonValue (key null, index =
+ * record number, offset = byte offset where the record starts, or row
+ * number for Parquet), so loaders do not care where their records came from.
+ */
+export type InputFormat = 'json' | 'jsonl' | 'csv' | 'tsv' | 'lines' | 'text' | 'parquet';
+
+function value(index: number, offset: number, v: unknown): JsonValue {
+  return { key: null, index, value: v, offset, raw: null };
+}
+
+/** JSON Lines: one JSON value per non-empty line; a bad line is an error naming the line and byte. */
+export function jsonlValues(file: string): Transform {
+  return linesTransform(file, (line, index, offset) => {
+    try {
+      return value(index, offset, JSON.parse(line));
+    } catch (err) {
+      throw new InstructifyError('E_JSON_SYNTAX', `line ${index + 1} is not JSON: ${(err as Error).message}`, { file, offset, cause: err });
+    }
+  });
+}
+
+/** Plain text lines (Flickr30k's `results_20130124.token`): each non-empty line as a string. */
+export function lineValues(file: string): Transform {
+  return linesTransform(file, (line, index, offset) => value(index, offset, line));
+}
+
+function linesTransform(file: string, make: (line: string, index: number, offset: number) => JsonValue): Transform {
+  let batch: JsonValue[] = [];
+  let index = 0;
+  const splitter: LineSplitter = splitLines((line, offset) => {
+    if (line.trim() === '') return;
+    batch.push(make(line, index++, offset));
+  });
+  const flush = (t: Transform) => {
+    if (batch.length) t.push(batch);
+    batch = [];
+  };
+  return new Transform({
+    readableObjectMode: true,
+    readableHighWaterMark: 4,
+    transform(chunk: Buffer, _e, done: TransformCallback) {
+      try {
+        splitter.push(chunk);
+      } catch (err) {
+        done(err as Error);
+        return;
+      }
+      flush(this);
+      done();
+    },
+    flush(done: TransformCallback) {
+      try {
+        splitter.end();
+      } catch (err) {
+        done(err as Error);
+        return;
+      }
+      flush(this);
+      done();
+    },
+  });
+}
+
+/** The whole file as one string value (small per-image files, e.g. Flickr30k Entities XML). */
+export function textValue(): Transform {
+  const chunks: Buffer[] = [];
+  return new Transform({
+    readableObjectMode: true,
+    transform(chunk: Buffer, _e, done: TransformCallback) {
+      chunks.push(chunk);
+      done();
+    },
+    flush(done: TransformCallback) {
+      this.push([value(0, 0, Buffer.concat(chunks).toString('utf8'))]);
+      done();
+    },
+  });
+}
+
+/**
+ * CSV or TSV with a header row: each row as an object keyed by the header's
+ * names. Two stages (csv-parse, then batching) for `pipeline()` to chain.
+ */
+export function csvValues(file: string, delimiter: ',' | '\t'): Transform[] {
+  const parser = parseCsv({ columns: true, delimiter, bom: true, skip_empty_lines: true, info: true });
+  let index = 0;
+  const toValues = new Transform({
+    objectMode: true,
+    transform(row: { record: Record<string, string>; info: { bytes: number; lines: number } }, _e, done: TransformCallback) {
+      done(null, [value(index++, row.info.bytes, row.record)]);
+    },
+  });
+  return [parser, toValues];
+}
+
+/** csv-parse errors (codes CSV_*) as our own, naming the file and line. */
+export function wrapCsvError(err: unknown, file: string): unknown {
+  const e = err as { code?: string; lines?: number; message?: string };
+  if (typeof e?.code === 'string' && e.code.startsWith('CSV_')) {
+    return new InstructifyError('E_CSV_SYNTAX', `CSV${e.lines ? ` line ${e.lines}` : ''}: ${e.message}`, { file, cause: err });
+  }
+  return err;
+}
+
+const requireCjs = createRequire(import.meta.url);
+
+/**
+ * A Parquet file (Hugging Face datasets' format) one row group at a time, rows
+ * as plain objects (binary columns as Uint8Array), so memory holds one row
+ * group whatever the file's size.
+ */
+export function parquetValues(file: string, columns?: string[]): Readable {
+  const gen = async function* (): AsyncGenerator<JsonValue[]> {
+    const pw = requireCjs('parquet-wasm/node') as typeof import('parquet-wasm/node');
+    let pf: import('parquet-wasm/node').ParquetFile;
+    try {
+      pf = await pw.ParquetFile.fromFile(await openAsBlob(file));
+    } catch (err) {
+      throw new InstructifyError('E_PARQUET', `not a readable Parquet file: ${(err as Error).message ?? String(err)}`, { file, cause: err });
+    }
+    const groups = pf.metadata().numRowGroups();
+    let row = 0;
+    for (let g = 0; g < groups; g++) {
+      const wasmTable = await pf.read({ rowGroups: [g], ...(columns ? { columns } : {}) });
+      const table = tableFromIPC(wasmTable.intoIPCStream());
+      const batch: JsonValue[] = [];
+      const names = table.schema.fields.map((f) => f.name);
+      const cols = names.map((n) => table.getChild(n)!);
+      for (let i = 0; i < table.numRows; i++) {
+        const obj: Record<string, unknown> = {};
+        for (let c = 0; c < names.length; c++) obj[names[c]!] = toPlain(cols[c]!.get(i));
+        batch.push(value(row, row, obj));
+        row++;
+      }
+      yield batch;
+    }
+  };
+  return Readable.from(gen(), { objectMode: true, highWaterMark: 2 });
+}
+
+/** Arrow row values (structs, lists, bigints) as plain JSON-like values; binary stays Uint8Array. */
+function toPlain(v: unknown): unknown {
+  if (v === null || v === undefined) return null;
+  if (typeof v === 'bigint') return Number(v);
+  if (typeof v !== 'object' || v instanceof Uint8Array) return v;
+  if (v instanceof Vector) return Array.from(v as Iterable<unknown>, toPlain);
+  if (ArrayBuffer.isView(v)) return Array.from(v as unknown as ArrayLike<number>);
+  const withJson = v as { toJSON?: () => unknown };
+  if (typeof withJson.toJSON === 'function') {
+    const j = withJson.toJSON();
+    if (j && typeof j === 'object' && !Array.isArray(j)) return Object.fromEntries(Object.entries(j as Record<string, unknown>).map(([k, x]) => [k, toPlain(x)]));
+    return Array.isArray(j) ? j.map(toPlain) : j;
+  }
+  return Array.isArray(v) ? v.map(toPlain) : v;
+}
