@@ -488,7 +488,7 @@ export function buildProgram(): Command {
     .description('List the source loaders and the files each expects.')
     .action(() => {
       quietOnClosedPipe();
-      for (const k of SOURCE_KINDS.values()) process.stdout.write(`${k.kind.padEnd(16)} ${k.expects}\n`);
+      for (const k of SOURCE_KINDS.values()) process.stdout.write(`${k.kind.padEnd(22)} ${k.expects}\n`);
     });
 
   return program;

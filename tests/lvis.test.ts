@@ -31,6 +31,8 @@ describe('LVIS and what is known to be absent', () => {
     expect(lvisBoxes.map((b) => b.label).sort()).toEqual(['knife', 'pizza']);
     expect(lvisBoxes.find((b) => b.label === 'pizza')).toMatchObject({ x1: 100 / 640, y1: 200 / 427, mask: { format: 'polygon' } });
     expect(rec.absent).toEqual(['baseball bat', 'zebra']);
+    // What LVIS boxed, stated (METHOD.md section 1); names resolved from categories that come last in the file.
+    expect(rec.facts).toEqual([{ text: 'This image contains a pizza and a knife.', source: 'lvis' }]);
     // The annotation for an image LVIS does not list is set aside.
     expect(rejects).toEqual({ 'unknown-image': 1 });
   });

@@ -39,7 +39,8 @@ export const visual7w: SourceKind = {
           const answerRaw = str(qa.answer)?.trim();
           const answer = answerRaw !== undefined ? (boxNames.get(answerRaw) ?? answerRaw) : undefined;
           if (!question || !answer) continue;
-          const wrong = strings(qa.multiple_choices).map((c) => boxNames.get(c) ?? c);
+          const choices = (Array.isArray(qa.multiple_choices) ? qa.multiple_choices : []).map(str).filter((c): c is string => !!c && c.trim() !== '');
+          const wrong = choices.map((c) => boxNames.get(c.trim()) ?? c.trim());
           f.qa.push({ id: str(qa.qa_id), question, answer: withDistractors(answer, wrong), answers: [answer] });
         }
         if (f.qa.length || f.boxes.length) ctx.sink.emit(f);
