@@ -165,9 +165,19 @@ export function buildProgram(): Command {
     .action(async (opts) => {
       const showProgress = !opts.quiet && process.stderr.isTTY === true;
       const progress = progressReporter(showProgress);
+      // Ctrl-C or SIGTERM: stop cleanly (no partial shard, spill folder removed, manifest "interrupted"); a second one stops at once.
+      const stop = new AbortController();
+      const onSignal = () => {
+        if (stop.signal.aborted) process.exit(130);
+        process.stderr.write('instructify: stopping (again to stop at once)\n');
+        stop.abort();
+      };
+      process.on('SIGINT', onSignal);
+      process.on('SIGTERM', onSignal);
       let result: PrepareResult;
       try {
         result = await prepare({
+          signal: stop.signal,
           sources: opts.source,
           images: opts.images ?? null,
           out: opts.out,
@@ -203,6 +213,8 @@ export function buildProgram(): Command {
         });
       } finally {
         progress.stop();
+        process.off('SIGINT', onSignal);
+        process.off('SIGTERM', onSignal);
       }
       if (opts.json) process.stdout.write(JSON.stringify(result, null, 2) + '\n');
       else if (!opts.quiet) process.stderr.write(formatSummary(result) + '\n');
@@ -506,7 +518,8 @@ export async function main(argv: string[]): Promise<void> {
     }
     if (err instanceof InstructifyError) {
       process.stderr.write(`instructify: ${err.code}: ${err.message}\n`);
-      process.exitCode = err.code === 'E_OPTION' ? 2 : 1;
+      // 130: stopped by a signal, as shells report it.
+      process.exitCode = err.code === 'E_OPTION' ? 2 : err.code === 'E_INTERRUPTED' ? 130 : 1;
       return;
     }
     throw err;

@@ -15,6 +15,7 @@ export type ErrorCode =
   | 'E_IO'                // reading or writing files
   | 'E_PIPE_CLOSED'       // the reader of stdout went away (`| head`): a normal end
   | 'E_LLM'               // an LLM request failed for good (after retries, or a 4xx)
+  | 'E_INTERRUPTED'       // stopped by SIGINT/SIGTERM; the output says "interrupted"
   | 'E_INTERNAL';
 
 export interface ErrorContext {

@@ -1,4 +1,4 @@
-import { mkdtemp, rm, appendFile, readFile } from 'node:fs/promises';
+import { mkdtemp, rm, appendFile, readFile, readdir } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { InstructifyError } from './errors.js';
@@ -57,6 +57,24 @@ export interface PartitionInput {
  * pointers to trace), a spill is a plain append, and a partition can be
  * handed to a worker thread as text.
  */
+/**
+ * Spill folders of runs that were killed (kill -9, a crash) cannot be removed
+ * by those runs: the next run removes them. A folder names its process; it
+ * is stale when that process is gone.
+ */
+export async function removeStaleSpills(parent: string): Promise<void> {
+  const names = await readdir(parent).catch(() => [] as string[]);
+  for (const name of names) {
+    const m = /^instructify-join-(\d+)-/.exec(name);
+    if (!m || Number(m[1]) === process.pid) continue;
+    try {
+      process.kill(Number(m[1]), 0);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ESRCH') await rm(path.join(parent, name), { recursive: true, force: true });
+    }
+  }
+}
+
 export class FragmentJoin {
   readonly stats: JoinStats = { fragments: 0, spills: 0, spilledBytes: 0, peakHeldBytes: 0 };
   private buffers: string[][];
@@ -107,7 +125,10 @@ export class FragmentJoin {
   }
 
   private async spill(): Promise<void> {
-    if (this.spillDir === null) this.spillDir = await mkdtemp(path.join(this.tmpParent, 'instructify-join-'));
+    if (this.spillDir === null) {
+      await removeStaleSpills(this.tmpParent);
+      this.spillDir = await mkdtemp(path.join(this.tmpParent, `instructify-join-${process.pid}-`));
+    }
     const buffers = this.buffers;
     this.buffers = Array.from({ length: this.partitions }, () => []);
     this.held = 0;

@@ -75,6 +75,13 @@ export interface PrepareOptions {
   /** Read size per chunk; tests set it tiny to prove chunk boundaries change nothing. */
   readChunkBytes?: number;
   onProgress?: (p: PrepareProgress) => void;
+  /**
+   * When aborted (the CLI wires SIGINT and SIGTERM to it): stop reading and
+   * writing, remove partial shards and the join's spill folder, mark the
+   * manifest "interrupted" and fail with E_INTERRUPTED. Rerunning the same
+   * command starts the folder over and gives the same output.
+   */
+  signal?: AbortSignal;
 }
 
 export interface PrepareProgress {
@@ -121,7 +128,7 @@ export function manifestPath(out: string): string {
   return path.join(out, 'manifest.json');
 }
 
-interface ResolvedOptions extends Required<Omit<PrepareOptions, 'onProgress' | 'tmpDir' | 'images' | 'sources' | 'tree' | 'recordStream' | 'shard'>> {
+interface ResolvedOptions extends Required<Omit<PrepareOptions, 'onProgress' | 'tmpDir' | 'images' | 'sources' | 'tree' | 'recordStream' | 'shard' | 'signal'>> {
   shard: Shard | null;
   tree: TreeStageOptions;
   images: string | null;
@@ -341,7 +348,7 @@ export async function prepare(options: PrepareOptions): Promise<PrepareResult> {
       const t = performance.now();
       if (format === 'parquet') {
         if (file.path === '-') throw new InstructifyError('E_OPTION', `source ${source.name}: Parquet cannot be read from stdin (it needs to seek); give the file`);
-        await pipeline(parquetValues(file.path, handler.columns), sink);
+        await pipeline(parquetValues(file.path, handler.columns), sink, { signal: options.signal ?? new AbortController().signal });
         bytesRead += inputs.find((i) => i.file === file.path)?.size ?? 0;
         progress('read');
       } else {
@@ -360,7 +367,7 @@ export async function prepare(options: PrepareOptions): Promise<PrepareResult> {
                 : format === 'text'
                   ? [textValue()]
                   : csvValues(file.path, format === 'tsv' ? '\t' : ',');
-        await pipeline([input, ...stages, sink]).catch((err: unknown) => {
+        await pipeline([input, ...stages, sink], { signal: options.signal ?? new AbortController().signal }).catch((err: unknown) => {
           throw wrapCsvError(err, file.path);
         });
       }
@@ -396,6 +403,7 @@ export async function prepare(options: PrepareOptions): Promise<PrepareResult> {
     await join.settled();
     partsTotal = join.nonEmptyPartitions();
     for await (const r of lanes.run(join.partitionsInOrder())) {
+      if (options.signal?.aborted) throw new InstructifyError('E_INTERRUPTED', 'stopped by a signal');
       partsDone++;
       for (const rej of r.rejects) recordReject(rej);
       for (const [k, v] of Object.entries(r.counts)) counts[k as keyof PrepareCounts] += v;
@@ -447,12 +455,20 @@ export async function prepare(options: PrepareOptions): Promise<PrepareResult> {
       join: join.stats,
     });
     return result;
-  } catch (err) {
+  } catch (caught) {
+    // A signal stops the read pipeline with an AbortError: report it as the interruption it is.
+    const interrupted = options.signal?.aborted === true;
+    const err = interrupted ? new InstructifyError('E_INTERRUPTED', `prepare was stopped by a signal; ${o.out} is incomplete (rerun the same command to start it over)`, { cause: caught }) : caught;
     await lanes?.abort();
     rejectsOut?.destroy();
+    if (!toStdout) {
+      // Shards written so far stay, but nothing partial looks complete: .tmp files go.
+      const names = await readdir(o.out).catch(() => [] as string[]);
+      await Promise.all(names.filter((n) => n.endsWith('.tmp') && n.startsWith('part-')).map((n) => rm(path.join(o.out, n), { force: true })));
+    }
     await writeManifest(o.out, {
       ...baseManifest,
-      status: 'failed',
+      status: interrupted ? 'interrupted' : 'failed',
       finished: new Date().toISOString(),
       error: { code: err instanceof InstructifyError ? err.code : 'E_INTERNAL', message: (err as Error).message },
     }).catch(() => {});
