@@ -14,7 +14,7 @@ import type { TreeStageOptions } from './tree/stage.js';
 import { inShard, shardTag, type Shard } from './sharding.js';
 import { LanePool } from './lanes.js';
 import { InstructifyError } from './errors.js';
-import { FragmentJoin } from './join.js';
+import { DEFAULT_PARTITIONS, FragmentJoin } from './join.js';
 import { PREPARED_SCHEMA_VERSION, preparedSchema } from './schema.js';
 import { fileSizeAndMtime, type ShardFormat, type ShardInfo } from './shards.js';
 import { SOURCE_KINDS } from './sources/index.js';
@@ -239,6 +239,17 @@ async function writeManifestFile(out: string, manifest: object): Promise<void> {
   await rename(`${file}.tmp`, file);
 }
 
+/**
+ * Partitions for the join, about one per megabyte of input (at least 256, at
+ * most 4096, a power of two): a partition is what one lane holds decoded at
+ * once, so memory stays flat as inputs grow instead of growing with them.
+ */
+export function partitionsFor(bytesTotal: number): number {
+  let p = DEFAULT_PARTITIONS;
+  while (p < 4096 && p * 1024 * 1024 < bytesTotal) p *= 2;
+  return p;
+}
+
 export async function prepare(options: PrepareOptions): Promise<PrepareResult> {
   const o = resolvePrepareOptions(options);
   const started = new Date();
@@ -280,7 +291,7 @@ export async function prepare(options: PrepareOptions): Promise<PrepareResult> {
 
   const realRoot = o.images !== null ? await realpath(o.images) : '';
   const state = createIngestState();
-  const join = new FragmentJoin({ memoryBudget: o.memoryBudget, tmpDir: o.tmpDir });
+  const join = new FragmentJoin({ memoryBudget: o.memoryBudget, tmpDir: o.tmpDir, partitions: partitionsFor(bytesTotal) });
   const stages = {
     parse: new StageStats('parse'),
     join: new StageStats('join'),

@@ -123,3 +123,14 @@ describe('worker lanes', () => {
     expect(laned.result.counts).toEqual(single.result.counts);
   });
 });
+
+describe('partitions follow the input size', () => {
+  it('about one per MiB of input, a power of two from 256 to 4096', async () => {
+    const { partitionsFor } = await import('../src/prepare.js');
+    expect(partitionsFor(0)).toBe(256);
+    expect(partitionsFor(200e6)).toBe(256);
+    expect(partitionsFor(300e6)).toBe(512);
+    expect(partitionsFor(2e9)).toBe(2048);
+    expect(partitionsFor(50e9)).toBe(4096);
+  });
+});
