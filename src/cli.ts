@@ -17,6 +17,28 @@ import { formatSummary } from './cli-format.js';
 import { benchStages, formatStageBench } from './throughput/stages.js';
 import { benchLlm, formatLlmBench } from './throughput/llm.js';
 
+/**
+ * The first Ctrl-C (or SIGTERM) asks the command to stop cleanly through
+ * the returned signal; a second one exits at once, with 130 as shells do.
+ */
+function stopOnSignals(what: string): { signal: AbortSignal; dispose: () => void } {
+  const stop = new AbortController();
+  const onSignal = () => {
+    if (stop.signal.aborted) process.exit(130);
+    process.stderr.write(`instructify: stopping: ${what} (again to stop at once)\n`);
+    stop.abort();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  return {
+    signal: stop.signal,
+    dispose: () => {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+    },
+  };
+}
+
 /** For commands that only print: when the reader of stdout leaves (`| head`), stop quietly. */
 function quietOnClosedPipe(): void {
   process.stdout.on('error', (err: NodeJS.ErrnoException) => {
@@ -165,15 +187,8 @@ export function buildProgram(): Command {
     .action(async (opts) => {
       const showProgress = !opts.quiet && process.stderr.isTTY === true;
       const progress = progressReporter(showProgress);
-      // Ctrl-C or SIGTERM: stop cleanly (no partial shard, spill folder removed, manifest "interrupted"); a second one stops at once.
-      const stop = new AbortController();
-      const onSignal = () => {
-        if (stop.signal.aborted) process.exit(130);
-        process.stderr.write('instructify: stopping (again to stop at once)\n');
-        stop.abort();
-      };
-      process.on('SIGINT', onSignal);
-      process.on('SIGTERM', onSignal);
+      // No partial shard is left, the spill folder is removed, the manifest says "interrupted".
+      const stop = stopOnSignals('removing partial output');
       let result: PrepareResult;
       try {
         result = await prepare({
@@ -213,8 +228,7 @@ export function buildProgram(): Command {
         });
       } finally {
         progress.stop();
-        process.off('SIGINT', onSignal);
-        process.off('SIGTERM', onSignal);
+        stop.dispose();
       }
       if (opts.json) process.stdout.write(JSON.stringify(result, null, 2) + '\n');
       else if (!opts.quiet) process.stderr.write(formatSummary(result) + '\n');
@@ -264,15 +278,8 @@ export function buildProgram(): Command {
         : null;
       const t0 = Date.now();
       let started = false;
-      // First Ctrl-C (or SIGTERM): finish the images in flight and write everything; a second: stop now.
-      const stop = new AbortController();
-      const onSignal = () => {
-        if (stop.signal.aborted) process.exit(130);
-        process.stderr.write('instructify: stopping: finishing the images in flight (again to stop at once)\n');
-        stop.abort();
-      };
-      process.on('SIGINT', onSignal);
-      process.on('SIGTERM', onSignal);
+      // Images in flight finish and everything is written.
+      const stop = stopOnSignals('finishing the images in flight');
       const result = await generate({
         signal: stop.signal,
         input: opts.in,
@@ -329,8 +336,7 @@ export function buildProgram(): Command {
             `  by prompt type: ${types || 'none'}\n  failed images: ${result.failed}\n`,
         );
       }
-      process.off('SIGINT', onSignal);
-      process.off('SIGTERM', onSignal);
+      stop.dispose();
       // 130: stopped by a signal, as shells report it; the output is consistent but not finished.
       if (result.interrupted) process.exitCode = 130;
     });

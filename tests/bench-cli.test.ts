@@ -117,9 +117,9 @@ describe('instructify bench --llm-url', () => {
 
   it('finds the capacity of a server that queues above it (vLLM-like) at the throughput plateau', async () => {
     const capacity = 16;
-    server = new LoopbackLlmServer({ capacity, latencyMs: 50, queue: true, answer });
+    server = new LoopbackLlmServer({ capacity, latencyMs: 100, queue: true, answer });
     const url = await server.start();
-    const res = await benchLlm({ endpoints: [url], model: 'm', levels: [1, 4, 16, 64, 256], secondsPerLevel: 0.6, maxRequests: 20_000, input: null, sample: 8, refineSteps: 3 });
+    const res = await benchLlm({ endpoints: [url], model: 'm', levels: [1, 4, 16, 64, 256], secondsPerLevel: 0.8, maxRequests: 20_000, input: null, sample: 8, refineSteps: 3 });
     expect(server.seen.throttled).toBe(0);
     expect(res.knee).toBe('plateau');
     expect(res.recommendedMaxConcurrency).toBeGreaterThanOrEqual(capacity / 1.5);

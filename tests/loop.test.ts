@@ -109,6 +109,23 @@ describe('the generation loop over a real HTTP server', () => {
     expect(stats.requests['qa-to-facts']).toBe(1);
   });
 
+  it('asks for the QA facts and the tree description at once, and keeps their lines in a fixed order', async () => {
+    const server = new LoopbackLlmServer({ latencyMs: 150, answer: (req) => fakeAnswer(req.messages.at(-1)!.content) });
+    await server.start();
+    const client = new LlmClient({ endpoints: [server.url], model: 'fake' });
+    open.push({ close: () => client.close() }, { close: () => server.stop() });
+    const stats: CallStats = { requests: {}, cacheHits: 0, promptTokens: 0, completionTokens: 0 };
+    const withQa: ImageRecord = { ...record, qa: [{ question: 'What is the man making?', answer: 'pizza', answers: ['pizza'], source: 'vqav2' }] };
+    const { information } = await run(llmCall(client, null, stats), 'llava', { maxRounds: 0 }, withQa);
+    // Both were in flight together (asked one after the other, at most one would be).
+    expect(server.seen.maxInFlight).toBe(2);
+    expect(server.seen.requests).toBe(2);
+    const qaAt = information.indexOf('The answer to "What is the man making?" is pizza.');
+    expect(qaAt).toBeGreaterThanOrEqual(record.captions.length);
+    // The tree's description lines come after the QA facts.
+    expect(information.length).toBeGreaterThan(qaAt + 1);
+  });
+
   it('draws the same prompts for the same seed and image; a second run answers from the cache with no requests', async () => {
     const dir = await tmpDir();
     const cacheFile = path.join(dir, 'cache.sqlite');

@@ -7,36 +7,38 @@ import { createJsonSplitter, type JsonValue, type SplitterOptions } from '../src
  * on files with a million small annotations.
  */
 export function jsonValues(opts: SplitterOptions): Transform {
-  let batch: JsonValue[] = [];
-  const splitter = createJsonSplitter(opts, (v) => batch.push(v));
-  const flushBatch = (t: Transform): void => {
-    if (batch.length) {
-      t.push(batch);
-      batch = [];
+  const batch: JsonValue[] = [];
+  return batchingTransform(
+    createJsonSplitter(opts, (v) => batch.push(v)),
+    () => batch.splice(0),
+  );
+}
+
+/**
+ * The stream side of a push/end splitter that collects values: each input
+ * chunk is pushed through, and what it gave goes downstream as one batch.
+ * A splitter's error (bad syntax) fails the stream.
+ */
+export function batchingTransform(splitter: { push(chunk: Buffer): void; end(): void }, take: () => JsonValue[]): Transform {
+  const step = (t: Transform, work: () => void, done: TransformCallback) => {
+    try {
+      work();
+    } catch (err) {
+      done(err as Error);
+      return;
     }
+    const batch = take();
+    if (batch.length) t.push(batch);
+    done();
   };
   return new Transform({
     readableObjectMode: true,
     readableHighWaterMark: 4,
     transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback) {
-      try {
-        splitter.push(chunk);
-      } catch (err) {
-        done(err as Error);
-        return;
-      }
-      flushBatch(this);
-      done();
+      step(this, () => splitter.push(chunk), done);
     },
     flush(done: TransformCallback) {
-      try {
-        splitter.end();
-      } catch (err) {
-        done(err as Error);
-        return;
-      }
-      flushBatch(this);
-      done();
+      step(this, () => splitter.end(), done);
     },
   });
 }

@@ -5,13 +5,15 @@ import { parse as parseCsv } from 'csv-parse';
 import { tableFromIPC, Vector } from 'apache-arrow';
 import { InstructifyError } from '../src/errors.js';
 import type { JsonValue } from '../src/json/splitter.js';
-import { splitLines, type LineSplitter } from '../src/json/lines.js';
+import { splitLines } from '../src/json/lines.js';
+import { batchingTransform } from './json-values.js';
 
 /**
  * Readers for the input formats other than one big JSON document, each
  * giving what `jsonValues` gives: batches of JsonValue (key null, index =
- * record number, offset = byte offset where the record starts, or row
- * number for Parquet), so loaders do not care where their records came from.
+ * record number, offset = byte offset where the record starts (for a CSV's
+ * first row, 0), or the row number for Parquet), so loaders do not care
+ * where their records came from.
  */
 export type InputFormat = 'json' | 'jsonl' | 'csv' | 'tsv' | 'lines' | 'text' | 'parquet';
 
@@ -36,40 +38,12 @@ export function lineValues(file: string): Transform {
 }
 
 function linesTransform(file: string, make: (line: string, index: number, offset: number) => JsonValue): Transform {
-  let batch: JsonValue[] = [];
+  const batch: JsonValue[] = [];
   let index = 0;
-  const splitter: LineSplitter = splitLines((line, offset) => {
-    if (line.trim() === '') return;
-    batch.push(make(line, index++, offset));
+  const splitter = splitLines((line, offset) => {
+    if (line.trim() !== '') batch.push(make(line, index++, offset));
   });
-  const flush = (t: Transform) => {
-    if (batch.length) t.push(batch);
-    batch = [];
-  };
-  return new Transform({
-    readableObjectMode: true,
-    readableHighWaterMark: 4,
-    transform(chunk: Buffer, _e, done: TransformCallback) {
-      try {
-        splitter.push(chunk);
-      } catch (err) {
-        done(err as Error);
-        return;
-      }
-      flush(this);
-      done();
-    },
-    flush(done: TransformCallback) {
-      try {
-        splitter.end();
-      } catch (err) {
-        done(err as Error);
-        return;
-      }
-      flush(this);
-      done();
-    },
-  });
+  return batchingTransform(splitter, () => batch.splice(0));
 }
 
 /** The whole file as one string value (small per-image files, e.g. Flickr30k Entities XML). */
@@ -95,10 +69,14 @@ export function textValue(): Transform {
 export function csvValues(file: string, delimiter: ',' | '\t'): Transform[] {
   const parser = parseCsv({ columns: true, delimiter, bom: true, skip_empty_lines: true, info: true });
   let index = 0;
+  // csv-parse reports the bytes read when a record ends: a record starts where the one before ended.
+  let start = 0;
   const toValues = new Transform({
     objectMode: true,
     transform(row: { record: Record<string, string>; info: { bytes: number; lines: number } }, _e, done: TransformCallback) {
-      done(null, [value(index++, row.info.bytes, row.record)]);
+      const v = value(index++, start, row.record);
+      start = row.info.bytes;
+      done(null, [v]);
     },
   });
   return [parser, toValues];

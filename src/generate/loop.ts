@@ -131,17 +131,26 @@ export async function runLoop(rec: ImageRecord, ctx: LoopContext): Promise<{ res
   for (const f of rec.facts ?? []) if (f.text.trim()) info.push(f.text.trim());
   // What a dataset says is not there is information too (METHOD.md section 1).
   if (rec.absent?.length) info.push(`This image does not contain ${listWords(rec.absent)}.`);
-  if (rec.qa.length) {
-    const spec = need(ctx, 'qa-to-facts');
-    const qa = rec.qa.map((q) => `Q: ${q.question}\nA: ${q.answer}`).join('\n');
-    const parsed = await ask(ctx, spec, render(spec, { qa }), o.parseTries, pick, stats);
-    if (parsed?.kind === 'lines') info.push(...parsed.lines.filter((l) => l.length > o.minFactChars));
-  }
-  if (o.useTree && rec.tree && rec.tree.length >= o.minTreeChars) {
-    const spec = need(ctx, 'tree-to-description');
-    const parsed = await ask(ctx, spec, render(spec, { tree: rec.tree }), o.parseTries, pick, stats);
-    if (parsed?.kind === 'lines') info.push(...parsed.lines);
-  }
+  // The two conversions do not depend on each other: both are asked at once
+  // (one round trip less per image), and their lines join in a fixed order.
+  // Their 'lines' answers draw nothing from `pick`, so draws stay reproducible.
+  const fromQa = rec.qa.length
+    ? (() => {
+        const spec = need(ctx, 'qa-to-facts');
+        const qa = rec.qa.map((q) => `Q: ${q.question}\nA: ${q.answer}`).join('\n');
+        return ask(ctx, spec, render(spec, { qa }), o.parseTries, pick, stats);
+      })()
+    : null;
+  const fromTree =
+    o.useTree && rec.tree && rec.tree.length >= o.minTreeChars
+      ? (() => {
+          const spec = need(ctx, 'tree-to-description');
+          return ask(ctx, spec, render(spec, { tree: rec.tree! }), o.parseTries, pick, stats);
+        })()
+      : null;
+  const [qaParsed, treeParsed] = await Promise.all([fromQa, fromTree]);
+  if (qaParsed?.kind === 'lines') info.push(...qaParsed.lines.filter((l) => l.length > o.minFactChars));
+  if (treeParsed?.kind === 'lines') info.push(...treeParsed.lines);
 
   // 2. Rounds of generate, check, reduce.
   const orig = [...info];
