@@ -4,6 +4,7 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { tableFromIPC } from 'apache-arrow';
 import { InstructifyError } from './errors.js';
+import { camel, plainValue } from './arrow/plain.js';
 
 /**
  * Reading back what the writers wrote: the one place that knows the shard
@@ -18,7 +19,9 @@ export const SHARD_FILE = /^part-[\w-]+\.(parquet|jsonl|arrow)$/;
 function camelKeys(v: unknown): unknown {
   if (Array.isArray(v)) return v.map(camelKeys);
   if (v && typeof v === 'object') {
-    return Object.fromEntries(Object.entries(v).map(([k, x]) => [k.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase()), camelKeys(x)]));
+    const out: Record<string, unknown> = {};
+    for (const [k, x] of Object.entries(v)) out[camel(k)] = camelKeys(x);
+    return out;
   }
   return v;
 }
@@ -31,7 +34,7 @@ export async function* readShardFile<T>(file: string): AsyncGenerator<T> {
   }
   const bytes = readFileSync(file);
   const table = file.endsWith('.arrow') ? tableFromIPC(bytes) : tableFromIPC((require('parquet-wasm/node') as typeof import('parquet-wasm/node')).readParquet(bytes).intoIPCStream());
-  for (let i = 0; i < table.numRows; i++) yield camelKeys(JSON.parse(JSON.stringify(table.get(i)!.toJSON()))) as T;
+  for (let i = 0; i < table.numRows; i++) yield plainValue(table.get(i), camel) as T;
 }
 
 /** Every row of a folder's shards, in shard order. */

@@ -2,7 +2,8 @@ import { openAsBlob } from 'node:fs';
 import { createRequire } from 'node:module';
 import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { parse as parseCsv } from 'csv-parse';
-import { tableFromIPC, Vector } from 'apache-arrow';
+import { tableFromIPC } from 'apache-arrow';
+import { plainValue } from '../src/arrow/plain.js';
 import { InstructifyError } from '../src/errors.js';
 import type { JsonValue } from '../src/json/splitter.js';
 import { splitLines } from '../src/json/lines.js';
@@ -117,7 +118,7 @@ export function parquetValues(file: string, columns?: string[]): Readable {
       const cols = names.map((n) => table.getChild(n)!);
       for (let i = 0; i < table.numRows; i++) {
         const obj: Record<string, unknown> = {};
-        for (let c = 0; c < names.length; c++) obj[names[c]!] = toPlain(cols[c]!.get(i));
+        for (let c = 0; c < names.length; c++) obj[names[c]!] = plainValue(cols[c]!.get(i));
         batch.push(value(row, row, obj));
         row++;
       }
@@ -125,20 +126,4 @@ export function parquetValues(file: string, columns?: string[]): Readable {
     }
   };
   return Readable.from(gen(), { objectMode: true, highWaterMark: 2 });
-}
-
-/** Arrow row values (structs, lists, bigints) as plain JSON-like values; binary stays Uint8Array. */
-function toPlain(v: unknown): unknown {
-  if (v === null || v === undefined) return null;
-  if (typeof v === 'bigint') return Number(v);
-  if (typeof v !== 'object' || v instanceof Uint8Array) return v;
-  if (v instanceof Vector) return Array.from(v as Iterable<unknown>, toPlain);
-  if (ArrayBuffer.isView(v)) return Array.from(v as unknown as ArrayLike<number>);
-  const withJson = v as { toJSON?: () => unknown };
-  if (typeof withJson.toJSON === 'function') {
-    const j = withJson.toJSON();
-    if (j && typeof j === 'object' && !Array.isArray(j)) return Object.fromEntries(Object.entries(j as Record<string, unknown>).map(([k, x]) => [k, toPlain(x)]));
-    return Array.isArray(j) ? j.map(toPlain) : j;
-  }
-  return Array.isArray(v) ? v.map(toPlain) : v;
 }
