@@ -257,6 +257,16 @@ export function mappedHandler(file: PlannedFile, ctx: HandlerContext, m: Mapping
   });
 }
 
+/** A source's paths: the `*.mapping.json` among them (read and checked now), and the data files (checked to exist). */
+async function mappingAndData(kind: string, paths: string[]): Promise<{ mapping: Mapping | null; data: string[] }> {
+  const mappingFile = paths.find((p) => p.endsWith('.mapping.json'));
+  const mapping = mappingFile ? parseMapping(readFileSync(mappingFile, 'utf8'), mappingFile) : null;
+  const data = paths.filter((p) => p !== mappingFile);
+  if (!data.length) throw new InstructifyError('E_OPTION', `source ${kind} names no data file${mappingFile ? `: add the data files after ${path.basename(mappingFile)}` : ''}`);
+  for (const p of data) if (p !== '-') await checkFile(kind, p);
+  return { mapping, data };
+}
+
 async function checkFile(kind: string, p: string): Promise<void> {
   const st = await stat(p).catch((err: Error) => {
     throw new InstructifyError('E_IO', `cannot read input for source ${kind}: ${err.message}`, { file: p, cause: err });
@@ -269,12 +279,8 @@ export const custom: SourceKind = {
   family: 'custom',
   expects: 'a *.mapping.json (which field is the image, captions, facts, qa, boxes, conversations) and JSON / JSONL / CSV / TSV / Parquet data files',
   async plan(paths) {
-    const mappingFile = paths.find((p) => p.endsWith('.mapping.json'));
-    if (!mappingFile) throw new InstructifyError('E_OPTION', 'source custom needs a mapping file named *.mapping.json among its paths, e.g. custom=birds.mapping.json,birds.csv');
-    const mapping = parseMapping(readFileSync(mappingFile, 'utf8'), mappingFile);
-    const data = paths.filter((p) => p !== mappingFile);
-    if (!data.length) throw new InstructifyError('E_OPTION', `source custom: ${path.basename(mappingFile)} maps no data file; add the data files after it`);
-    for (const p of data) if (p !== '-') await checkFile('custom', p);
+    const { mapping, data } = await mappingAndData('custom', paths);
+    if (!mapping) throw new InstructifyError('E_OPTION', 'source custom needs a mapping file named *.mapping.json among its paths, e.g. custom=birds.mapping.json,birds.csv');
     return data.map((p) => ({ path: p, role: 'data', config: mapping }));
   },
   handler: (file, ctx) => mappedHandler(file, { ...ctx, family: (file.config as Mapping).family }, file.config as Mapping, ctx.images, `custom data ${path.basename(file.path)}`),
@@ -291,11 +297,7 @@ export const hfParquet: SourceKind = {
   family: 'hf',
   expects: 'Hugging Face dataset *.parquet files [+ a *.mapping.json when the columns are not the usual ones]',
   async plan(paths) {
-    const mappingFile = paths.find((p) => p.endsWith('.mapping.json'));
-    const data = paths.filter((p) => p !== mappingFile);
-    if (!data.length) throw new InstructifyError('E_OPTION', 'source hf-parquet names no .parquet file');
-    for (const p of data) await checkFile('hf-parquet', p);
-    const mapping = mappingFile ? parseMapping(readFileSync(mappingFile, 'utf8'), mappingFile) : null;
+    const { mapping, data } = await mappingAndData('hf-parquet', paths);
     return data.map((p) => ({ path: p, role: 'data', config: mapping ? { ...mapping, format: 'parquet' } : null }));
   },
   handler(file, ctx) {
