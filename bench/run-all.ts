@@ -1,10 +1,12 @@
 import { benchPrepare, formatPrepareBench } from './prepare.js';
 import { benchTree } from './tree.js';
 import { benchGenerate } from './generate.js';
+import { benchScale, formatScale } from './scale.js';
 
 /**
  * `npm run bench`: every benchmark, then one summary of ratios against their
  * baselines. Smaller, quicker: BENCH_MB=20 BENCH_RUNS=1 BENCH_IMAGES=300 npm run bench
+ * bench/scale (1 and 2 GB, about 25 minutes) runs too with BENCH_SCALE_GB=1.
  */
 const log = (s: string) => process.stdout.write(s + '\n');
 log('== bench/prepare (seeded COCO-like instances; baseline: JSON.parse of the whole file)');
@@ -14,9 +16,18 @@ log('\n== bench/tree (seeded scenes with polygon masks; baseline: prepare withou
 const tree = await benchTree({ runs: Number(process.env.BENCH_RUNS ?? 3), mb: 60, log });
 log('\n== bench/generate (loopback server, fixed latency and capacity; baseline: the C/L ideal, and 80 workers with an image each)');
 const gen = await benchGenerate({ images: Number(process.env.BENCH_IMAGES ?? 2000), latency: 200, capacity: 256, log });
+const scaleGb = Number(process.env.BENCH_SCALE_GB ?? 0);
+const scale = scaleGb > 0 ? await benchScale({ gb: scaleGb, runs: 1, tree: 'tree', log }) : null;
+if (scale) log('\n== bench/scale (prepare at two sizes; baseline: the main thread alone)\n' + formatScale(scale));
 log('\nsummary');
 log('benchmark        | ratio | baseline');
 const autoTree = tree.prepare.find((p) => p.workers === 'auto')!;
 log(`generate requests/s   | ${gen.ratio.toFixed(2)} | the ideal C/L (target 0.9); ${(gen.rate / gen.baselineRate).toFixed(2)}x the 80-worker baseline`);
 log(`tree share of prepare | ${(100 * autoTree.share).toFixed(0)}% | prepare without the tree (target: under 33%)`);
 for (const r of prepareRows) log(`prepare ${r.mb.toFixed(0)}MB`.padEnd(16) + ` | ${r.ratio === null ? ' n/a ' : `${r.ratio.toFixed(2)}x`} | JSON.parse of the whole file${r.ratio === null ? ' (impossible over 512 MiB)' : ''}`);
+if (scale) {
+  const lanes = scale.filter((r) => r.workers === 'auto');
+  const one = scale.filter((r) => r.workers === '0');
+  log(`scale RSS, 2x input   | ${(lanes.at(-1)!.rssMB / lanes[0]!.rssMB).toFixed(2)}x | peak RSS at the smaller input (target: flat)`);
+  log(`worker lanes speed-up | ${(one.at(-1)!.seconds / lanes.at(-1)!.seconds).toFixed(2)}x | the main thread alone`);
+}
