@@ -3,9 +3,7 @@ import { mkdir, readdir, realpath, rm, writeFile, rename } from 'node:fs/promise
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import os from 'node:os';
-import { jsonValues } from '../transforms/json-values.js';
-import { csvValues, jsonlValues, lineValues, parquetValues, textValue, wrapCsvError } from '../transforms/record-values.js';
-import type { Transform } from 'node:stream';
+import { parquetValues, valueStages, wrapCsvError } from '../transforms/record-values.js';
 import { ingestSink } from '../transforms/ingest.js';
 import { DEFAULT_EDGE_TOLERANCE } from './assemble.js';
 import { emptyCounts, type EmitConfig, type RecordCounts } from './emit.js';
@@ -328,6 +326,8 @@ export async function prepare(options: PrepareOptions): Promise<PrepareResult> {
   const progress = (phase: PrepareProgress['phase']) => o.onProgress?.({ phase, bytesRead, bytesTotal, records, partsDone, partsTotal });
 
   try {
+    // A signal (Ctrl-C) stops the reading where it is.
+    const pipeOptions = options.signal ? { signal: options.signal } : {};
     // 1. Read every file into the join.
     for (const { file, source } of planned) {
       let pendingSpill: Promise<void> | undefined;
@@ -359,7 +359,7 @@ export async function prepare(options: PrepareOptions): Promise<PrepareResult> {
       const t = performance.now();
       if (format === 'parquet') {
         if (file.path === '-') throw new InstructifyError('E_OPTION', `source ${source.name}: Parquet cannot be read from stdin (it needs to seek); give the file`);
-        await pipeline(parquetValues(file.path, handler.columns), sink, { signal: options.signal ?? new AbortController().signal });
+        await pipeline(parquetValues(file.path, handler.columns), sink, pipeOptions);
         bytesRead += inputs.find((i) => i.file === file.path)?.size ?? 0;
         progress('read');
       } else {
@@ -368,17 +368,7 @@ export async function prepare(options: PrepareOptions): Promise<PrepareResult> {
           bytesRead += chunk.length;
           progress('read');
         });
-        const stages: Transform[] =
-          format === 'json'
-            ? [jsonValues({ file: file.path, skipKeys: handler.skipKeys, rawKeys: handler.rawKeys })]
-            : format === 'jsonl'
-              ? [jsonlValues(file.path)]
-              : format === 'lines'
-                ? [lineValues(file.path)]
-                : format === 'text'
-                  ? [textValue()]
-                  : csvValues(file.path, format === 'tsv' ? '\t' : ',');
-        await pipeline([input, ...stages, sink], { signal: options.signal ?? new AbortController().signal }).catch((err: unknown) => {
+        await pipeline([input, ...valueStages(format, file.path, handler), sink], pipeOptions).catch((err: unknown) => {
           throw wrapCsvError(err, file.path);
         });
       }

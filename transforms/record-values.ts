@@ -5,9 +5,9 @@ import { parse as parseCsv } from 'csv-parse';
 import { tableFromIPC } from 'apache-arrow';
 import { plainValue } from '../src/arrow/plain.js';
 import { InstructifyError } from '../src/errors.js';
-import type { JsonValue } from '../src/json/splitter.js';
+import type { JsonValue, SplitterOptions } from '../src/json/splitter.js';
 import { splitLines } from '../src/json/lines.js';
-import { batchingTransform } from './json-values.js';
+import { batchingTransform, jsonValues } from './json-values.js';
 
 /**
  * Readers for the input formats other than one big JSON document, each
@@ -90,6 +90,23 @@ export function wrapCsvError(err: unknown, file: string): unknown {
     return new InstructifyError('E_CSV_SYNTAX', `CSV${e.lines ? ` line ${e.lines}` : ''}: ${e.message}`, { file, cause: err });
   }
   return err;
+}
+
+/** The stages that turn a file's bytes into value batches, for every format but Parquet (which is not read as a stream). */
+export function valueStages(format: Exclude<InputFormat, 'parquet'>, file: string, opts: Pick<SplitterOptions, 'skipKeys' | 'rawKeys'>): Transform[] {
+  switch (format) {
+    case 'json':
+      return [jsonValues({ file, skipKeys: opts.skipKeys, rawKeys: opts.rawKeys })];
+    case 'jsonl':
+      return [jsonlValues(file)];
+    case 'lines':
+      return [lineValues(file)];
+    case 'text':
+      return [textValue()];
+    case 'csv':
+    case 'tsv':
+      return csvValues(file, format === 'tsv' ? '\t' : ',');
+  }
 }
 
 const requireCjs = createRequire(import.meta.url);
