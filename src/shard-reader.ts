@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { openAsBlob, readFileSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import path from 'node:path';
@@ -32,9 +32,19 @@ export async function* readShardFile<T>(file: string): AsyncGenerator<T> {
     for (const line of (await readFile(file, 'utf8')).split('\n')) if (line) yield camelKeys(JSON.parse(line)) as T;
     return;
   }
-  const bytes = readFileSync(file);
-  const table = file.endsWith('.arrow') ? tableFromIPC(bytes) : tableFromIPC((require('parquet-wasm/node') as typeof import('parquet-wasm/node')).readParquet(bytes).intoIPCStream());
-  for (let i = 0; i < table.numRows; i++) yield plainValue(table.get(i), camel) as T;
+  if (file.endsWith('.arrow')) {
+    const table = tableFromIPC(readFileSync(file));
+    for (let i = 0; i < table.numRows; i++) yield plainValue(table.get(i), camel) as T;
+    return;
+  }
+  // Parquet a row group at a time: a shard of big records is never decoded whole.
+  const pw = require('parquet-wasm/node') as typeof import('parquet-wasm/node');
+  const pf = await pw.ParquetFile.fromFile(await openAsBlob(file));
+  const groups = pf.metadata().numRowGroups();
+  for (let g = 0; g < groups; g++) {
+    const table = tableFromIPC((await pf.read({ rowGroups: [g] })).intoIPCStream());
+    for (let i = 0; i < table.numRows; i++) yield plainValue(table.get(i), camel) as T;
+  }
 }
 
 /** Every row of a folder's shards, in shard order. */
