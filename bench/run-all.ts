@@ -6,7 +6,8 @@ import { benchScale, formatScale } from './scale.js';
 /**
  * `npm run bench`: every benchmark, then one summary of ratios against their
  * baselines. Smaller, quicker: BENCH_MB=20 BENCH_RUNS=1 BENCH_IMAGES=300 npm run bench
- * bench/scale (1 and 2 GB, about 25 minutes) runs too with BENCH_SCALE_GB=1.
+ * bench/scale runs last, at 1 and 2 GB (about 25 minutes): BENCH_SCALE_GB=0
+ * leaves it out, BENCH_SCALE_GB=0.25 makes it smaller.
  */
 const log = (s: string) => process.stdout.write(s + '\n');
 log('== bench/prepare (seeded COCO-like instances; baseline: JSON.parse of the whole file)');
@@ -16,7 +17,7 @@ log('\n== bench/tree (seeded scenes with polygon masks; baseline: prepare withou
 const tree = await benchTree({ runs: Number(process.env.BENCH_RUNS ?? 3), mb: 60, log });
 log('\n== bench/generate (loopback server, fixed latency and capacity; baseline: the C/L ideal, and 80 workers with an image each)');
 const gen = await benchGenerate({ images: Number(process.env.BENCH_IMAGES ?? 2000), latency: 200, capacity: 256, log });
-const scaleGb = Number(process.env.BENCH_SCALE_GB ?? 0);
+const scaleGb = Number(process.env.BENCH_SCALE_GB ?? 1);
 const scale = scaleGb > 0 ? await benchScale({ gb: scaleGb, runs: 1, tree: 'tree', log }) : null;
 if (scale) log('\n== bench/scale (prepare at two sizes; baseline: the main thread alone)\n' + formatScale(scale));
 log('\nsummary');
