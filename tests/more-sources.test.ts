@@ -342,14 +342,15 @@ describe('your own data with a mapping file', () => {
       'file,caption,note,species,xmin,ymin,xmax,ymax\n' +
         'feeder-1.jpg,Two finches at a feeder.,Photographed in March,house finch,0,0,320,213.5\n' +
         'feeder-1.jpg,,,"goldfinch, american",320,213.5,640,427\n' +
-        'feeder-1.jpg,,,sparrow,10,10,,20\n',
+        'feeder-1.jpg,,,sparrow,10,10,,20\n' +
+        'feeder-1.jpg,Seen again at noon.,,,,,,\n',
     );
     const { rows, rejects } = await records([{ kind: 'custom', paths: [mapping, csv] }], { images });
     expect(rows).toHaveLength(1);
     const r = rows[0]!;
     expect(r.image).toBe('feeder-1.jpg');
     expect([r.width, r.height]).toEqual([640, 427]);
-    expect(r.captions.map((c) => c.text)).toEqual(['Two finches at a feeder.']);
+    expect(r.captions.map((c) => c.text)).toEqual(['Two finches at a feeder.', 'Seen again at noon.']);
     expect(r.facts.map((c) => c.text)).toEqual(['Photographed in March.']);
     expect(r.boxes.map((b) => [b.label, b.x1, b.y1, b.x2, b.y2])).toEqual([
       ['house finch', 0, 0, 0.5, 0.5],

@@ -167,6 +167,9 @@ function boxesOf(rec: Record<string, unknown>, m: NonNullable<Mapping['boxes']>)
     if (!isObject(it)) continue;
     const label = str(get(it, m.label))?.trim() ?? null;
     const v = m.bbox ? get(it, m.bbox) : m.fields!.map((k) => get(it, k));
+    // A row with no box at all (a caption-only CSV row) is not a bad box.
+    const blank = (x: unknown) => x === undefined || x === null || x === '';
+    if (!label && (Array.isArray(v) ? v.every(blank) : blank(v))) continue;
     const nums = Array.isArray(v) ? v.map(num) : typeof v === 'string' ? v.split(/[\s,;]+/).filter(Boolean).map(Number) : [];
     if (nums.length !== 4) {
       out.push({ error: `box "${label}" has ${nums.length} numbers, expected 4` });
