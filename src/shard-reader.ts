@@ -1,17 +1,16 @@
-import { openAsBlob, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
-import { createRequire } from 'node:module';
 import path from 'node:path';
 import { tableFromIPC } from 'apache-arrow';
 import { InstructifyError } from './errors.js';
 import { camel, plainValue } from './arrow/plain.js';
+import { parquetRowGroups } from './arrow/parquet-read.js';
 
 /**
  * Reading back what the writers wrote: the one place that knows the shard
  * formats (Parquet through parquet-wasm, Arrow IPC files, JSONL), used by
  * generate, export, stats, verify and the demo.
  */
-const require = createRequire(import.meta.url);
 
 export const SHARD_FILE = /^part-[\w-]+\.(parquet|jsonl|arrow)$/;
 
@@ -38,11 +37,7 @@ export async function* readShardFile<T>(file: string): AsyncGenerator<T> {
     return;
   }
   // Parquet a row group at a time: a shard of big records is never decoded whole.
-  const pw = require('parquet-wasm/node') as typeof import('parquet-wasm/node');
-  const pf = await pw.ParquetFile.fromFile(await openAsBlob(file));
-  const groups = pf.metadata().numRowGroups();
-  for (let g = 0; g < groups; g++) {
-    const table = tableFromIPC((await pf.read({ rowGroups: [g] })).intoIPCStream());
+  for await (const table of parquetRowGroups(file)) {
     for (let i = 0; i < table.numRows; i++) yield plainValue(table.get(i), camel) as T;
   }
 }

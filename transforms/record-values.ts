@@ -1,9 +1,7 @@
-import { openAsBlob } from 'node:fs';
-import { createRequire } from 'node:module';
 import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { parse as parseCsv } from 'csv-parse';
-import { tableFromIPC } from 'apache-arrow';
 import { plainValue } from '../src/arrow/plain.js';
+import { parquetRowGroups } from '../src/arrow/parquet-read.js';
 import { InstructifyError } from '../src/errors.js';
 import type { JsonValue, SplitterOptions } from '../src/json/splitter.js';
 import { splitLines } from '../src/json/lines.js';
@@ -109,8 +107,6 @@ export function valueStages(format: Exclude<InputFormat, 'parquet'>, file: strin
   }
 }
 
-const requireCjs = createRequire(import.meta.url);
-
 /**
  * A Parquet file (Hugging Face datasets' format) one row group at a time, rows
  * as plain objects (binary columns as Uint8Array), so memory holds one row
@@ -118,18 +114,8 @@ const requireCjs = createRequire(import.meta.url);
  */
 export function parquetValues(file: string, columns?: string[]): Readable {
   const gen = async function* (): AsyncGenerator<JsonValue[]> {
-    const pw = requireCjs('parquet-wasm/node') as typeof import('parquet-wasm/node');
-    let pf: import('parquet-wasm/node').ParquetFile;
-    try {
-      pf = await pw.ParquetFile.fromFile(await openAsBlob(file));
-    } catch (err) {
-      throw new InstructifyError('E_PARQUET', `not a readable Parquet file: ${(err as Error).message ?? String(err)}`, { file, cause: err });
-    }
-    const groups = pf.metadata().numRowGroups();
     let row = 0;
-    for (let g = 0; g < groups; g++) {
-      const wasmTable = await pf.read({ rowGroups: [g], ...(columns ? { columns } : {}) });
-      const table = tableFromIPC(wasmTable.intoIPCStream());
+    for await (const table of parquetRowGroups(file, columns)) {
       const batch: JsonValue[] = [];
       const names = table.schema.fields.map((f) => f.name);
       const cols = names.map((n) => table.getChild(n)!);
