@@ -47,6 +47,11 @@ function quietOnClosedPipe(): void {
   });
 }
 
+/** For options given several times (`--llm-url A --llm-url B`): every value, in order. */
+function repeated(v: string, prev: string[]): string[] {
+  return [...prev, v];
+}
+
 function parseSize(v: string): number {
   const n = bytes.parse(v);
   if (n === null || !(n > 0)) throw new InvalidArgumentError(`"${v}" is not a size (try 256MB or 1GB)`);
@@ -239,11 +244,11 @@ export function buildProgram(): Command {
     .description('Generate instruction conversations from prepared records with an OpenAI-compatible LLM server (vLLM, SGLang, llama.cpp, Ollama, TGI).')
     .requiredOption('--in <dir>', "a prepare output folder, or '-' for the NDJSON records `prepare --out -` writes")
     .requiredOption('-o, --out <dir>', 'output folder for conversation shards, manifest.json, rejects.jsonl and the answer cache')
-    .option('--llm-url <url>', 'server base URL, e.g. http://127.0.0.1:8000/v1 (repeat for several servers); without it, conversations are built from the facts alone', (v: string, prev: string[]) => [...prev, v], [] as string[])
+    .option('--llm-url <url>', 'server base URL, e.g. http://127.0.0.1:8000/v1 (repeat for several servers); without it, conversations are built from the facts alone', repeated, [] as string[])
     .option('--model <name>', 'model name the server knows (needed with --llm-url)')
     .option('--api-key-env <name>', 'environment variable holding the API key', 'OPENAI_API_KEY')
     .option('--distribution <name|file>', 'prompt mix: llava, instructify-mix, or a JSON file', 'instructify-mix')
-    .option('--prompts <dir>', 'a folder of your own prompt files (repeatable; same name replaces a built-in)', (v: string, prev: string[]) => [...prev, v], [] as string[])
+    .option('--prompts <dir>', 'a folder of your own prompt files (repeatable; same name replaces a built-in)', repeated, [] as string[])
     .option('--temperature <t>', 'sampling temperature', parseNonNegative, 0.2)
     .option('--max-tokens <n>', 'most new tokens per answer', parsePositiveInt, 1000)
     .option('--seed <n>', 'seed for drawing prompt types (and sent to the server)', parsePositiveInt)
@@ -348,7 +353,7 @@ export function buildProgram(): Command {
     .option('--images <dir>', 'image root (as for prepare)')
     .option('-s, --source <kind=paths>', 'an input, as for prepare (repeatable)', collectSource, [] as SourceSpec[])
     .option('--image-dir <family=dir>', 'as for prepare (repeatable)', collectImageDir, {})
-    .option('--llm-url <url>', 'server base URL (repeatable); without it, conversations come from the facts', (v: string, prev: string[]) => [...prev, v], [] as string[])
+    .option('--llm-url <url>', 'server base URL (repeatable); without it, conversations come from the facts', repeated, [] as string[])
     .option('--model <name>', 'model name, with --llm-url')
     .option('--api-key-env <name>', 'environment variable holding the API key', 'OPENAI_API_KEY')
     .option('--distribution <name|file>', 'prompt mix', 'instructify-mix')
@@ -421,8 +426,8 @@ export function buildProgram(): Command {
     .requiredOption('--in <dir>', 'a prepare output folder')
     .option('-n, --count <n>', 'how many images', parsePositiveInt, 2)
     .option('--distribution <name|file>', 'prompt mix', 'instructify-mix')
-    .option('--prompts <dir>', 'your own prompt folder (repeatable)', (v: string, prev: string[]) => [...prev, v], [] as string[])
-    .option('--llm-url <url>', 'also ask this server and show its answers (repeatable)', (v: string, prev: string[]) => [...prev, v], [] as string[])
+    .option('--prompts <dir>', 'your own prompt folder (repeatable)', repeated, [] as string[])
+    .option('--llm-url <url>', 'also ask this server and show its answers (repeatable)', repeated, [] as string[])
     .option('--model <name>', 'model name, with --llm-url')
     .option('--seed <n>', 'seed for drawing prompt types', parsePositiveInt)
     .action(async (opts) => {
@@ -444,7 +449,7 @@ export function buildProgram(): Command {
     .option('-o, --out <dir>', 'where the sample and its output go', 'demo-out')
     .option('--images <n>', 'how many sample images', parsePositiveInt, 24)
     .option('--seed <n>', 'seed for the sample', parsePositiveInt, 7)
-    .option('--llm-url <url>', 'generate with this OpenAI-compatible server instead of from the facts (repeatable)', (v: string, prev: string[]) => [...prev, v], [] as string[])
+    .option('--llm-url <url>', 'generate with this OpenAI-compatible server instead of from the facts (repeatable)', repeated, [] as string[])
     .option('--model <name>', 'model name, with --llm-url')
     .action(async (opts) => {
       await runDemo({ out: opts.out, images: opts.images, seed: opts.seed, llmUrls: opts.llmUrl, model: opts.model, log: (s) => process.stdout.write(s + '\n') });
@@ -457,7 +462,7 @@ export function buildProgram(): Command {
     .option('--size <size>', 'with --stages: size of the generated annotation file', parseSize, 50 * 1e6)
     .option('--images <n>', 'with --stages: images written and sized with sharp', parsePositiveInt, 300)
     .option('--dir <dir>', 'with --stages: working folder for the generated data (default: under the temp folder)')
-    .option('--llm-url <url>', 'measure this OpenAI-compatible server (repeat for several)', (v: string, prev: string[]) => [...prev, v], [] as string[])
+    .option('--llm-url <url>', 'measure this OpenAI-compatible server (repeat for several)', repeated, [] as string[])
     .option('--model <name>', 'with --llm-url: the model name the server knows')
     .option('--api-key-env <name>', 'environment variable holding the API key', 'OPENAI_API_KEY')
     .option('--in <dir>', 'with --llm-url: draw the requests from this prepared folder (default: a seeded sample)')

@@ -22,7 +22,7 @@ function value(index: number, offset: number, v: unknown): JsonValue {
 
 /** JSON Lines: one JSON value per non-empty line; a bad line is an error naming the line and byte. */
 export function jsonlValues(file: string): Transform {
-  return linesTransform(file, (line, index, offset) => {
+  return linesTransform((line, index, offset) => {
     try {
       return value(index, offset, JSON.parse(line));
     } catch (err) {
@@ -33,10 +33,10 @@ export function jsonlValues(file: string): Transform {
 
 /** Plain text lines (Flickr30k's `results_20130124.token`): each non-empty line as a string. */
 export function lineValues(file: string): Transform {
-  return linesTransform(file, (line, index, offset) => value(index, offset, line));
+  return linesTransform((line, index, offset) => value(index, offset, line));
 }
 
-function linesTransform(file: string, make: (line: string, index: number, offset: number) => JsonValue): Transform {
+function linesTransform(make: (line: string, index: number, offset: number) => JsonValue): Transform {
   const batch: JsonValue[] = [];
   let index = 0;
   const splitter = splitLines((line, offset) => {

@@ -209,7 +209,7 @@ function sniffExtension(b: Uint8Array): string {
   return '.img';
 }
 
-export function mappedHandler(file: PlannedFile, ctx: HandlerContext, m: Mapping, images: string | null, what: string) {
+export function mappedHandler(file: PlannedFile, ctx: HandlerContext, m: Mapping, what: string) {
   const format = formatOf(file.path, m);
   return recordHandler(file, ctx, {
     what,
@@ -221,10 +221,10 @@ export function mappedHandler(file: PlannedFile, ctx: HandlerContext, m: Mapping
       const imageValue = get(rec, m.image);
       let rel: string | null = null;
       if (typeof imageValue === 'string' || typeof imageValue === 'number') rel = String(imageValue).trim();
-      else if (imageValue instanceof Uint8Array) rel = writeEmbeddedImage(images, m.imageDir ?? m.family, imageValue, null);
+      else if (imageValue instanceof Uint8Array) rel = writeEmbeddedImage(ctx.images, m.imageDir ?? m.family, imageValue, null);
       else if (isObject(imageValue)) {
         const bytes = imageValue.bytes;
-        if (bytes instanceof Uint8Array && bytes.length) rel = writeEmbeddedImage(images, m.imageDir ?? m.family, bytes, str(imageValue.path));
+        if (bytes instanceof Uint8Array && bytes.length) rel = writeEmbeddedImage(ctx.images, m.imageDir ?? m.family, bytes, str(imageValue.path));
         else rel = str(imageValue.path)?.trim() ?? null;
       }
       if (!rel) {
@@ -286,8 +286,28 @@ export const custom: SourceKind = {
     if (!mapping) throw new InstructifyError('E_OPTION', 'source custom needs a mapping file named *.mapping.json among its paths, e.g. custom=birds.mapping.json,birds.csv');
     return data.map((p) => ({ path: p, role: 'data', config: mapping }));
   },
-  handler: (file, ctx) => mappedHandler(file, { ...ctx, family: (file.config as Mapping).family }, file.config as Mapping, ctx.images, `custom data ${path.basename(file.path)}`),
+  handler: (file, ctx) => mappedHandler(file, { ...ctx, family: (file.config as Mapping).family }, file.config as Mapping, `custom data ${path.basename(file.path)}`),
 };
+
+/** The usual column names of Hugging Face image datasets, as a mapping. */
+function guessHfMapping(fields: string[]): Mapping {
+  const has = (k: string) => fields.includes(k);
+  const pick = (...ks: string[]) => ks.filter(has);
+  return {
+    family: 'hf',
+    format: 'parquet',
+    records: null,
+    image: pick('image', 'img', 'image_path', 'file_name', 'filename')[0] ?? 'image',
+    imageDir: null,
+    width: has('width') ? 'width' : null,
+    height: has('height') ? 'height' : null,
+    captions: pick('caption', 'captions', 'sentences', 'text', 'alt_text'),
+    facts: [],
+    qa: has('question') && (has('answer') || has('answers')) ? [{ question: 'question', answer: has('answer') ? 'answer' : 'answers', answers: has('answers') ? 'answers' : null, choices: has('choices') ? 'choices' : has('options') ? 'options' : null }] : [],
+    boxes: null,
+    conversations: has('conversations') ? 'conversations' : has('messages') ? 'messages' : null,
+  };
+}
 
 /**
  * Hugging Face datasets' Parquet files, with the usual column names guessed
@@ -304,33 +324,14 @@ export const hfParquet: SourceKind = {
     return data.map((p) => ({ path: p, role: 'data', config: mapping ? { ...mapping, format: 'parquet' } : null }));
   },
   handler(file, ctx) {
-    let mapping = file.config as Mapping | null;
-    const hf = (fields: string[]): Mapping => {
-      const has = (k: string) => fields.includes(k);
-      const pick = (...ks: string[]) => ks.filter(has);
-      return {
-        family: 'hf',
-        format: 'parquet',
-        records: null,
-        image: pick('image', 'img', 'image_path', 'file_name', 'filename')[0] ?? 'image',
-        imageDir: null,
-        width: has('width') ? 'width' : null,
-        height: has('height') ? 'height' : null,
-        captions: pick('caption', 'captions', 'sentences', 'text', 'alt_text'),
-        facts: [],
-        qa: has('question') && (has('answer') || has('answers')) ? [{ question: 'question', answer: has('answer') ? 'answer' : 'answers', answers: has('answers') ? 'answers' : null, choices: has('choices') ? 'choices' : has('options') ? 'options' : null }] : [],
-        boxes: null,
-        conversations: has('conversations') ? 'conversations' : has('messages') ? 'messages' : null,
-      };
-    };
-    let inner: ReturnType<typeof mappedHandler> | null = mapping ? mappedHandler(file, ctx, mapping, ctx.images, `Hugging Face Parquet ${path.basename(file.path)}`) : null;
+    const what = `Hugging Face Parquet ${path.basename(file.path)}`;
+    const given = file.config as Mapping | null;
+    // Without a mapping, the columns are guessed from the first row.
+    let inner: ReturnType<typeof mappedHandler> | null = given ? mappedHandler(file, ctx, given, what) : null;
     return {
       format: 'parquet' as const,
       onValue(v) {
-        if (inner === null) {
-          mapping = hf(isObject(v.value) ? Object.keys(v.value) : []);
-          inner = mappedHandler(file, ctx, mapping, ctx.images, `Hugging Face Parquet ${path.basename(file.path)}`);
-        }
+        inner ??= mappedHandler(file, ctx, guessHfMapping(isObject(v.value) ? Object.keys(v.value) : []), what);
         inner.onValue(v);
       },
       finish() {

@@ -44,9 +44,8 @@ export function refcocoKind(kind: string, dataset: string): SourceKind {
     plan: (paths) => planRefcoco(kind, paths),
     handler(file, ctx) {
       // ann_id -> box, shared by this source's files through the ingest state.
-      const key = `${ctx.source}\u0000annotations`;
-      let boxes = ctx.state.annotationBoxes.get(key);
-      if (!boxes) ctx.state.annotationBoxes.set(key, (boxes = new Map()));
+      let boxes = ctx.state.annotationBoxes.get(ctx.source);
+      if (!boxes) ctx.state.annotationBoxes.set(ctx.source, (boxes = new Map()));
       const annBoxes = boxes;
       if (file.role === 'instances') {
         return recordHandler(file, ctx, {

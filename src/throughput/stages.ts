@@ -18,6 +18,7 @@ import { sceneSvg, syntheticImage, rng, writeSyntheticCoco } from '../synthetic.
 import { addTree, DEFAULT_TREE_STAGE } from '../tree/stage.js';
 import type { Fragment, ImageGroup, ImageRecord } from '../types.js';
 import { jsonValues } from '../../transforms/json-values.js';
+import { ingestSink } from '../../transforms/ingest.js';
 import { describeMachine, type Machine } from './machine.js';
 import { PeakMemory } from './peak-memory.js';
 
@@ -92,41 +93,25 @@ export async function benchStages(o: StageBenchOptions): Promise<StageBenchResul
   const stages: StageRow[] = [];
 
   // parse: bytes -> JSON values (the splitter and per-element JSON.parse), to a null sink.
-  const handlerFor = (emit: (f: Fragment) => void) => {
-    const ctx: HandlerContext = { source: 'coco-instances', family: 'coco', state: createIngestState(), cocoNaming: '2017', images: null, sink: { emit, reject: () => {} } };
-    return { handler: cocoInstances.handler({ path: file, role: 'instances' }, ctx), state: ctx.state };
-  };
-  const probe = handlerFor(() => {});
+  // One handler: its key lists drive the parse stage, and it makes the join's input afterwards.
+  const fragments: Fragment[] = [];
+  const ctx: HandlerContext = { source: 'coco-instances', family: 'coco', state: createIngestState(), cocoNaming: '2017', images: null, sink: { emit: (f) => fragments.push(f), reject: () => {} } };
+  const handler = cocoInstances.handler({ path: file, role: 'instances' }, ctx);
+  const values = () => jsonValues({ file, skipKeys: handler.skipKeys, rawKeys: handler.rawKeys });
   log('parse ...');
   const parse = await timed(async () => {
-    let values = 0;
+    let count = 0;
     await pipeline(
       createReadStream(file, { highWaterMark: 1 << 20 }),
-      jsonValues({ file, skipKeys: probe.handler.skipKeys, rawKeys: probe.handler.rawKeys }),
-      new Writable({ objectMode: true, write: (batch: unknown[], _e, done) => ((values += batch.length), done()) }),
+      values(),
+      new Writable({ objectMode: true, write: (batch: unknown[], _e, done) => ((count += batch.length), done()) }),
     );
-    return values;
+    return count;
   });
   stages.push(row('parse', 'annotation bytes to JSON values', parse.value, 'values', parse, mb));
 
-  // The join's input: every fragment of the file (made untimed).
-  const fragments: Fragment[] = [];
-  const ingest = handlerFor((f) => fragments.push(f));
-  await pipeline(
-    createReadStream(file, { highWaterMark: 1 << 20 }),
-    jsonValues({ file, skipKeys: ingest.handler.skipKeys, rawKeys: ingest.handler.rawKeys }),
-    new Writable({
-      objectMode: true,
-      write(batch: Parameters<typeof ingest.handler.onValue>[0][], _e, done) {
-        for (const v of batch) ingest.handler.onValue(v);
-        done();
-      },
-      final(done) {
-        ingest.handler.finish();
-        done();
-      },
-    }),
-  );
+  // The join's input: every fragment of the file (made untimed, as prepare's ingest makes it).
+  await pipeline(createReadStream(file, { highWaterMark: 1 << 20 }), values(), ingestSink(handler, () => undefined));
 
   // join: fragments into hash partitions (spilling above the default budget), then grouped per
   // image. The groups are counted and dropped, as prepare hands each partition on and lets it go.
@@ -160,7 +145,7 @@ export async function benchStages(o: StageBenchOptions): Promise<StageBenchResul
   await joinAll((g) => {
     const resolved = resolveGroup(g, assemble).value as ResolvedGroup | null;
     if (resolved === null) return;
-    const built = buildRecord(resolved, null, { state: ingest.state, opts: assemble, sourceOrder: ['coco-instances'] }).value;
+    const built = buildRecord(resolved, null, { state: ctx.state, opts: assemble, sourceOrder: ['coco-instances'] }).value;
     if (built) records.push(built);
   }, false);
   fragments.length = 0;
