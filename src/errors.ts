@@ -32,11 +32,14 @@ export class InstructifyError extends Error {
   readonly offset?: number;
   readonly imageId?: string;
   readonly source?: string;
+  /** The message without the context prefix (to rebuild the error in another thread). */
+  readonly detail: string;
 
   constructor(code: ErrorCode, message: string, ctx: ErrorContext = {}) {
     super(formatMessage(message, ctx), ctx.cause === undefined ? undefined : { cause: ctx.cause });
     this.name = 'InstructifyError';
     this.code = code;
+    this.detail = message;
     this.file = ctx.file;
     this.offset = ctx.offset;
     this.imageId = ctx.imageId;
@@ -54,4 +57,23 @@ function formatMessage(message: string, ctx: ErrorContext): string {
 
 export function optionError(message: string): InstructifyError {
   return new InstructifyError('E_OPTION', message);
+}
+
+/** An error as plain data, to post from a worker thread (Error objects lose their fields on the way). */
+export interface ErrorData {
+  code: string;
+  detail: string;
+  file?: string;
+  offset?: number;
+  imageId?: string;
+  source?: string;
+}
+
+export function errorToData(err: unknown): ErrorData {
+  if (err instanceof InstructifyError) return { code: err.code, detail: err.detail, file: err.file, offset: err.offset, imageId: err.imageId, source: err.source };
+  return { code: 'E_INTERNAL', detail: err instanceof Error ? err.message : String(err) };
+}
+
+export function errorFromData(d: ErrorData): InstructifyError {
+  return new InstructifyError(d.code as ErrorCode, d.detail, { file: d.file, offset: d.offset, imageId: d.imageId, source: d.source });
 }

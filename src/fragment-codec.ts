@@ -12,6 +12,10 @@ import type { Fragment, Mask, RawBox, RawQA, RawRegion } from './types.js';
  * after a FIELD separator, as is. Encoded fragments are separated by RECORD.
  * Neither separator can occur in JSON.stringify output (control characters
  * are escaped) nor in polygon text (numbers, brackets, commas, spaces only).
+ *
+ * Each encoded fragment starts with its read order (see `readOrder`): the
+ * join's pieces may come from several threads, and grouping sorts an image's
+ * fragments back into the order one thread would have read them.
  */
 export const FIELD = '\u0001';
 export const RECORD = '\u0000';
@@ -21,16 +25,21 @@ export class FragmentCodec {
   readonly sources: { name: string; family: string }[] = [];
   readonly files: string[] = [];
 
-  constructor(tables?: { sources: { name: string; family: string }[]; files: string[] }) {
+  /** Frozen: the tables are shared with other threads, so a name not in them is a bug, not a new entry. */
+  private frozen = false;
+
+  constructor(tables?: CodecTables, opts: { frozen?: boolean } = {}) {
     if (tables) {
       for (const s of tables.sources) this.source(s.name, s.family);
       for (const f of tables.files) this.file(f);
     }
+    this.frozen = opts.frozen ?? false;
   }
 
   private source(name: string, family: string): number {
     let i = this.sourceIndex.get(name);
     if (i === undefined) {
+      if (this.frozen) throw new Error(`fragment codec: source "${name}" is not in the shared tables`);
       i = this.sources.length;
       this.sources.push({ name, family });
       this.sourceIndex.set(name, i);
@@ -41,6 +50,7 @@ export class FragmentCodec {
   private file(name: string): number {
     let i = this.fileIndex.get(name);
     if (i === undefined) {
+      if (this.frozen) throw new Error(`fragment codec: file "${name}" is not in the shared tables`);
       i = this.files.length;
       this.files.push(name);
       this.fileIndex.set(name, i);
@@ -48,17 +58,30 @@ export class FragmentCodec {
     return i;
   }
 
+  /** Enter names up front (in a fixed order), so that codecs in several threads agree. */
+  register(sources: { name: string; family: string }[], files: string[]): void {
+    for (const s of sources) this.source(s.name, s.family);
+    for (const f of files) this.file(f);
+  }
+
+  /** A file's number in the tables (entered if new). */
+  fileNumber(name: string): number {
+    return this.file(name);
+  }
+
   /** The tables a decoder in another thread needs. */
-  tables(): { sources: { name: string; family: string }[]; files: string[] } {
+  tables(): CodecTables {
     return { sources: this.sources, files: this.files };
   }
 
-  encode(f: Fragment): string {
+  /** `order`: the fragment's read order (`readOrder`), kept for grouping. */
+  encode(f: Fragment, order = 0): string {
     const raw: string[] = [];
     const src = this.source(f.source, f.family);
     // requiresCatalogFrom is either null or another source; keep its index.
     const req = f.requiresCatalogFrom === null ? -1 : this.source(f.requiresCatalogFrom, f.family);
     const head = JSON.stringify([
+      order,
       f.ref,
       src,
       this.file(f.prov.file),
@@ -80,32 +103,55 @@ export class FragmentCodec {
   }
 
   decode(line: string): Fragment {
+    return this.decodeWithOrder(line).fragment;
+  }
+
+  decodeWithOrder(line: string): { fragment: Fragment; order: number } {
     const cut = line.indexOf(FIELD);
+    // a[0] is the read order; the fragment's fields follow.
     const a = JSON.parse(cut < 0 ? line : line.slice(0, cut)) as unknown[];
+    const order = a[0] as number;
     const raw = cut < 0 ? [] : line.slice(cut + 1).split(FIELD);
     let nextRaw = 0;
     const takeRaw = () => raw[nextRaw++]!;
-    const src = this.sources[a[1] as number]!;
-    const req = a[8] as number;
-    return {
-      ref: a[0] as string,
+    const src = this.sources[a[2] as number]!;
+    const req = a[9] as number;
+    const fragment: Fragment = {
+      ref: a[1] as string,
       source: src.name,
       family: src.family,
-      catalog: a[4] === 1,
-      path: a[5] as string | null,
-      width: a[6] as number | null,
-      height: a[7] as number | null,
+      catalog: a[5] === 1,
+      path: a[6] as string | null,
+      width: a[7] as number | null,
+      height: a[8] as number | null,
       requiresCatalogFrom: req < 0 ? null : this.sources[req]!.name,
-      captions: a[9] ? (a[9] as string[]) : [],
-      boxes: a[10] ? (a[10] as unknown[][]).map((b) => decodeBox(b, takeRaw)) : [],
-      qa: a[11] ? (a[11] as [string | null, string | null, string | null, string[]][]).map(([id, question, answer, answers]): RawQA => ({ id, question, answer, answers })) : [],
-      regions: a[12] ? (a[12] as [string, number | null, number | null, number | null, number | null][]).map(([text, x, y, w, h]): RawRegion => ({ text, x: unnum(x), y: unnum(y), w: unnum(w), h: unnum(h) })) : [],
-      absentCategoryIds: a[13] ? (a[13] as number[]) : [],
-      facts: a[14] ? (a[14] as string[]) : [],
-      labelSentence: a[15] === 1,
-      prov: { file: this.files[a[2] as number]!, offset: a[3] as number },
+      captions: a[10] ? (a[10] as string[]) : [],
+      boxes: a[11] ? (a[11] as unknown[][]).map((b) => decodeBox(b, takeRaw)) : [],
+      qa: a[12] ? (a[12] as [string | null, string | null, string | null, string[]][]).map(([id, question, answer, answers]): RawQA => ({ id, question, answer, answers })) : [],
+      regions: a[13] ? (a[13] as [string, number | null, number | null, number | null, number | null][]).map(([text, x, y, w, h]): RawRegion => ({ text, x: unnum(x), y: unnum(y), w: unnum(w), h: unnum(h) })) : [],
+      absentCategoryIds: a[14] ? (a[14] as number[]) : [],
+      facts: a[15] ? (a[15] as string[]) : [],
+      labelSentence: a[16] === 1,
+      prov: { file: this.files[a[3] as number]!, offset: a[4] as number },
     };
+    return { fragment, order };
   }
+}
+
+export interface CodecTables {
+  sources: { name: string; family: string }[];
+  files: string[];
+}
+
+/**
+ * Where a fragment stands in reading order: the file's place in the run,
+ * then a position inside it (an arrival count, or for files read by several
+ * threads the byte offset of the element it came from). Files up to 1 TiB,
+ * 8191 files: the number stays an exact integer.
+ */
+export const ORDER_FILE_STRIDE = 2 ** 40;
+export function readOrder(fileNumber: number, position: number): number {
+  return fileNumber * ORDER_FILE_STRIDE + position;
 }
 
 // NaN does not survive JSON (it becomes null): box coordinates may be NaN when a

@@ -22,6 +22,10 @@ export interface JoinOptions {
   /** Parent folder for the spill folder (default: the OS temp folder). */
   tmpDir?: string;
   partitions?: number;
+  /** A codec to encode with (one sharing tables with other threads); default a new one. */
+  codec?: FragmentCodec;
+  /** Spill into this folder (made by the caller, removed by `cleanup`) instead of a new one. */
+  spillDir?: string;
 }
 
 export interface JoinStats {
@@ -43,12 +47,22 @@ export function hashRef(ref: string): number {
   return h >>> 0;
 }
 
-/** One partition's fragments, ready to group: its spill file (if it spilled) and what is still in memory. */
+/** One partition's fragments, ready to group: its spill files (from each thread that read) and what is still in memory. */
 export interface PartitionInput {
   partition: number;
-  spillFile: string | null;
-  /** Encoded fragments held in memory (after those in the spill file), separated by RECORD. */
+  spillFiles: string[];
+  /** Encoded fragments held in memory, separated by RECORD. */
   lines: string;
+}
+
+/** What another thread's join left on disk: its spill folder and the partitions it wrote there. */
+export interface SpilledJoin {
+  dir: string;
+  partitions: number[];
+}
+
+export function spillFilePath(dir: string, partition: number): string {
+  return path.join(dir, `part-${String(partition).padStart(4, '0')}.fragments`);
 }
 
 /**
@@ -83,10 +97,10 @@ export class FragmentJoin {
   private spilled = new Set<number>();
   /** The spill being written, if any: spills never overlap (they share files and the folder). */
   private spilling: Promise<void> | null = null;
-  private readonly budget: number;
+  private budget: number;
   readonly partitions: number;
   private readonly tmpParent: string;
-  readonly codec = new FragmentCodec();
+  readonly codec: FragmentCodec;
 
   constructor(opts: JoinOptions) {
     if (!(opts.memoryBudget > 0)) throw new InstructifyError('E_OPTION', `memory budget must be a positive number of bytes, got ${opts.memoryBudget}`);
@@ -96,12 +110,23 @@ export class FragmentJoin {
     this.partitions = p;
     this.tmpParent = opts.tmpDir ?? os.tmpdir();
     this.buffers = Array.from({ length: p }, () => []);
+    this.codec = opts.codec ?? new FragmentCodec();
+    this.spillDir = opts.spillDir ?? null;
   }
 
-  /** Add one fragment; returns a promise while a spill it caused is written (backpressure). */
-  add(f: Fragment): Promise<void> | undefined {
+  /** Change the memory budget (when other threads' joins start to share it). */
+  setBudget(bytes: number): void {
+    if (!(bytes > 0)) throw new InstructifyError('E_OPTION', `memory budget must be a positive number of bytes, got ${bytes}`);
+    this.budget = bytes;
+  }
+
+  /**
+   * Add one fragment with its read order (see `readOrder`); returns a promise
+   * while a spill it caused is written (backpressure).
+   */
+  add(f: Fragment, order = 0): Promise<void> | undefined {
     this.stats.fragments++;
-    const line = this.codec.encode(f);
+    const line = this.codec.encode(f, order);
     this.buffers[hashRef(f.ref) % this.partitions]!.push(line);
     // A one-byte string costs about its length plus a small header.
     this.held += line.length + 40;
@@ -121,7 +146,23 @@ export class FragmentJoin {
   }
 
   private partitionFile(p: number): string {
-    return path.join(this.spillDir!, `part-${String(p).padStart(4, '0')}.fragments`);
+    return spillFilePath(this.spillDir!, p);
+  }
+
+  /**
+   * Write everything held to the spill files (a join in a worker thread does
+   * this when reading ends, and hands the files over): the partitions that
+   * have a file, in order.
+   */
+  async spillAll(): Promise<SpilledJoin | null> {
+    await this.spilling;
+    // A hand-over, not a spill to stay under the budget: not counted as one.
+    if (this.held > 0) {
+      await this.spill();
+      this.stats.spills--;
+    }
+    if (this.spillDir === null) return null;
+    return { dir: this.spillDir, partitions: [...this.spilled].sort((a, b) => a - b) };
   }
 
   private async spill(): Promise<void> {
@@ -149,22 +190,28 @@ export class FragmentJoin {
     await this.spilling;
   }
 
-  /** How many partitions hold anything (for progress). */
-  nonEmptyPartitions(): number {
+  /** How many partitions hold anything, here or in `others` (for progress). */
+  nonEmptyPartitions(others: SpilledJoin[] = []): number {
+    const elsewhere = new Set(others.flatMap((o) => o.partitions));
     let n = 0;
-    for (let p = 0; p < this.partitions; p++) if (this.buffers[p]!.length || this.spilled.has(p)) n++;
+    for (let p = 0; p < this.partitions; p++) if (this.buffers[p]!.length || this.spilled.has(p) || elsewhere.has(p)) n++;
     return n;
   }
 
-  /** Every non-empty partition in order. Call once, after the last `add`. */
-  async *partitionsInOrder(): AsyncGenerator<PartitionInput> {
+  /**
+   * Every non-empty partition in order, with the same partition of other
+   * threads' joins (same partition count) added. Call once, after the last `add`.
+   */
+  async *partitionsInOrder(others: SpilledJoin[] = []): AsyncGenerator<PartitionInput> {
     await this.spilling;
+    const elsewhere = others.map((o) => ({ dir: o.dir, has: new Set(o.partitions) }));
     for (let p = 0; p < this.partitions; p++) {
       const lines = this.buffers[p]!;
       this.buffers[p] = [];
-      const spillFile = this.spilled.has(p) ? this.partitionFile(p) : null;
-      if (!lines.length && spillFile === null) continue;
-      yield { partition: p, spillFile, lines: lines.join(RECORD) };
+      const spillFiles = this.spilled.has(p) ? [this.partitionFile(p)] : [];
+      for (const o of elsewhere) if (o.has.has(p)) spillFiles.push(spillFilePath(o.dir, p));
+      if (!lines.length && !spillFiles.length) continue;
+      yield { partition: p, spillFiles, lines: lines.join(RECORD) };
     }
   }
 
@@ -178,25 +225,36 @@ export class FragmentJoin {
   }
 }
 
-/** Group one partition's fragments by image, images in ref order, fragments in arrival order. */
+/**
+ * Group one partition's fragments by image, images in ref order, fragments
+ * in read order: the order one thread reading the files in turn would have
+ * added them, whichever threads did the reading.
+ */
 export async function groupPartition(input: PartitionInput, codec: FragmentCodec): Promise<ImageGroup[]> {
-  const groups = new Map<string, Fragment[]>();
+  const groups = new Map<string, { fragment: Fragment; order: number }[]>();
+  let sorted = true;
   const take = (text: string) => {
     let start = 0;
     while (start < text.length) {
       let end = text.indexOf(RECORD, start);
       if (end === -1) end = text.length;
       if (end > start) {
-        const f = codec.decode(text.slice(start, end));
-        let list = groups.get(f.ref);
-        if (!list) groups.set(f.ref, (list = []));
-        list.push(f);
+        const d = codec.decodeWithOrder(text.slice(start, end));
+        let list = groups.get(d.fragment.ref);
+        if (!list) groups.set(d.fragment.ref, (list = []));
+        else if (d.order < list[list.length - 1]!.order) sorted = false;
+        list.push(d);
       }
       start = end + 1;
     }
   };
-  if (input.spillFile !== null) take(await readFile(input.spillFile, 'utf8'));
+  for (const file of input.spillFiles) take(await readFile(file, 'utf8'));
   take(input.lines);
   const refs = [...groups.keys()].sort();
-  return refs.map((ref) => ({ ref, fragments: groups.get(ref)! }));
+  return refs.map((ref) => {
+    const list = groups.get(ref)!;
+    // Sort is stable: fragments with equal order keep their arrival order.
+    if (!sorted && list.length > 1) list.sort((a, b) => a.order - b.order);
+    return { ref, fragments: list.map((d) => d.fragment) };
+  });
 }

@@ -1,10 +1,14 @@
 import { createReadStream, createWriteStream, type WriteStream } from 'node:fs';
-import { mkdir, readdir, realpath, rm, writeFile, rename } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, realpath, rm, writeFile, rename } from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import os from 'node:os';
 import { parquetValues, valueStages, wrapCsvError } from '../transforms/record-values.js';
 import { ingestSink } from '../transforms/ingest.js';
+import { offloadingJsonValues } from '../transforms/json-values.js';
+import type { ElementBatch } from './element-batches.js';
+import { readOrder } from './fragment-codec.js';
+import { ReadPool, type BatchDone } from './read-pool.js';
 import { DEFAULT_EDGE_TOLERANCE } from './assemble.js';
 import { emptyCounts, type EmitConfig, type RecordCounts } from './emit.js';
 import { DEFAULT_TREE_OPTIONS, type TreeOptions } from './tree/build.js';
@@ -12,11 +16,11 @@ import type { TreeStageOptions } from './tree/stage.js';
 import { inShard, shardTag, type Shard } from './sharding.js';
 import { LanePool } from './lanes.js';
 import { InstructifyError } from './errors.js';
-import { DEFAULT_PARTITIONS, FragmentJoin } from './join.js';
+import { DEFAULT_PARTITIONS, FragmentJoin, removeStaleSpills, type JoinStats, type SpilledJoin } from './join.js';
 import { PREPARED_SCHEMA_VERSION, preparedSchema } from './schema.js';
 import { fileSizeAndMtime, type ShardFormat, type ShardInfo } from './shards.js';
 import { SOURCE_KINDS } from './sources/index.js';
-import { createIngestState, type HandlerContext, type PlannedFile, type SourceKind } from './sources/types.js';
+import { createIngestState, type FileHandler, type HandlerContext, type PlannedFile, type SourceKind } from './sources/types.js';
 import { StageStats } from './stats.js';
 import type { Fragment, Reject } from './types.js';
 import { VERSION } from './version.js';
@@ -58,10 +62,13 @@ export interface PrepareOptions {
   imageConcurrency?: number;
   edgeTolerance?: number;
   /**
-   * Worker threads that build records and write shards beside the main
-   * thread (each is a "lane"; lane w writes `part-<w>-<n>`, the main thread
-   * is lane 0): a number, or 'auto' (one per other core, up to 3, when the
-   * input is large enough to repay starting them).
+   * Worker threads beside the main thread: a number, or 'auto' (one per
+   * other core, up to 3, when the input is large enough to repay starting
+   * them). While reading, they parse and join the bulk arrays of files whose
+   * loader allows it (COCO annotations, Visual Genome per-image files) while
+   * the main thread cuts them out of the file; afterwards they build records
+   * and write shards (each is a "lane"; lane w writes `part-<w>-<n>`, the main
+   * thread is lane 0).
    */
   workers?: number | 'auto';
   /** The tree stage: ASCII tree (default), flat box list (`--no-tree`), or none; thresholds; depth maps. */
@@ -266,8 +273,11 @@ export async function prepare(options: PrepareOptions): Promise<PrepareResult> {
     inputs.push({ source: source.name, kind: source.kind, role: file.role, file: file.path, ...info });
   }
   const bytesTotal = inputs.reduce((s, i) => s + i.size, 0);
-
+  // The main thread is a lane too: 'auto' adds one worker per other core.
+  // Streaming to stdout needs one writer, in order: the main thread alone then writes.
   const toStdout = o.out === '-';
+  const workerCount = o.workers === 'auto' ? (bytesTotal >= AUTO_WORKERS_MIN_BYTES ? Math.min(3, os.availableParallelism() - 1) : 0) : o.workers;
+
   if (!toStdout) {
     await mkdir(o.out, { recursive: true });
     await clearOutput(o.out);
@@ -290,6 +300,17 @@ export async function prepare(options: PrepareOptions): Promise<PrepareResult> {
   const realRoot = o.images !== null ? await realpath(o.images) : '';
   const state = createIngestState();
   const join = new FragmentJoin({ memoryBudget: o.memoryBudget, tmpDir: o.tmpDir, partitions: partitionsFor(bytesTotal) });
+  // Codecs in read workers must number sources and files as this one does: enter them all now, in reading order.
+  join.codec.register(
+    o.sources.map((s) => ({ name: s.name, family: s.loader.family })),
+    planned.map((p) => p.file.path),
+  );
+  let readPool: ReadPool | null = null;
+  const readSpillDirs: string[] = [];
+  let readSpilled: SpilledJoin[] = [];
+  let readJoinStats: JoinStats[] = [];
+  /** A read worker's failure (or a strict-mode reject it reported), raised on the main thread's next step. */
+  let readFailure: unknown = null;
   const stages = {
     parse: new StageStats('parse'),
     join: new StageStats('join'),
@@ -319,6 +340,58 @@ export async function prepare(options: PrepareOptions): Promise<PrepareResult> {
     rejectsOut?.write(JSON.stringify(r) + '\n');
   };
 
+  /** Start the read workers, each with a spill folder made here (so it is removed whatever becomes of the worker). */
+  const startReadPool = async (count: number): Promise<ReadPool> => {
+    const parent = o.tmpDir ?? os.tmpdir();
+    await removeStaleSpills(parent);
+    const dirs: string[] = [];
+    for (let i = 0; i < count; i++) dirs.push(await mkdtemp(path.join(parent, `instructify-join-${process.pid}-`)));
+    readSpillDirs.push(...dirs);
+    // The memory budget is shared by the joins of all reading threads.
+    const share = Math.max(1, Math.floor(o.memoryBudget / (count + 1)));
+    join.setBudget(share);
+    return new ReadPool({ codec: join.codec.tables(), memoryBudget: share, partitions: join.partitions, shard: o.shard }, dirs);
+  };
+
+  const batchDone = (source: string) => (d: BatchDone) => {
+    perSource[source]!.fragments += d.fragments;
+    stages.join.seen += d.fragments;
+    try {
+      for (const r of d.rejects) recordReject(r);
+    } catch (err) {
+      readFailure ??= err;
+    }
+  };
+
+  /** The JSON stage of a file whose bulk arrays read workers may take. */
+  const offloadingValues = (pool: ReadPool, fileNumber: number, file: PlannedFile, source: ResolvedOptions['sources'][number], handler: FileHandler) => {
+    pool.startFile({ file: fileNumber, kind: source.kind, planned: file, source: source.name, family: source.loader.family, state, cocoNaming: o.cocoNaming, images: o.images });
+    const done = batchDone(source.name);
+    return offloadingJsonValues({
+      file: file.path,
+      skipKeys: handler.skipKeys,
+      rawKeys: handler.rawKeys,
+      parallelKeys: handler.parallelKeys!,
+      fileNumber,
+      canOffload: () => {
+        if (readFailure !== null) throw readFailure;
+        if (pool.failure !== null) throw pool.failure;
+        return pool.hasRoom();
+      },
+      offload: (b: ElementBatch) => void pool.submit(b).then(done, (err: unknown) => void (readFailure ??= err)),
+    });
+  };
+
+  const joinStats = (): JoinStats => {
+    const all = [join.stats, ...readJoinStats];
+    return {
+      fragments: all.reduce((n, s) => n + s.fragments, 0),
+      spills: all.reduce((n, s) => n + s.spills, 0),
+      spilledBytes: all.reduce((n, s) => n + s.spilledBytes, 0),
+      peakHeldBytes: all.reduce((n, s) => n + s.peakHeldBytes, 0),
+    };
+  };
+
   let bytesRead = 0;
   let records = 0;
   let partsDone = 0;
@@ -331,6 +404,10 @@ export async function prepare(options: PrepareOptions): Promise<PrepareResult> {
     // 1. Read every file into the join.
     for (const { file, source } of planned) {
       let pendingSpill: Promise<void> | undefined;
+      const fileNumber = join.codec.fileNumber(file.path);
+      // Reading order of this file's fragments: arrival, or for files read by several threads the element's offset.
+      let arrival = 0;
+      let byOffset = false;
       const ctx: HandlerContext = {
         source: source.name,
         family: source.loader.family,
@@ -343,7 +420,7 @@ export async function prepare(options: PrepareOptions): Promise<PrepareResult> {
             if (!inShard(f.ref, o.shard)) return;
             perSource[source.name]!.fragments++;
             stages.join.seen++;
-            const wait = join.add(f);
+            const wait = join.add(f, readOrder(fileNumber, byOffset ? (f.prov.offset ?? 0) : arrival++));
             if (wait) pendingSpill = pendingSpill ? pendingSpill.then(() => wait) : wait;
           },
           reject: recordReject,
@@ -363,18 +440,36 @@ export async function prepare(options: PrepareOptions): Promise<PrepareResult> {
         bytesRead += inputs.find((i) => i.file === file.path)?.size ?? 0;
         progress('read');
       } else {
+        let values = valueStages(format, file.path, handler);
+        if (format === 'json' && handler.parallelKeys) {
+          // Bulk arrays of this file may be parsed by read workers; its fragments are ordered by offset either way.
+          byOffset = true;
+          if (workerCount > 0 && readPool === null) readPool = await startReadPool(workerCount);
+          if (readPool !== null) values = [offloadingValues(readPool, fileNumber, file, source, handler)];
+        }
+        // The 'data' listener starts the flow: nothing may be awaited between here and the pipeline.
         const input = file.path === '-' ? process.stdin : createReadStream(file.path, { highWaterMark: o.readChunkBytes });
         input.on('data', (chunk: Buffer | string) => {
           bytesRead += chunk.length;
           progress('read');
         });
-        await pipeline([input, ...valueStages(format, file.path, handler), sink], pipeOptions).catch((err: unknown) => {
+        await pipeline([input, ...values, sink], pipeOptions).catch((err: unknown) => {
           throw wrapCsvError(err, file.path);
         });
+        if (readPool !== null) await readPool.idle();
+        if (readFailure !== null) throw readFailure;
       }
       stages.parse.busyMs += performance.now() - t;
       stages.parse.seen++;
       stages.parse.passed++;
+    }
+
+    if (readPool !== null) {
+      const closed = await readPool.close();
+      readSpilled = closed.spilled;
+      readJoinStats = closed.stats;
+      await readPool.terminate();
+      readPool = null;
     }
 
     // 2. Per partition (in worker threads when there are several): group per
@@ -391,10 +486,7 @@ export async function prepare(options: PrepareOptions): Promise<PrepareResult> {
       tree: o.tree,
       codec: join.codec.tables(),
     };
-    // The main thread is a lane too: 'auto' adds one worker lane per other core.
-    // Streaming to stdout needs one writer, in order: the main thread alone.
-    const workers = toStdout ? 0 : o.workers === 'auto' ? (bytesTotal >= AUTO_WORKERS_MIN_BYTES ? Math.min(3, os.availableParallelism() - 1) : 0) : o.workers;
-    lanes = new LanePool(workers, {
+    lanes = new LanePool(toStdout ? 0 : workerCount, {
       config,
       out: o.out,
       format: o.format === 'ndjson' ? 'jsonl' : o.format,
@@ -402,8 +494,8 @@ export async function prepare(options: PrepareOptions): Promise<PrepareResult> {
       recordStream: options.recordStream,
       rowsPerShard: o.rowsPerShard, rowGroupRows: o.rowGroupRows, metadata: [...preparedSchema.metadata], tag: shardTag(o.shard) });
     await join.settled();
-    partsTotal = join.nonEmptyPartitions();
-    for await (const r of lanes.run(join.partitionsInOrder())) {
+    partsTotal = join.nonEmptyPartitions(readSpilled);
+    for await (const r of lanes.run(join.partitionsInOrder(readSpilled))) {
       if (options.signal?.aborted) throw new InstructifyError('E_INTERRUPTED', 'stopped by a signal');
       partsDone++;
       for (const rej of r.rejects) recordReject(rej);
@@ -441,7 +533,7 @@ export async function prepare(options: PrepareOptions): Promise<PrepareResult> {
       stages: Object.fromEntries(Object.entries(stages).map(([k, v]) => [k, v.toJSON()])),
       inputs,
       seconds: Math.round(performance.now() - t0) / 1000,
-      join: join.stats,
+      join: joinStats(),
     };
     await writeManifest(o.out, {
       ...baseManifest,
@@ -453,7 +545,7 @@ export async function prepare(options: PrepareOptions): Promise<PrepareResult> {
       rejects: rejectCounts,
       shards: result.shards,
       stages: result.stages,
-      join: join.stats,
+      join: result.join,
     });
     return result;
   } catch (caught) {
@@ -475,6 +567,8 @@ export async function prepare(options: PrepareOptions): Promise<PrepareResult> {
     }).catch(() => {});
     throw err;
   } finally {
+    await readPool?.terminate();
+    for (const dir of readSpillDirs) await rm(dir, { recursive: true, force: true }).catch(() => {});
     await lanes?.close();
     // A failed cleanup must not hide the run's own error; say it and move on.
     await join.cleanup().catch((err: Error) => process.stderr.write(`instructify: could not remove the join's spill folder: ${err.message}\n`));

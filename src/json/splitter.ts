@@ -44,6 +44,14 @@ export interface SplitterOptions {
    * nothing but numbers, commas and brackets.
    */
   rawKeys?: ReadonlySet<string>;
+  /**
+   * Elements for which this returns true are not parsed: their bytes go to
+   * `onDeferred` instead (to be parsed elsewhere, e.g. in a worker thread).
+   * Asked once per split element, with its key and index.
+   */
+  defer?: (key: string | null, index: number) => boolean;
+  /** Receives deferred elements; `bytes` is only valid during the call (copy it). */
+  onDeferred?: (key: string | null, index: number, offset: number, bytes: Buffer, raw: RawRange | null) => void;
 }
 
 /** What a raw numeric array may contain. */
@@ -94,6 +102,65 @@ export interface JsonSplitter {
   end(): void;
   /** Bytes consumed so far. */
   readonly bytes: number;
+}
+
+/** A raw field's name and its byte range inside the element. */
+export interface RawRange {
+  name: string;
+  start: number;
+  end: number;
+}
+
+/**
+ * Parse one element's bytes; a raw field's bytes [rawStart, rawEnd) are
+ * checked to be numbers only and returned as text (the value holds null
+ * there). Errors name the file, the element and the byte in the file.
+ */
+export function parseElement(
+  bytes: Buffer,
+  rawName: string | null,
+  rawStart: number,
+  rawEnd: number,
+  file: string,
+  offset: number,
+  key: string | null,
+  index: number,
+): { value: unknown; raw: Record<string, string> | null } {
+  let value: unknown;
+  let raw: Record<string, string> | null = null;
+  let text: string;
+  let prefixChars = -1;
+  if (rawName !== null && rawEnd > rawStart) {
+    const rawText = bytes.toString('latin1', rawStart, rawEnd);
+    if (!NUMERIC_ARRAY_TEXT.test(rawText)) {
+      const bad = rawText.search(/[^\[\]\s\d.,eE+-]/);
+      throw new InstructifyError('E_JSON_SYNTAX', `malformed JSON in "${rawName}": only numbers may appear here`, { file, offset: offset + rawStart + bad });
+    }
+    raw = { [rawName]: rawText };
+    const prefix = bytes.toString('utf8', 0, rawStart);
+    prefixChars = prefix.length;
+    text = prefix + 'null' + bytes.toString('utf8', rawEnd);
+  } else {
+    text = bytes.toString('utf8');
+  }
+  try {
+    value = JSON.parse(text);
+  } catch (err) {
+    // V8 reports "... at position N" (in characters); map it to a byte offset.
+    const m = /position (\d+)/.exec(String((err as Error).message));
+    let at = offset;
+    if (m) {
+      const pos = Number(m[1]);
+      at += prefixChars >= 0 && pos > prefixChars ? rawEnd + Buffer.byteLength(text.slice(prefixChars + 4, pos)) : Buffer.byteLength(text.slice(0, pos));
+    }
+    const where = key !== null ? `in "${key}"${index >= 0 ? ` element ${index}` : ''}` : `in element ${index}`;
+    throw new InstructifyError('E_JSON_SYNTAX', `malformed JSON ${where}: ${(err as Error).message}`, {
+      file,
+      offset: at,
+      cause: err,
+    });
+  }
+  return { value, raw };
 }
 
 export function createJsonSplitter(opts: SplitterOptions, onValue: (v: JsonValue) => void): JsonSplitter {
@@ -147,6 +214,10 @@ export function createJsonSplitter(opts: SplitterOptions, onValue: (v: JsonValue
   let captureKey: string | null = null;
   let captureIndex = -1;
   let captureSkip = false;
+  /** The element being captured is deferred: its bytes are handed over unparsed. */
+  let captureDeferred = false;
+  const defer = opts.defer;
+  const onDeferred = opts.onDeferred;
 
   // String state carried across chunks.
   let inString = false;
@@ -170,40 +241,11 @@ export function createJsonSplitter(opts: SplitterOptions, onValue: (v: JsonValue
     } else {
       bytes = buf.subarray(captureStart, endExclusive);
     }
-    let value: unknown;
-    let raw: Record<string, string> | null = null;
-    let text: string;
-    let prefixChars = -1;
-    if (rawName !== null && rawEnd > rawStart) {
-      const rawText = bytes.toString('latin1', rawStart, rawEnd);
-      if (!NUMERIC_ARRAY_TEXT.test(rawText)) {
-        const bad = rawText.search(/[^\[\]\s\d.,eE+-]/);
-        throw new InstructifyError('E_JSON_SYNTAX', `malformed JSON in "${rawName}": only numbers may appear here`, { file, offset: captureOffset + rawStart + bad });
-      }
-      raw = { [rawName]: rawText };
-      const prefix = bytes.toString('utf8', 0, rawStart);
-      prefixChars = prefix.length;
-      text = prefix + 'null' + bytes.toString('utf8', rawEnd);
-    } else {
-      text = bytes.toString('utf8');
+    if (captureDeferred) {
+      onDeferred!(captureKey, captureIndex, captureOffset, bytes, rawName !== null && rawEnd > rawStart ? { name: rawName, start: rawStart, end: rawEnd } : null);
+      return;
     }
-    try {
-      value = JSON.parse(text);
-    } catch (err) {
-      // V8 reports "... at position N" (in characters); map it to a byte offset.
-      const m = /position (\d+)/.exec(String((err as Error).message));
-      let at = captureOffset;
-      if (m) {
-        const pos = Number(m[1]);
-        at += prefixChars >= 0 && pos > prefixChars ? rawEnd + Buffer.byteLength(text.slice(prefixChars + 4, pos)) : Buffer.byteLength(text.slice(0, pos));
-      }
-      const where = captureKey !== null ? `in "${captureKey}"${captureIndex >= 0 ? ` element ${captureIndex}` : ''}` : `in element ${captureIndex}`;
-      throw new InstructifyError('E_JSON_SYNTAX', `malformed JSON ${where}: ${(err as Error).message}`, {
-        file,
-        offset: at,
-        cause: err,
-      });
-    }
+    const { value, raw } = parseElement(bytes, rawName, rawStart, rawEnd, file, captureOffset, captureKey, captureIndex);
     onValue({ key: captureKey, index: captureIndex, value, offset: captureOffset, raw });
   }
 
@@ -216,6 +258,7 @@ export function createJsonSplitter(opts: SplitterOptions, onValue: (v: JsonValue
     captureKey = key;
     captureIndex = index;
     captureSkip = key !== null && skipKeys !== undefined && skipKeys.has(key);
+    captureDeferred = index >= 0 && defer !== undefined && defer(key, index);
     capturedBefore = 0;
     rawName = null;
     rawPending = null;

@@ -21,6 +21,8 @@ export function cocoRef(id: number): string {
 
 const HEADER_KEYS = new Set(['info', 'licenses']);
 const RAW_KEYS = new Set(['segmentation']);
+/** Annotations are the bulk of a COCO file, each handled on its own: worker threads may take them. */
+const PARALLEL_KEYS = new Set<string | null>(['annotations']);
 
 /**
  * Shared by captions and instances: the `images` table gives file names and
@@ -42,6 +44,7 @@ function cocoHandler(
   return {
     skipKeys: HEADER_KEYS,
     rawKeys: kind === 'instances' ? RAW_KEYS : undefined,
+    parallelKeys: PARALLEL_KEYS,
     onValue(v) {
       if (v.key === null) {
         throw new InstructifyError('E_WRONG_KIND', `a COCO ${kind} file is a JSON object with "images" and "annotations"; this file is a top-level array`, {

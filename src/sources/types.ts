@@ -37,6 +37,15 @@ export interface FileHandler {
   skipKeys?: ReadonlySet<string>;
   /** Fields of each element to receive as JSON text (see SplitterOptions.rawKeys). */
   rawKeys?: ReadonlySet<string>;
+  /**
+   * Split arrays (by top-level key; null for a top-level array) whose
+   * elements this handler treats one by one: each element's fragments are
+   * emitted while it is handled, with `prov.offset` = the element's offset,
+   * and nothing but `ctx.state` is read. Elements after the first may then
+   * be handled by a copy of the handler in a worker thread (made with a copy
+   * of `ctx.state`) while the main thread scans on.
+   */
+  parallelKeys?: ReadonlySet<string | null>;
   onValue(v: JsonValue): void;
   /** Called after the last value: checks that the file had what it should. */
   finish(): void;

@@ -61,6 +61,8 @@ const LIST_KEY: Record<string, string> = {
   question_answers: 'qas',
 };
 
+const TOP_LEVEL_ARRAY = new Set<string | null>([null]);
+
 export const visualGenome: SourceKind = {
   kind: 'vg',
   family: 'vg',
@@ -70,6 +72,8 @@ export const visualGenome: SourceKind = {
     const role = file.role;
     let checked = false;
     return {
+      // Per-image elements are independent once image_data (read first) has set the COCO aliases.
+      parallelKeys: role === 'image_data' ? undefined : TOP_LEVEL_ARRAY,
       onValue(v) {
         const el = v.value;
         if (v.key !== null || !isObject(el)) {

@@ -1,0 +1,149 @@
+import { parseElement, type JsonValue, type RawRange } from './json/splitter.js';
+
+/**
+ * Batches of unparsed JSON elements, the unit of work handed to a read
+ * worker: the main thread only finds where elements start and end and where
+ * their raw fields lie (the cheap part of reading); parsing, the source's
+ * handler and encoding for the join (the expensive part) happen wherever the
+ * batch goes, without scanning the bytes again.
+ */
+export interface ElementBatch {
+  /** The file's place in the run (its number in the fragment codec's tables). */
+  file: number;
+  /** The top-level key the elements sit under (null: a top-level array). */
+  key: string | null;
+  /** Array index of the first element. */
+  firstIndex: number;
+  /** Number of elements. */
+  count: number;
+  /** Offset in the file of each element's first byte. */
+  offsets: Float64Array;
+  /** Where each element starts in `bytes` (it ends where the next starts, the last at `length`). */
+  starts: Uint32Array;
+  /** Per element: the raw field's index in `rawNames` and its byte range inside the element; -1 when none. */
+  rawWhich: Int32Array;
+  rawStarts: Int32Array;
+  rawEnds: Int32Array;
+  rawNames: string[];
+  /** Bytes [0, length) are used. */
+  bytes: Uint8Array;
+  length: number;
+}
+
+/** Collects elements into batches of about `targetBytes`. */
+export class ElementBatcher {
+  private bytes: Buffer;
+  private length = 0;
+  private offsets: number[] = [];
+  private starts: number[] = [];
+  private rawWhich: number[] = [];
+  private rawStarts: number[] = [];
+  private rawEnds: number[] = [];
+  private rawNames: string[] = [];
+  private key: string | null = null;
+  private firstIndex = -1;
+  private nextIndex = -1;
+
+  constructor(
+    private readonly file: number,
+    private readonly targetBytes = 1 << 20,
+  ) {
+    this.bytes = Buffer.allocUnsafeSlow(targetBytes + 1024);
+  }
+
+  /** Elements in the batch being collected. */
+  get pending(): number {
+    return this.offsets.length;
+  }
+
+  /** Add one element; returns the batch it completed, if any. */
+  add(key: string | null, index: number, offset: number, element: Buffer, raw: RawRange | null): ElementBatch | null {
+    let done: ElementBatch | null = null;
+    // A batch holds consecutive elements of one array.
+    if (this.offsets.length && (key !== this.key || index !== this.nextIndex)) done = this.take();
+    if (!this.offsets.length) {
+      this.key = key;
+      this.firstIndex = index;
+    }
+    this.ensure(element.length);
+    this.starts.push(this.length);
+    this.offsets.push(offset);
+    if (raw === null) {
+      this.rawWhich.push(-1);
+      this.rawStarts.push(-1);
+      this.rawEnds.push(-1);
+    } else {
+      let which = this.rawNames.indexOf(raw.name);
+      if (which < 0) which = this.rawNames.push(raw.name) - 1;
+      this.rawWhich.push(which);
+      this.rawStarts.push(raw.start);
+      this.rawEnds.push(raw.end);
+    }
+    element.copy(this.bytes, this.length);
+    this.length += element.length;
+    this.nextIndex = index + 1;
+    if (this.length >= this.targetBytes) return done ?? this.take();
+    return done;
+  }
+
+  /** The batch in progress, if it holds anything. */
+  flush(): ElementBatch | null {
+    return this.offsets.length ? this.take() : null;
+  }
+
+  private ensure(extra: number): void {
+    if (this.length + extra <= this.bytes.length) return;
+    const bigger = Buffer.allocUnsafeSlow(Math.max(this.bytes.length * 2, this.length + extra + 1024));
+    this.bytes.copy(bigger, 0, 0, this.length);
+    this.bytes = bigger;
+  }
+
+  private take(): ElementBatch {
+    const batch: ElementBatch = {
+      file: this.file,
+      key: this.key,
+      firstIndex: this.firstIndex,
+      count: this.offsets.length,
+      offsets: Float64Array.from(this.offsets),
+      starts: Uint32Array.from(this.starts),
+      rawWhich: Int32Array.from(this.rawWhich),
+      rawStarts: Int32Array.from(this.rawStarts),
+      rawEnds: Int32Array.from(this.rawEnds),
+      rawNames: this.rawNames,
+      // The batch owns its buffer (it may be transferred to a worker): start a new one.
+      bytes: this.bytes,
+      length: this.length,
+    };
+    this.bytes = Buffer.allocUnsafeSlow(this.targetBytes + 1024);
+    this.length = 0;
+    this.offsets = [];
+    this.starts = [];
+    this.rawWhich = [];
+    this.rawStarts = [];
+    this.rawEnds = [];
+    this.rawNames = [];
+    return batch;
+  }
+}
+
+/** The ArrayBuffers a batch can hand over to another thread without copying. */
+export function batchTransferList(b: ElementBatch): ArrayBuffer[] {
+  return [b.bytes, b.offsets, b.starts, b.rawWhich, b.rawStarts, b.rawEnds].map((a) => a.buffer as ArrayBuffer);
+}
+
+/**
+ * Parse a batch and give each element to `onValue` as the file's own
+ * splitter would have: same key, index, offset and raw fields, and a syntax
+ * error names the file, the element and its byte offset in the file.
+ */
+export function forEachBatchValue(batch: ElementBatch, file: string, onValue: (v: JsonValue) => void): void {
+  const all = Buffer.from(batch.bytes.buffer, batch.bytes.byteOffset, batch.length);
+  for (let j = 0; j < batch.count; j++) {
+    const end = j + 1 < batch.count ? batch.starts[j + 1]! : batch.length;
+    const which = batch.rawWhich[j]!;
+    const offset = batch.offsets[j]!;
+    const index = batch.firstIndex + j;
+    const { value, raw } = parseElement(all.subarray(batch.starts[j]!, end), which < 0 ? null : batch.rawNames[which]!, batch.rawStarts[j]!, batch.rawEnds[j]!, file, offset, batch.key, index);
+    onValue({ key: batch.key, index, value, offset, raw });
+  }
+}

@@ -1,0 +1,188 @@
+import { Worker } from 'node:worker_threads';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { batchTransferList, type ElementBatch } from './element-batches.js';
+import { InstructifyError, errorFromData, type ErrorData } from './errors.js';
+import type { CodecTables } from './fragment-codec.js';
+import type { JoinStats, SpilledJoin } from './join.js';
+import type { Shard } from './sharding.js';
+import type { IngestState, PlannedFile } from './sources/types.js';
+import type { Reject } from './types.js';
+
+/**
+ * Read workers: threads that parse batches of elements the main thread has
+ * cut out of a file, run the source's handler on them and add the fragments
+ * to a join of their own (same partitions, same codec tables, their own
+ * spill folder). When reading ends each spills what it holds and hands its
+ * folder over: the emit phase reads partition p from every join.
+ *
+ * Sending fragments back to the main thread cost as much as the second core
+ * saved (measured, see bench/RESULTS.md); a join per worker sends nothing back
+ * but a count per batch.
+ */
+export interface ReadWorkerInit {
+  codec: CodecTables;
+  memoryBudget: number;
+  partitions: number;
+  /** Made by the main thread (so it can remove it whatever happens to the worker). */
+  spillDir: string;
+  shard: Shard | null;
+}
+
+/** Everything a worker needs to make its copy of a file's handler. */
+export interface ReadFileStart {
+  file: number;
+  kind: string;
+  planned: PlannedFile;
+  source: string;
+  family: string;
+  state: IngestState;
+  cocoNaming: '2017' | '2014';
+  images: string | null;
+}
+
+export type ToReadWorker = { type: 'file'; start: ReadFileStart } | { type: 'batch'; seq: number; batch: ElementBatch } | { type: 'close' };
+
+export interface BatchDone {
+  seq: number;
+  /** Fragments added to the worker's join (after the shard filter). */
+  fragments: number;
+  rejects: Reject[];
+}
+
+export type FromReadWorker =
+  | ({ type: 'batch-done' } & BatchDone)
+  | { type: 'closed'; spilled: SpilledJoin | null; stats: JoinStats }
+  | { type: 'error'; seq: number | null; error: ErrorData };
+
+function readWorkerFile(): string {
+  const here = fileURLToPath(import.meta.url);
+  // From TypeScript sources (the tests), the worker still runs from the build in dist/.
+  if (here.endsWith('.js')) return path.join(path.dirname(here), 'workers', 'read-worker.js');
+  return path.join(path.dirname(here), '..', 'dist', 'src', 'workers', 'read-worker.js');
+}
+
+/** Batches each worker may hold: one being parsed, one waiting, so it never idles. */
+const IN_FLIGHT_PER_WORKER = 4;
+
+interface ReadWorker {
+  worker: Worker;
+  inFlight: number;
+  closed: ((v: { spilled: SpilledJoin | null; stats: JoinStats }) => void) | null;
+}
+
+export class ReadPool {
+  private readonly workers: ReadWorker[] = [];
+  private readonly waiting = new Map<number, { resolve: (d: BatchDone) => void; reject: (e: Error) => void }>();
+  private nextSeq = 0;
+  /** The first failure of any worker: every later call fails with it. */
+  failure: Error | null = null;
+  private idleWaiters: (() => void)[] = [];
+
+  /** One worker per spill folder. */
+  constructor(init: Omit<ReadWorkerInit, 'spillDir'>, spillDirs: string[]) {
+    for (const [i, spillDir] of spillDirs.entries()) {
+      const rw: ReadWorker = { worker: new Worker(readWorkerFile(), { workerData: { ...init, spillDir } satisfies ReadWorkerInit }), inFlight: 0, closed: null };
+      rw.worker.on('message', (m: FromReadWorker) => this.onMessage(rw, m));
+      rw.worker.on('error', (err) => this.fail(new InstructifyError('E_INTERNAL', `read worker ${i}: ${err.message}`, { cause: err })));
+      rw.worker.on('exit', (code) => {
+        if (rw.inFlight > 0 || rw.closed) this.fail(new InstructifyError('E_INTERNAL', `read worker ${i} exited (code ${code}) with work outstanding`));
+      });
+      this.workers.push(rw);
+    }
+  }
+
+  get size(): number {
+    return this.workers.length;
+  }
+
+  private onMessage(rw: ReadWorker, m: FromReadWorker): void {
+    if (m.type === 'closed') {
+      const done = rw.closed;
+      rw.closed = null;
+      done?.({ spilled: m.spilled, stats: m.stats });
+      return;
+    }
+    if (m.type === 'error') {
+      const err = errorFromData(m.error);
+      if (m.seq !== null) {
+        rw.inFlight--;
+        this.settle(m.seq, null, err);
+      }
+      this.fail(err);
+      return;
+    }
+    rw.inFlight--;
+    this.settle(m.seq, m, null);
+  }
+
+  private settle(seq: number, done: BatchDone | null, err: Error | null): void {
+    const w = this.waiting.get(seq);
+    this.waiting.delete(seq);
+    if (w) {
+      if (err) w.reject(err);
+      else w.resolve(done!);
+    }
+    if (this.waiting.size === 0) for (const resolve of this.idleWaiters.splice(0)) resolve();
+  }
+
+  private fail(err: Error): void {
+    if (!this.failure) this.failure = err;
+    for (const [seq, w] of [...this.waiting]) {
+      this.waiting.delete(seq);
+      w.reject(this.failure);
+    }
+    for (const rw of this.workers) rw.inFlight = 0;
+    for (const resolve of this.idleWaiters.splice(0)) resolve();
+  }
+
+  /** Tell every worker which file the next batches come from. */
+  startFile(start: ReadFileStart): void {
+    for (const rw of this.workers) rw.worker.postMessage({ type: 'file', start } satisfies ToReadWorker);
+  }
+
+  /** Whether a worker has room for a batch now. */
+  hasRoom(): boolean {
+    return this.failure === null && this.workers.some((w) => w.inFlight < IN_FLIGHT_PER_WORKER);
+  }
+
+  /** Hand a batch to the least busy worker (its buffers move there: do not touch the batch afterwards). */
+  submit(batch: ElementBatch): Promise<BatchDone> {
+    if (this.failure) return Promise.reject(this.failure);
+    let best = this.workers[0]!;
+    for (const w of this.workers) if (w.inFlight < best.inFlight) best = w;
+    const seq = this.nextSeq++;
+    best.inFlight++;
+    const done = new Promise<BatchDone>((resolve, reject) => this.waiting.set(seq, { resolve, reject }));
+    best.worker.postMessage({ type: 'batch', seq, batch } satisfies ToReadWorker, batchTransferList(batch));
+    return done;
+  }
+
+  /** Resolves when every submitted batch is done; fails with the first worker failure. */
+  async idle(): Promise<void> {
+    if (this.waiting.size > 0 && !this.failure) await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+    if (this.failure) throw this.failure;
+  }
+
+  /** Reading is over: each worker spills what it holds and says where. */
+  async close(): Promise<{ spilled: SpilledJoin[]; stats: JoinStats[] }> {
+    await this.idle();
+    const results = await Promise.all(
+      this.workers.map(
+        (rw) =>
+          new Promise<{ spilled: SpilledJoin | null; stats: JoinStats }>((resolve, reject) => {
+            rw.closed = resolve;
+            rw.worker.once('exit', () => rw.closed && reject(this.failure ?? new InstructifyError('E_INTERNAL', 'a read worker exited before handing over its join')));
+            rw.worker.postMessage({ type: 'close' } satisfies ToReadWorker);
+          }),
+      ),
+    );
+    if (this.failure) throw this.failure;
+    return { spilled: results.flatMap((r) => (r.spilled ? [r.spilled] : [])), stats: results.map((r) => r.stats) };
+  }
+
+  /** Stop every worker (after close, or on failure). */
+  async terminate(): Promise<void> {
+    await Promise.all(this.workers.map((rw) => rw.worker.terminate()));
+  }
+}
