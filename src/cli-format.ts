@@ -20,6 +20,10 @@ export function formatSummary(r: PrepareResult): string {
       .join(', ')}`,
   ];
   if (r.join.spills) lines.push(`  join spilled ${r.join.spills} times (${bytes(r.join.spilledBytes)}) to stay under the memory budget`);
+  if (r.read.batches) {
+    const share = r.join.fragments ? Math.round((100 * r.read.fragments) / r.join.fragments) : 0;
+    lines.push(`  read workers: ${r.read.workers} parsed ${r.read.batches} batches (${r.read.elements} elements, ${share}% of fragments) while the main thread scanned`);
+  }
   return lines.join('\n');
 }
 

@@ -79,6 +79,8 @@ export interface PrepareOptions {
   recordStream?: import('node:stream').Writable;
   /** Read size per chunk; tests set it tiny to prove chunk boundaries change nothing. */
   readChunkBytes?: number;
+  /** Bytes of elements per batch handed to a read worker (tests set it small to make many). */
+  readBatchBytes?: number;
   onProgress?: (p: PrepareProgress) => void;
   /**
    * When aborted (the CLI wires SIGINT and SIGTERM to it): stop reading and
@@ -122,6 +124,15 @@ export interface PrepareResult {
   inputs: InputInfo[];
   seconds: number;
   join: FragmentJoin['stats'];
+  /** What the read workers took: batches, elements in them, fragments they added (all zero without workers). */
+  read: ReadWorkStats;
+}
+
+export interface ReadWorkStats {
+  workers: number;
+  batches: number;
+  elements: number;
+  fragments: number;
 }
 
 export const DEFAULT_MEMORY_BUDGET = 32 * 1024 * 1024;
@@ -218,6 +229,7 @@ export function resolvePrepareOptions(o: PrepareOptions): ResolvedOptions {
     imageConcurrency,
     edgeTolerance: o.edgeTolerance ?? DEFAULT_EDGE_TOLERANCE,
     readChunkBytes: o.readChunkBytes ?? 1 << 20,
+    readBatchBytes: positiveInt(o.readBatchBytes ?? 1 << 20, 'readBatchBytes'),
     workers: o.workers ?? 'auto',
     tree: resolveTreeOptions(o.tree),
     shard: o.shard ?? null,
@@ -309,6 +321,7 @@ export async function prepare(options: PrepareOptions): Promise<PrepareResult> {
   const readSpillDirs: string[] = [];
   let readSpilled: SpilledJoin[] = [];
   let readJoinStats: JoinStats[] = [];
+  const readWork: ReadWorkStats = { workers: 0, batches: 0, elements: 0, fragments: 0 };
   /** A read worker's failure (or a strict-mode reject it reported), raised on the main thread's next step. */
   let readFailure: unknown = null;
   const stages = {
@@ -347,6 +360,7 @@ export async function prepare(options: PrepareOptions): Promise<PrepareResult> {
     const dirs: string[] = [];
     for (let i = 0; i < count; i++) dirs.push(await mkdtemp(path.join(parent, `instructify-join-${process.pid}-`)));
     readSpillDirs.push(...dirs);
+    readWork.workers = count;
     // The memory budget is shared by the joins of all reading threads.
     const share = Math.max(1, Math.floor(o.memoryBudget / (count + 1)));
     join.setBudget(share);
@@ -356,6 +370,7 @@ export async function prepare(options: PrepareOptions): Promise<PrepareResult> {
   const batchDone = (source: string) => (d: BatchDone) => {
     perSource[source]!.fragments += d.fragments;
     stages.join.seen += d.fragments;
+    readWork.fragments += d.fragments;
     try {
       for (const r of d.rejects) recordReject(r);
     } catch (err) {
@@ -373,12 +388,17 @@ export async function prepare(options: PrepareOptions): Promise<PrepareResult> {
       rawKeys: handler.rawKeys,
       parallelKeys: handler.parallelKeys!,
       fileNumber,
+      batchBytes: o.readBatchBytes,
       canOffload: () => {
         if (readFailure !== null) throw readFailure;
         if (pool.failure !== null) throw pool.failure;
         return pool.hasRoom();
       },
-      offload: (b: ElementBatch) => void pool.submit(b).then(done, (err: unknown) => void (readFailure ??= err)),
+      offload: (b: ElementBatch) => {
+        readWork.batches++;
+        readWork.elements += b.count;
+        pool.submit(b).then(done, (err: unknown) => void (readFailure ??= err));
+      },
     });
   };
 
@@ -534,6 +554,7 @@ export async function prepare(options: PrepareOptions): Promise<PrepareResult> {
       inputs,
       seconds: Math.round(performance.now() - t0) / 1000,
       join: joinStats(),
+      read: readWork,
     };
     await writeManifest(o.out, {
       ...baseManifest,
@@ -546,6 +567,7 @@ export async function prepare(options: PrepareOptions): Promise<PrepareResult> {
       shards: result.shards,
       stages: result.stages,
       join: result.join,
+      read_workers: readWork,
     });
     return result;
   } catch (caught) {

@@ -111,8 +111,9 @@ describe('prepare: stopped and rerun', () => {
     return file;
   }
 
+  // One worker: a read worker (with its own spill folder) and a lane are in play when the signal comes.
   function prepareCli(input: string, out: string, tmp: string) {
-    return spawn(BIN, ['prepare', '--source', `coco-instances=${input}`, '--out', out, '--format', 'jsonl', '--memory-budget', '2MB', '--tmp-dir', tmp, '-q'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    return spawn(BIN, ['prepare', '--source', `coco-instances=${input}`, '--out', out, '--format', 'jsonl', '--memory-budget', '2MB', '--tmp-dir', tmp, '--workers', '1', '-q'], { stdio: ['ignore', 'ignore', 'pipe'] });
   }
 
   async function images(out: string): Promise<string[]> {
