@@ -9,8 +9,10 @@ import { cocoLikeFile } from './data.js';
  * bench/scale: `prepare` (ingest, join, tree, Parquet shards) on 1 GB and
  * 2 GB of seeded COCO-like input, each in a fresh process: throughput and
  * peak RSS at both sizes (RSS must not grow with the input), with the main
- * thread alone (--workers 0, the baseline) and with worker lanes
- * (--workers auto), for the speed-up worker threads give on this machine.
+ * thread alone (--workers 0, the baseline) and with worker threads
+ * (--workers auto: read workers parse while the main thread scans, then
+ * lanes build records and write shards), for the speed-up worker threads
+ * give on this machine, overall and for the read phase.
  *
  *   npm run build && node dist/bench/scale.js [--gb 1] [--runs 1] [--tree none|tree]
  *
@@ -31,6 +33,8 @@ export interface ScaleRow {
   seconds: number;
   mbPerSecond: number;
   rssMB: number;
+  /** The read phase alone (parse + join of the input), from prepare's stage times. */
+  readSeconds: number;
 }
 
 export async function benchScale(opts: { gb: number; runs: number; tree: string; log: (s: string) => void }): Promise<ScaleRow[]> {
@@ -42,24 +46,29 @@ export async function benchScale(opts: { gb: number; runs: number; tree: string;
     opts.log(`making ${gb} GB of seeded input (kept for later runs) ...`);
     const size = await cocoLikeFile(file, gb * 1e9, 42);
     for (const workers of ['0', 'auto']) {
-      const runs: { seconds: number; maxRssMB: number }[] = [];
+      const runs: { seconds: number; maxRssMB: number; readSeconds: number }[] = [];
       for (let r = 0; r < opts.runs; r++) {
         const out = path.join(dir, 'scale-out');
         rmSync(out, { recursive: true, force: true });
-        const res = JSON.parse(execFileSync(process.execPath, [child, 'prepare', file, out, workers, opts.tree], { encoding: 'utf8', maxBuffer: 1 << 24 }).trim().split('\n').pop()!) as { seconds: number; maxRssMB: number };
-        runs.push(res);
-        opts.log(`  ${(size / 1e9).toFixed(2)} GB, workers ${workers}, run ${r + 1}: ${res.seconds.toFixed(1)} s, ${(size / 1e6 / res.seconds).toFixed(1)} MB/s, peak RSS ${res.maxRssMB.toFixed(0)} MB`);
+        const res = JSON.parse(execFileSync(process.execPath, [child, 'prepare', file, out, workers, opts.tree], { encoding: 'utf8', maxBuffer: 1 << 24 }).trim().split('\n').pop()!) as {
+          seconds: number;
+          maxRssMB: number;
+          detail: { stages: Record<string, { seconds: number }> };
+        };
+        const readSeconds = res.detail.stages.parse!.seconds;
+        runs.push({ seconds: res.seconds, maxRssMB: res.maxRssMB, readSeconds });
+        opts.log(`  ${(size / 1e9).toFixed(2)} GB, workers ${workers}, run ${r + 1}: ${res.seconds.toFixed(1)} s (reading ${readSeconds.toFixed(1)} s), ${(size / 1e6 / res.seconds).toFixed(1)} MB/s, peak RSS ${res.maxRssMB.toFixed(0)} MB`);
       }
       const seconds = median(runs.map((x) => x.seconds));
-      rows.push({ gb: size / 1e9, workers, seconds, mbPerSecond: size / 1e6 / seconds, rssMB: median(runs.map((x) => x.maxRssMB)) });
+      rows.push({ gb: size / 1e9, workers, seconds, mbPerSecond: size / 1e6 / seconds, rssMB: median(runs.map((x) => x.maxRssMB)), readSeconds: median(runs.map((x) => x.readSeconds)) });
     }
   }
   return rows;
 }
 
 export function formatScale(rows: ScaleRow[]): string {
-  const lines = ['input GB | workers | seconds | MB/s | peak RSS MB'];
-  for (const r of rows) lines.push(`${r.gb.toFixed(2).padStart(8)} | ${r.workers.padEnd(7)} | ${r.seconds.toFixed(1).padStart(7)} | ${r.mbPerSecond.toFixed(1).padStart(4)} | ${r.rssMB.toFixed(0)}`);
+  const lines = ['input GB | workers | seconds | reading s | MB/s | peak RSS MB'];
+  for (const r of rows) lines.push(`${r.gb.toFixed(2).padStart(8)} | ${r.workers.padEnd(7)} | ${r.seconds.toFixed(1).padStart(7)} | ${r.readSeconds.toFixed(1).padStart(9)} | ${r.mbPerSecond.toFixed(1).padStart(4)} | ${r.rssMB.toFixed(0)}`);
   const at = (gb: number, w: string) => rows.find((r) => Math.abs(r.gb - gb) < 0.3 * gb && r.workers === w);
   const small = rows[0]!.gb;
   const big = rows.at(-1)!.gb;
@@ -71,7 +80,7 @@ export function formatScale(rows: ScaleRow[]): string {
   for (const gb of [small, big]) {
     const a = at(gb, '0');
     const b = at(gb, 'auto');
-    if (a && b) lines.push(`${gb.toFixed(1)} GB: worker lanes ${(a.seconds / b.seconds).toFixed(2)}x the main thread alone`);
+    if (a && b) lines.push(`${gb.toFixed(1)} GB: worker threads ${(a.seconds / b.seconds).toFixed(2)}x the main thread alone (reading ${(a.readSeconds / b.readSeconds).toFixed(2)}x)`);
   }
   return lines.join('\n');
 }

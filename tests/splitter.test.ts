@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { createJsonSplitter, type JsonValue } from '../src/json/splitter.js';
 import { InstructifyError } from '../src/errors.js';
 import { SHARED } from './helpers.js';
@@ -81,6 +82,26 @@ describe('json splitter', () => {
     expect(err.offset).toBe(text.indexOf(',,') + 1);
     expect(err.message).toContain('test.json at byte');
     expect(err.message).toContain('"annotations" element 1');
+  });
+
+  it('finds the byte of a fault V8 reports by quoting the text around it, after a raw polygon too', () => {
+    const real = readFileSync(path.join(SHARED, 'coco', 'annotations', 'instances_val2017.json'), 'utf8');
+    const at = real.indexOf('"iscrowd": 0', real.indexOf('"annotations"') + 10_000);
+    const broken = real.slice(0, at) + '"iscrowd":: 0' + real.slice(at + '"iscrowd": 0'.length);
+    for (const rawKeys of [undefined, new Set(['segmentation'])]) {
+      let err: InstructifyError | null = null;
+      try {
+        const s = createJsonSplitter({ file: 'real.json', rawKeys }, () => {});
+        s.push(Buffer.from(broken));
+        s.end();
+      } catch (e) {
+        err = e as InstructifyError;
+      }
+      expect(err?.code).toBe('E_JSON_SYNTAX');
+      // V8 says "Unexpected token ':', ..."iscrowd":: 0, ..." with no position: the second colon is the fault.
+      expect(err!.message).toMatch(/Unexpected token ':'/);
+      expect(err!.offset).toBe(Buffer.byteLength(real.slice(0, at)) + '"iscrowd":'.length);
+    }
   });
 
   it('reports truncated input with the element it was in', () => {

@@ -104,6 +104,25 @@ export interface JsonSplitter {
   readonly bytes: number;
 }
 
+/**
+ * Where JSON.parse stopped, from a message that quotes the text around the
+ * fault instead of giving a position: `Unexpected token ':', ..."ab":: 1, "c"...`
+ * shows 10 characters either side of the token (fewer at the ends of the
+ * text). -1 when the message does not say.
+ */
+export function positionFromContext(message: string, text: string): number {
+  const c = /^Unexpected token '(.+?)', (\.\.\.)?"(.*)"(\.\.\.)? is not valid JSON$/s.exec(message);
+  if (!c) return -1;
+  const [, token, before, context, after] = c as unknown as [string, string, string | undefined, string, string | undefined];
+  const CONTEXT = 10;
+  if (before) {
+    for (let i = text.indexOf(context); i >= 0; i = text.indexOf(context, i + 1)) if (text.startsWith(token, i + CONTEXT)) return i + CONTEXT;
+    return -1;
+  }
+  if (after && text.startsWith(context)) return context.length - CONTEXT;
+  return -1;
+}
+
 /** A raw field's name and its byte range inside the element. */
 export interface RawRange {
   name: string;
@@ -146,11 +165,11 @@ export function parseElement(
   try {
     value = JSON.parse(text);
   } catch (err) {
-    // V8 reports "... at position N" (in characters); map it to a byte offset.
+    // V8 reports "... at position N" (in characters), or quotes the text around the fault; map it to a byte offset.
     const m = /position (\d+)/.exec(String((err as Error).message));
+    const pos = m ? Number(m[1]) : positionFromContext(String((err as Error).message), text);
     let at = offset;
-    if (m) {
-      const pos = Number(m[1]);
+    if (pos >= 0) {
       at += prefixChars >= 0 && pos > prefixChars ? rawEnd + Buffer.byteLength(text.slice(prefixChars + 4, pos)) : Buffer.byteLength(text.slice(0, pos));
     }
     const where = key !== null ? `in "${key}"${index >= 0 ? ` element ${index}` : ''}` : `in element ${index}`;
