@@ -11,8 +11,11 @@ import { COCO_CAPTIONS, COCO_INSTANCES, ROOT, readJsonlShards, runPrepare, tmpDi
 // Hand-written from the LVIS v1 format description: no real LVIS slice is at hand.
 const LVIS = path.join(ROOT, 'tests', 'fixtures', 'lvis_v1_from_format_docs.json');
 
-async function record(lvisFile = LVIS): Promise<{ rec: ImageRecord; rejects: Record<string, number> }> {
+async function record(lvisFile = LVIS, workers = 0): Promise<{ rec: ImageRecord; rejects: Record<string, number> }> {
   const { result, out } = await runPrepare({
+    workers,
+    // One element per batch: with a worker, every annotation after the first may be parsed there.
+    readBatchBytes: 1,
     sources: [
       { kind: 'coco-captions', paths: [COCO_CAPTIONS] },
       { kind: 'coco-instances', paths: [COCO_INSTANCES] },
@@ -35,6 +38,13 @@ describe('LVIS and what is known to be absent', () => {
     expect(rec.facts).toEqual([{ text: 'This image contains a pizza and a knife.', source: 'lvis' }]);
     // The annotation for an image LVIS does not list is set aside.
     expect(rejects).toEqual({ 'unknown-image': 1 });
+  });
+
+  it('gives the same record when read workers parse the annotations', async () => {
+    const single = await record(LVIS, 0);
+    const withWorkers = await record(LVIS, 2);
+    expect(withWorkers).toEqual(single);
+    expect(withWorkers.rec.boxes.filter((b) => b.source === 'coco-instances').length).toBeGreaterThan(10);
   });
 
   it('never lists as absent a label some dataset boxed', async () => {

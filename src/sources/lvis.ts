@@ -9,6 +9,8 @@ import { emptyFragment, isObject, keysOf, num, rawBox, str, type SourceKind } fr
  * categories come last, so names are resolved when records are assembled.
  */
 const RAW_KEYS = new Set(['segmentation']);
+/** Annotations (most of a 1 GB LVIS file) are handled one by one: read workers may take them. */
+const PARALLEL_KEYS = new Set<string | null>(['annotations']);
 
 function fileNameOf(img: Record<string, unknown>): string | null {
   const name = str(img.file_name);
@@ -33,6 +35,7 @@ export const lvis: SourceKind = {
     return {
       skipKeys: new Set(['info', 'licenses']),
       rawKeys: RAW_KEYS,
+      parallelKeys: PARALLEL_KEYS,
       onValue(v) {
         if (v.key === null) throw new InstructifyError('E_WRONG_KIND', 'an LVIS file is a JSON object with "images", "annotations" and "categories"', { file: file.path, source: ctx.source });
         seen.add(v.key);
