@@ -7,12 +7,11 @@ import type { Mask } from '../types.js';
  * much of it the object covers (0..255). 128 cells: a mask costs at most
  * 16 KB, positions resolve to under 1% of the image (the tree rounds them to
  * 5%), and because cells hold coverage rather than yes/no, areas stay close
- * to the true pixel counts (RLE coverage is counted exactly per cell;
- * polygons are sampled 4x4 per cell).
+ * to the true pixel counts (RLE coverage is counted exactly per cell, and
+ * so is the area of polygons).
  */
 export const GRID_MAX = 128;
 const FULL = 255;
-const SUB = 4; // polygon samples per cell side
 
 export interface Grid {
   /** Grid size in cells. */
@@ -69,28 +68,85 @@ export function boxCoverage(g: Grid, x1: number, y1: number, x2: number, y2: num
   return m;
 }
 
-// Scratch space for polygon scan conversion, reused across calls (one thread each).
-let rowCount = new Int32Array(1024);
-let rowFill = new Int32Array(1024);
-let xsBuf = new Float64Array(4096);
-// Per-cell sample counts: partial cells at span ends go to `cellBuf`; whole
-// cells inside a span are added once to `runBuf` as a difference (+ at the
-// first cell, - after the last), summed along the row at the end, so a span
-// costs the same whatever its length.
-let cellBuf = new Int32Array(GRID_MAX * GRID_MAX);
-let runBuf = new Int32Array(GRID_MAX * (GRID_MAX + 1));
-/** Sample count -> 0..255 coverage, per samples-per-cell (1, 4, 16). */
-const COVERAGE_LUT = new Map<number, Uint8Array>(
-  [1, 4, 16].map((n) => [n, Uint8Array.from({ length: n + 1 }, (_, k) => Math.round((FULL * k) / n))]),
-);
+// Scratch space for polygon coverage, reused across calls (one thread each):
+// signed area per cell, rows of width w + 2 (an edge at the window's right
+// side spills into the two extra cells), and the union of several rings.
+let accBuf = new Float32Array(GRID_MAX * (GRID_MAX + 2));
+let unionBuf = new Float64Array(GRID_MAX * GRID_MAX);
+
+/**
+ * Add one polygon edge (window cell coordinates) to the signed-area buffer:
+ * for every row it crosses, each cell gets the share of the row's height
+ * the edge passes times the part of the cell to the edge's right, so that a
+ * running sum along the row is the exact covered fraction of each cell (the
+ * accumulation rasteriser of font-rs). Parts of an edge left of the window
+ * count as on its left side, right of it as on its right side; rows outside
+ * the window are skipped.
+ */
+function addEdge(acc: Float32Array, stride: number, w: number, h: number, xStart: number, yStart: number, xEnd: number, yEnd: number): void {
+  if (yStart === yEnd) return;
+  let x0 = xStart;
+  let y0 = yStart;
+  let y1 = yEnd;
+  let dir = 1;
+  if (y0 > y1) {
+    x0 = xEnd;
+    y0 = yEnd;
+    y1 = yStart;
+    dir = -1;
+  }
+  const dxdy = ((dir === 1 ? xEnd : xStart) - x0) / (y1 - y0);
+  let x = x0;
+  if (y0 < 0) {
+    x -= y0 * dxdy;
+    y0 = 0;
+  }
+  if (y1 > h) y1 = h;
+  for (let y = Math.floor(y0); y < y1; y++) {
+    const line = y * stride;
+    const dy = Math.min(y + 1, y1) - Math.max(y, y0);
+    const xNext = x + dxdy * dy;
+    const d = dy * dir;
+    let xa = x < xNext ? x : xNext;
+    let xb = x < xNext ? xNext : x;
+    xa = xa < 0 ? 0 : xa > w ? w : xa;
+    xb = xb < 0 ? 0 : xb > w ? w : xb;
+    const xaFloor = Math.floor(xa);
+    const ia = xaFloor | 0;
+    const xbCeil = Math.ceil(xb);
+    const ib = xbCeil | 0;
+    if (ib <= ia + 1) {
+      // Within one cell: split by where the edge's middle falls.
+      const mid = 0.5 * (xa + xb) - xaFloor;
+      acc[line + ia]! += d - d * mid;
+      acc[line + ia + 1]! += d * mid;
+    } else {
+      const s = 1 / (xb - xa);
+      const fa = xa - xaFloor;
+      const a0 = 0.5 * s * (1 - fa) * (1 - fa);
+      const fb = xb - xbCeil + 1;
+      const am = 0.5 * s * fb * fb;
+      acc[line + ia]! += d * a0;
+      if (ib === ia + 2) acc[line + ia + 1]! += d * (1 - a0 - am);
+      else {
+        const a1 = s * (1.5 - fa);
+        acc[line + ia + 1]! += d * (a1 - a0);
+        for (let i = ia + 2; i < ib - 1; i++) acc[line + i]! += d * s;
+        const a2 = a1 + (ib - ia - 3) * s;
+        acc[line + ib - 1]! += d * (1 - a2 - am);
+      }
+      acc[line + ib]! += d * am;
+    }
+    x = xNext;
+  }
+}
 
 /**
  * Polygons (pixel coordinates of the image the grid covers) as coverage:
- * each cell is sampled SUB x SUB times (2 x 2 for objects over 32 cells
- * across and once for those over 64, whose size already gives them
- * resolution); a sample is inside
- * when a ring contains it (even-odd per ring, rings united, as COCO draws
- * them).
+ * the exact fraction of each cell inside, from signed areas accumulated
+ * along each row (cost: the rows each edge crosses plus one pass over the
+ * window, whatever the object's size). Several rings are united, as COCO
+ * draws them; within a ring, crossings follow the non-zero rule.
  */
 export function polygonCoverage(g: Grid, rings: number[][]): Coverage {
   const kx = g.gw / g.width;
@@ -110,113 +166,46 @@ export function polygonCoverage(g: Grid, rings: number[][]): Coverage {
     }
   }
   const m = emptyWindow(g, minX, minY, maxX, maxY);
-  // Relative accuracy is what matters: big objects need fewer samples per cell.
-  const span = Math.max(m.w, m.h);
-  const sub = span > 64 ? 1 : span > 32 ? 2 : SUB;
-  const rows = m.h * sub;
-  const sw = m.w * sub;
+  const stride = m.w + 2;
   const cellsN = m.w * m.h;
-  const runW = m.w + 1;
-  if (cellBuf.length < cellsN) cellBuf = new Int32Array(cellsN);
-  if (runBuf.length < runW * m.h) runBuf = new Int32Array(runW * m.h);
-  const counts = cellBuf;
-  const runs = runBuf;
-  counts.fill(0, 0, cellsN);
-  runs.fill(0, 0, runW * m.h);
-  const sx = kx * sub;
-  const sy = ky * sub;
-  const ox = m.x0 * sub;
-  const oy = m.y0 * sub;
-  // Edge table in flat, reused arrays: each edge adds its crossing to just
-  // the sample rows it spans (count, then place by row offsets).
-  if (rowCount.length < rows + 1) {
-    rowCount = new Int32Array(rows * 2 + 1);
-    rowFill = new Int32Array(rows * 2 + 1);
-  }
+  if (accBuf.length < stride * m.h) accBuf = new Float32Array(stride * m.h);
+  if (unionBuf.length < cellsN) unionBuf = new Float64Array(cellsN);
+  const acc = accBuf;
+  const several = rings.length > 1;
+  if (several) unionBuf.fill(0, 0, cellsN);
+  const data = m.data;
   for (const ring of rings) {
     const n = ring.length >> 1;
     if (n < 3) continue;
-    rowCount.fill(0, 0, rows + 1);
-    let total = 0;
+    acc.fill(0, 0, stride * m.h);
     for (let i = 0, j = n - 1; i < n; j = i++) {
-      const ya = ring[2 * j + 1]! * sy - oy;
-      const yb = ring[2 * i + 1]! * sy - oy;
-      if (ya === yb) continue;
-      const lo = Math.min(ya, yb);
-      const hi = Math.max(ya, yb);
-      // Rows whose sample centre (row + 0.5) lies in [lo, hi).
-      const r0 = Math.max(0, Math.ceil(lo - 0.5));
-      const r1 = Math.min(rows - 1, Math.ceil(hi - 0.5) - 1);
-      for (let r = r0; r <= r1; r++) rowCount[r + 1]!++;
-      if (r1 >= r0) total += r1 - r0 + 1;
+      addEdge(acc, stride, m.w, m.h, ring[2 * j]! * kx - m.x0, ring[2 * j + 1]! * ky - m.y0, ring[2 * i]! * kx - m.x0, ring[2 * i + 1]! * ky - m.y0);
     }
-    for (let r = 0; r < rows; r++) rowCount[r + 1]! += rowCount[r]!;
-    if (xsBuf.length < total) xsBuf = new Float64Array(total * 2);
-    rowFill.set(rowCount.subarray(0, rows), 0);
-    for (let i = 0, j = n - 1; i < n; j = i++) {
-      let xa = ring[2 * j]! * sx - ox;
-      let ya = ring[2 * j + 1]! * sy - oy;
-      let xb = ring[2 * i]! * sx - ox;
-      let yb = ring[2 * i + 1]! * sy - oy;
-      if (ya === yb) continue;
-      if (ya > yb) {
-        [xa, xb] = [xb, xa];
-        [ya, yb] = [yb, ya];
-      }
-      const r0 = Math.max(0, Math.ceil(ya - 0.5));
-      const r1 = Math.min(rows - 1, Math.ceil(yb - 0.5) - 1);
-      const slope = (xb - xa) / (yb - ya);
-      for (let r = r0; r <= r1; r++) xsBuf[rowFill[r]!++] = xa + (r + 0.5 - ya) * slope;
-    }
-    for (let r = 0; r < rows; r++) {
-      const start = rowCount[r]!;
-      const end = rowCount[r + 1]!;
-      if (end - start < 2) continue;
-      // Insertion sort in place: a row has a handful of crossings, and a
-      // typed-array subarray + sort per row cost more than the whole scan.
-      for (let a = start + 1; a < end; a++) {
-        const v = xsBuf[a]!;
-        let b = a - 1;
-        while (b >= start && xsBuf[b]! > v) {
-          xsBuf[b + 1] = xsBuf[b]!;
-          b--;
+    // The running sum along a row is the covered fraction of each cell (its sign is the ring's direction).
+    if (!several) {
+      for (let y = 0, i = 0; y < m.h; y++) {
+        let sum = 0;
+        for (let a = y * stride, end = a + m.w; a < end; a++, i++) {
+          sum += acc[a]!;
+          const c = sum < 0 ? -sum : sum;
+          data[i] = c >= 1 ? FULL : (c * FULL + 0.5) | 0;
         }
-        xsBuf[b + 1] = v;
       }
-      const cellRow = (r / sub) | 0;
-      const base = cellRow * m.w;
-      const runBase = cellRow * runW;
-      for (let k = start; k + 1 < end; k += 2) {
-        // Samples at x + 0.5 between the two crossings, added a cell at a time.
-        // Overlapping rings (rare in COCO) may count a sample twice; cells are capped below.
-        const from = Math.max(0, Math.ceil(xsBuf[k]! - 0.5));
-        const to = Math.min(sw - 1, Math.floor(xsBuf[k + 1]! - 0.5));
-        if (to < from) continue;
-        const c0 = (from / sub) | 0;
-        const c1 = (to / sub) | 0;
-        if (c0 === c1) {
-          counts[base + c0]! += to - from + 1;
-          continue;
-        }
-        counts[base + c0]! += sub * (c0 + 1) - from;
-        counts[base + c1]! += to - sub * c1 + 1;
-        if (c1 > c0 + 1) {
-          runs[runBase + c0 + 1]! += sub;
-          runs[runBase + c1]! -= sub;
+    } else {
+      for (let y = 0, i = 0; y < m.h; y++) {
+        let sum = 0;
+        for (let a = y * stride, end = a + m.w; a < end; a++, i++) {
+          sum += acc[a]!;
+          const c = sum < 0 ? -sum : sum;
+          unionBuf[i]! += c > 1 ? 1 : c;
         }
       }
     }
   }
-  const perCell = sub * sub;
-  const lut = COVERAGE_LUT.get(perCell)!;
-  const data = m.data;
-  for (let y = 0, i = 0; y < m.h; y++) {
-    let run = 0;
-    const runBase = y * runW;
-    for (let x = 0; x < m.w; x++, i++) {
-      run += runs[runBase + x]!;
-      const c = counts[i]! + run;
-      data[i] = lut[c > perCell ? perCell : c]!;
+  if (several) {
+    for (let i = 0; i < cellsN; i++) {
+      const c = unionBuf[i]!;
+      data[i] = c >= 1 ? FULL : (c * FULL + 0.5) | 0;
     }
   }
   return m;
