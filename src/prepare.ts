@@ -1,14 +1,12 @@
 import { createReadStream, createWriteStream, type WriteStream } from 'node:fs';
-import { mkdir, mkdtemp, readdir, realpath, rm, writeFile, rename } from 'node:fs/promises';
+import { mkdir, readdir, realpath, rm, writeFile, rename } from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import os from 'node:os';
 import { parquetValues, valueStages, wrapCsvError } from '../transforms/record-values.js';
 import { ingestSink } from '../transforms/ingest.js';
-import { offloadingJsonValues } from '../transforms/json-values.js';
-import type { ElementBatch } from './element-batches.js';
 import { readOrder } from './fragment-codec.js';
-import { ReadPool, type BatchDone } from './read-pool.js';
+import { ReadWorkers, type BatchDone, type ReadWorkStats } from './read-pool.js';
 import { DEFAULT_EDGE_TOLERANCE } from './assemble.js';
 import { emptyCounts, type EmitConfig, type RecordCounts } from './emit.js';
 import { DEFAULT_TREE_OPTIONS, type TreeOptions } from './tree/build.js';
@@ -16,11 +14,11 @@ import type { TreeStageOptions } from './tree/stage.js';
 import { inShard, shardTag, type Shard } from './sharding.js';
 import { LanePool } from './lanes.js';
 import { InstructifyError } from './errors.js';
-import { DEFAULT_PARTITIONS, FragmentJoin, removeStaleSpills, type JoinStats, type SpilledJoin } from './join.js';
+import { DEFAULT_PARTITIONS, FragmentJoin, type JoinStats, type SpilledJoin } from './join.js';
 import { PREPARED_SCHEMA_VERSION, preparedSchema } from './schema.js';
 import { fileSizeAndMtime, type ShardFormat, type ShardInfo } from './shards.js';
 import { SOURCE_KINDS } from './sources/index.js';
-import { createIngestState, type FileHandler, type HandlerContext, type PlannedFile, type SourceKind } from './sources/types.js';
+import { createIngestState, type HandlerContext, type PlannedFile, type SourceKind } from './sources/types.js';
 import { StageStats } from './stats.js';
 import type { Fragment, Reject } from './types.js';
 import { VERSION } from './version.js';
@@ -128,12 +126,8 @@ export interface PrepareResult {
   read: ReadWorkStats;
 }
 
-export interface ReadWorkStats {
-  workers: number;
-  batches: number;
-  elements: number;
-  fragments: number;
-}
+export type { ReadWorkStats };
+
 
 export const DEFAULT_MEMORY_BUDGET = 32 * 1024 * 1024;
 export const DEFAULT_ROWS_PER_SHARD = 10_000;
@@ -317,13 +311,9 @@ export async function prepare(options: PrepareOptions): Promise<PrepareResult> {
     o.sources.map((s) => ({ name: s.name, family: s.loader.family })),
     planned.map((p) => p.file.path),
   );
-  let readPool: ReadPool | null = null;
-  const readSpillDirs: string[] = [];
+  let readWorkers: ReadWorkers | null = null;
   let readSpilled: SpilledJoin[] = [];
   let readJoinStats: JoinStats[] = [];
-  const readWork: ReadWorkStats = { workers: 0, batches: 0, elements: 0, fragments: 0 };
-  /** A read worker's failure (or a strict-mode reject it reported), raised on the main thread's next step. */
-  let readFailure: unknown = null;
   const stages = {
     parse: new StageStats('parse'),
     join: new StageStats('join'),
@@ -353,53 +343,11 @@ export async function prepare(options: PrepareOptions): Promise<PrepareResult> {
     rejectsOut?.write(JSON.stringify(r) + '\n');
   };
 
-  /** Start the read workers, each with a spill folder made here (so it is removed whatever becomes of the worker). */
-  const startReadPool = async (count: number): Promise<ReadPool> => {
-    const parent = o.tmpDir ?? os.tmpdir();
-    await removeStaleSpills(parent);
-    const dirs: string[] = [];
-    for (let i = 0; i < count; i++) dirs.push(await mkdtemp(path.join(parent, `instructify-join-${process.pid}-`)));
-    readSpillDirs.push(...dirs);
-    readWork.workers = count;
-    // The memory budget is shared by the joins of all reading threads.
-    const share = Math.max(1, Math.floor(o.memoryBudget / (count + 1)));
-    join.setBudget(share);
-    return new ReadPool({ codec: join.codec.tables(), memoryBudget: share, partitions: join.partitions, shard: o.shard }, dirs);
-  };
-
-  const batchDone = (source: string) => (d: BatchDone) => {
+  /** A batch a read worker finished: its fragments counted as the main thread counts its own. */
+  const onReadBatch = (source: string, d: BatchDone) => {
     perSource[source]!.fragments += d.fragments;
     stages.join.seen += d.fragments;
-    readWork.fragments += d.fragments;
-    try {
-      for (const r of d.rejects) recordReject(r);
-    } catch (err) {
-      readFailure ??= err;
-    }
-  };
-
-  /** The JSON stage of a file whose bulk arrays read workers may take. */
-  const offloadingValues = (pool: ReadPool, fileNumber: number, file: PlannedFile, source: ResolvedOptions['sources'][number], handler: FileHandler) => {
-    pool.startFile({ file: fileNumber, kind: source.kind, planned: file, source: source.name, family: source.loader.family, state, cocoNaming: o.cocoNaming, images: o.images });
-    const done = batchDone(source.name);
-    return offloadingJsonValues({
-      file: file.path,
-      skipKeys: handler.skipKeys,
-      rawKeys: handler.rawKeys,
-      parallelKeys: handler.parallelKeys!,
-      fileNumber,
-      batchBytes: o.readBatchBytes,
-      canOffload: () => {
-        if (readFailure !== null) throw readFailure;
-        if (pool.failure !== null) throw pool.failure;
-        return pool.hasRoom();
-      },
-      offload: (b: ElementBatch) => {
-        readWork.batches++;
-        readWork.elements += b.count;
-        pool.submit(b).then(done, (err: unknown) => void (readFailure ??= err));
-      },
-    });
+    for (const r of d.rejects) recordReject(r);
   };
 
   const joinStats = (): JoinStats => {
@@ -464,8 +412,13 @@ export async function prepare(options: PrepareOptions): Promise<PrepareResult> {
         if (format === 'json' && handler.parallelKeys) {
           // Bulk arrays of this file may be parsed by read workers; its fragments are ordered by offset either way.
           byOffset = true;
-          if (workerCount > 0 && readPool === null) readPool = await startReadPool(workerCount);
-          if (readPool !== null) values = [offloadingValues(readPool, fileNumber, file, source, handler)];
+          if (workerCount > 0 && readWorkers === null) {
+            readWorkers = await ReadWorkers.start(workerCount, { tmpParent: o.tmpDir ?? os.tmpdir(), memoryBudget: o.memoryBudget, join, shard: o.shard, onBatch: onReadBatch });
+          }
+          if (readWorkers !== null) {
+            const start = { file: fileNumber, kind: source.kind, planned: file, source: source.name, family: source.loader.family, state, cocoNaming: o.cocoNaming, images: o.images };
+            values = [readWorkers.values(start, handler, o.readBatchBytes)];
+          }
         }
         // The 'data' listener starts the flow: nothing may be awaited between here and the pipeline.
         const input = file.path === '-' ? process.stdin : createReadStream(file.path, { highWaterMark: o.readChunkBytes });
@@ -476,21 +429,14 @@ export async function prepare(options: PrepareOptions): Promise<PrepareResult> {
         await pipeline([input, ...values, sink], pipeOptions).catch((err: unknown) => {
           throw wrapCsvError(err, file.path);
         });
-        if (readPool !== null) await readPool.idle();
-        if (readFailure !== null) throw readFailure;
+        await readWorkers?.idle();
       }
       stages.parse.busyMs += performance.now() - t;
       stages.parse.seen++;
       stages.parse.passed++;
     }
 
-    if (readPool !== null) {
-      const closed = await readPool.close();
-      readSpilled = closed.spilled;
-      readJoinStats = closed.stats;
-      await readPool.terminate();
-      readPool = null;
-    }
+    if (readWorkers !== null) ({ spilled: readSpilled, stats: readJoinStats } = await readWorkers.finish());
 
     // 2. Per partition (in worker threads when there are several): group per
     //    image, check images, build records; then cut shards in order.
@@ -554,7 +500,7 @@ export async function prepare(options: PrepareOptions): Promise<PrepareResult> {
       inputs,
       seconds: Math.round(performance.now() - t0) / 1000,
       join: joinStats(),
-      read: readWork,
+      read: readWorkers?.stats ?? { workers: 0, batches: 0, elements: 0, fragments: 0 },
     };
     await writeManifest(o.out, {
       ...baseManifest,
@@ -567,7 +513,7 @@ export async function prepare(options: PrepareOptions): Promise<PrepareResult> {
       shards: result.shards,
       stages: result.stages,
       join: result.join,
-      read_workers: readWork,
+      read_workers: result.read,
     });
     return result;
   } catch (caught) {
@@ -589,8 +535,7 @@ export async function prepare(options: PrepareOptions): Promise<PrepareResult> {
     }).catch(() => {});
     throw err;
   } finally {
-    await readPool?.terminate();
-    for (const dir of readSpillDirs) await rm(dir, { recursive: true, force: true }).catch(() => {});
+    await readWorkers?.cleanup();
     await lanes?.close();
     // A failed cleanup must not hide the run's own error; say it and move on.
     await join.cleanup().catch((err: Error) => process.stderr.write(`instructify: could not remove the join's spill folder: ${err.message}\n`));

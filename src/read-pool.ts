@@ -1,12 +1,15 @@
 import { Worker } from 'node:worker_threads';
+import { mkdtemp, rm } from 'node:fs/promises';
 import path from 'node:path';
+import type { Transform } from 'node:stream';
+import { offloadingJsonValues } from '../transforms/json-values.js';
 import { fileURLToPath } from 'node:url';
 import { batchTransferList, type ElementBatch } from './element-batches.js';
 import { InstructifyError, errorFromData, type ErrorData } from './errors.js';
 import type { CodecTables } from './fragment-codec.js';
-import type { JoinStats, SpilledJoin } from './join.js';
+import { removeStaleSpills, type FragmentJoin, type JoinStats, type SpilledJoin } from './join.js';
 import type { Shard } from './sharding.js';
-import type { IngestState, PlannedFile } from './sources/types.js';
+import type { FileHandler, IngestState, PlannedFile } from './sources/types.js';
 import type { Reject } from './types.js';
 
 /**
@@ -184,5 +187,109 @@ export class ReadPool {
   /** Stop every worker (after close, or on failure). */
   async terminate(): Promise<void> {
     await Promise.all(this.workers.map((rw) => rw.worker.terminate()));
+  }
+}
+
+/** What the read workers took: batches, elements in them, fragments they added (all zero without workers). */
+export interface ReadWorkStats {
+  workers: number;
+  batches: number;
+  elements: number;
+  fragments: number;
+}
+
+/**
+ * prepare's side of the read workers: their spill folders (made here, so
+ * they are removed whatever becomes of a worker), the share of the memory
+ * budget, the JSON stage of files they help with, and the first failure
+ * (a worker's, or a strict-mode reject one reported), raised at the main
+ * thread's next step.
+ */
+export class ReadWorkers {
+  readonly stats: ReadWorkStats = { workers: 0, batches: 0, elements: 0, fragments: 0 };
+  private failure: unknown = null;
+
+  private constructor(
+    private readonly pool: ReadPool,
+    private readonly dirs: string[],
+    private readonly onBatch: (source: string, done: BatchDone) => void,
+  ) {
+    this.stats.workers = dirs.length;
+  }
+
+  /**
+   * Start `count` workers. The memory budget is shared by the joins of all
+   * reading threads: the main thread's join is given its share here.
+   */
+  static async start(
+    count: number,
+    opts: { tmpParent: string; memoryBudget: number; join: FragmentJoin; shard: Shard | null; onBatch: (source: string, done: BatchDone) => void },
+  ): Promise<ReadWorkers> {
+    await removeStaleSpills(opts.tmpParent);
+    const dirs: string[] = [];
+    for (let i = 0; i < count; i++) dirs.push(await mkdtemp(path.join(opts.tmpParent, `instructify-join-${process.pid}-`)));
+    const share = Math.max(1, Math.floor(opts.memoryBudget / (count + 1)));
+    opts.join.setBudget(share);
+    const pool = new ReadPool({ codec: opts.join.codec.tables(), memoryBudget: share, partitions: opts.join.partitions, shard: opts.shard }, dirs);
+    return new ReadWorkers(pool, dirs, opts.onBatch);
+  }
+
+  /** Throw the first failure, if any. */
+  check(): void {
+    if (this.failure !== null) throw this.failure;
+    if (this.pool.failure !== null) throw this.pool.failure;
+  }
+
+  /** The JSON stage for a file whose bulk arrays (`handler.parallelKeys`) the workers may parse. */
+  values(start: ReadFileStart, handler: FileHandler, batchBytes: number): Transform {
+    this.pool.startFile(start);
+    const source = start.source;
+    return offloadingJsonValues({
+      file: start.planned.path,
+      skipKeys: handler.skipKeys,
+      rawKeys: handler.rawKeys,
+      parallelKeys: handler.parallelKeys!,
+      fileNumber: start.file,
+      batchBytes,
+      canOffload: () => {
+        this.check();
+        return this.pool.hasRoom();
+      },
+      offload: (b: ElementBatch) => {
+        this.stats.batches++;
+        this.stats.elements += b.count;
+        this.pool.submit(b).then(
+          (done) => {
+            this.stats.fragments += done.fragments;
+            try {
+              this.onBatch(source, done);
+            } catch (err) {
+              this.failure ??= err;
+            }
+          },
+          (err: unknown) => void (this.failure ??= err),
+        );
+      },
+    });
+  }
+
+  /** Wait until every batch handed out is done (at the end of a file), then raise any failure. */
+  async idle(): Promise<void> {
+    await this.pool.idle();
+    this.check();
+  }
+
+  /** Reading is over: the workers' joins, spilled, for the emit phase. */
+  async finish(): Promise<{ spilled: SpilledJoin[]; stats: JoinStats[] }> {
+    const closed = await this.pool.close();
+    this.check();
+    await this.pool.terminate();
+    return closed;
+  }
+
+  /** Stop the workers and remove their spill folders (after the emit phase, or on failure). */
+  async cleanup(): Promise<void> {
+    await this.pool.terminate();
+    for (const dir of this.dirs) await rm(dir, { recursive: true, force: true }).catch(() => {});
   }
 }
