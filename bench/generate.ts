@@ -61,7 +61,7 @@ export async function benchGenerate(o: { images: number; latency: number; capaci
       const r = await generate({
         input,
         out: path.join(dir, `out-${maxConcurrency}`),
-        llm: { endpoints: [server.url], model: 'bench', maxConcurrency, initialConcurrency: 16 },
+        llm: { endpoints: [server.url], model: 'bench', maxConcurrency },
         distribution: 'llava',
         cache: null,
         loop: { seed: 1 },

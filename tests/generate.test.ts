@@ -2,7 +2,8 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
 import { readFile, readdir } from 'node:fs/promises';
 import path from 'node:path';
-import { generate, type GenerateOptions } from '../src/generate/generate.js';
+import { expectedWork, generate, readPrepared, type GenerateOptions } from '../src/generate/generate.js';
+import type { ImageRecord } from '../src/types.js';
 import { fakeAnswer } from '../src/llm/fake-answers.js';
 import { LoopbackLlmServer } from '../src/llm/loopback-server.js';
 import { COCO_CAPTIONS, COCO_INSTANCES, ROOT, duckdb, runPrepare, tmpDir } from './helpers.js';
@@ -65,6 +66,32 @@ describe('generate', () => {
     expect(manifest).toMatchObject({ status: 'complete', images: 79, failed: 0, model: 'fake-model' });
     const accepted = Object.values(manifest.perPromptType as Record<string, { accepted: number }>).reduce((s, v) => s + v.accepted, 0);
     expect(accepted).toBe(r.conversations);
+  });
+
+  it('starts waiting images biggest first, and still writes them in input order', async () => {
+    const all: ImageRecord[] = [];
+    for await (const r of readPrepared(prepared)) if (r.tree && r.captions.length) all.push(r);
+    all.sort((a, b) => expectedWork(a) - expectedWork(b));
+    const small = all[0]!;
+    const big = all.at(-1)!;
+    expect(expectedWork(big)).toBeGreaterThan(2 * expectedWork(small));
+    const [first, second] = all.slice(1, 3);
+    // Two slots: the first two images start at once; the small and the big one wait, and the big one goes first.
+    const order = [first!, second!, small, big];
+    async function* input() {
+      yield* order;
+    }
+    const server = await fakeServer();
+    const out = await tmpDir();
+    const r = await generate({ ...opts(server, out), input: input(), llm: { endpoints: [server.url], model: 'fake-model', maxConcurrency: 2, sampling: { seed: 1 } } });
+    expect(r.images).toBe(4);
+    const firstRequest = (rec: ImageRecord) => server.seen.bodies.findIndex((b) => b.messages.some((m) => m.content.includes(rec.tree!.slice(0, 60)) || m.content.includes(rec.captions[0]!.text)));
+    expect(firstRequest(big)).toBeGreaterThanOrEqual(0);
+    expect(firstRequest(small)).toBeGreaterThan(firstRequest(big));
+    const written = await duckdb<{ image: string }>(`select image from '${out}/part-*.parquet'`);
+    const seen = [...new Set(written.map((w) => w.image))];
+    expect(seen).toEqual(order.map((o) => o.image).filter((i) => seen.includes(i)));
+    expect(seen).toContain(big.image);
   });
 
   it('a second run answers everything from the cache and writes identical shards', async () => {

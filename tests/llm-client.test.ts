@@ -130,6 +130,20 @@ describe('LLM client', () => {
     expect(c.snapshot().endpoints[s.url]!.limit).toBeLessThan(16);
   });
 
+  it('a burst of 429s answering one window halves the limit once, not once per refusal', async () => {
+    // 64 requests at once against room for 16: 48 refusals come back from the same window.
+    const s = await server({ capacity: 16, latencyMs: 50 });
+    const c = client({ endpoints: [s.url], initialConcurrency: 64, maxConcurrency: 64, retries: 20 });
+    const results = await Promise.all(Array.from({ length: 64 }, () => c.chat(ask)));
+    expect(results).toHaveLength(64);
+    expect(s.seen.throttled).toBeGreaterThanOrEqual(40);
+    // Halving once per refusal would cut 40+ times (64 / 2^40: 1 slot); one cut per window of requests cuts a few times.
+    const ep = c.snapshot().endpoints[s.url]!;
+    expect(ep.cuts).toBeGreaterThanOrEqual(1);
+    expect(ep.cuts).toBeLessThanOrEqual(4);
+    expect(ep.limit).toBeGreaterThanOrEqual(8);
+  });
+
   it('never has more than maxConcurrency requests in flight', async () => {
     const s = await server({ latencyMs: 30 });
     const c = client({ endpoints: [s.url], maxConcurrency: 3 });

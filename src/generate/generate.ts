@@ -123,6 +123,20 @@ export function conversationId(image: string, index: number, promptType: string)
   return createHash('sha256').update(`${image}\u0000${index}\u0000${promptType}`).digest('hex').slice(0, 20);
 }
 
+/**
+ * How much LLM work an image will take, roughly: its rounds run until most
+ * of its information is used, so the characters of information it starts
+ * with (captions, facts, QA pairs, tree). Only the order of waiting images
+ * depends on it, never what is generated.
+ */
+export function expectedWork(rec: ImageRecord): number {
+  let chars = (rec.tree?.length ?? 0) / 4;
+  for (const c of rec.captions) chars += c.text.length;
+  for (const f of rec.facts ?? []) chars += f.text.length;
+  for (const q of rec.qa) chars += q.question.length + (q.answer?.length ?? 0);
+  return Math.round(chars);
+}
+
 export async function generate(o: GenerateOptions): Promise<GenerateResult> {
   const t0 = performance.now();
   const maxFailureRate = o.maxFailureRate ?? 0.01;
@@ -233,6 +247,14 @@ export async function generate(o: GenerateOptions): Promise<GenerateResult> {
       const index = images++;
       // Backpressure: read the next record only when a slot is about to free up.
       await queue.onSizeLessThan(concurrency);
+      // Let the event loop run between images: while the first slots fill, the
+      // requests already made go out (and connections open) instead of
+      // waiting until every slot has its image (measured: the first answers
+      // came back ~600 ms after their request at 256 slots, 200 ms without the wait).
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      // Images waiting for a slot start biggest first (p-queue runs higher
+      // priorities first): the last images of a run are then the short ones,
+      // so the server stays full longer at the end.
       void queue.add(async () => {
         const rows: Conversation[] = [];
         try {
@@ -278,7 +300,7 @@ export async function generate(o: GenerateOptions): Promise<GenerateResult> {
         finished.set(index, rows);
         await flush();
         progress();
-      });
+      }, { priority: expectedWork(rec) });
     }
     await queue.onIdle();
     await flush();

@@ -12,10 +12,11 @@ import { InstructifyError } from '../errors.js';
  * - several endpoints: each request goes to the one with the fewest
  *   requests in flight; an endpoint that keeps failing is benched for a
  *   while and tried again later;
- * - adaptive concurrency per endpoint, as TCP does it: slow start (one more
- *   slot per success) until the first 429, 503 or timeout, then halve on
- *   each and grow by about one slot per round trip, under a total
- *   `maxConcurrency`;
+ * - adaptive concurrency per endpoint, as TCP does it: from 64 slots (or the
+ *   cap), slow start (one more slot per success) until the first 429, 503
+ *   or timeout, then halve (once per window of requests, however many of
+ *   them are refused) and grow by about one slot per round trip, under a
+ *   total `maxConcurrency`;
  * - the API key comes from an environment variable and appears in no
  *   message, log or stat.
  */
@@ -39,7 +40,7 @@ export interface LlmClientOptions {
   sampling?: Partial<Sampling>;
   /** Requests in flight over all endpoints, at most. */
   maxConcurrency?: number;
-  /** Where each endpoint's concurrency limit starts. */
+  /** Where each endpoint's concurrency limit starts (default 64, at most maxConcurrency). */
   initialConcurrency?: number;
   connectTimeoutMs?: number;
   headersTimeoutMs?: number;
@@ -78,7 +79,14 @@ interface Endpoint {
   benchedUntil: number;
   /** Until the first sign of overload the limit grows by one per success (doubling each round trip). */
   slowStart: boolean;
-  stats: { requests: number; ok: number; errors: number; throttled: number; benched: number };
+  /**
+   * Counts the cuts. A request remembers it when sent, and only a request
+   * sent since the last cut may cut again: a burst of 429s answering one
+   * window of requests halves the limit once, as TCP does, instead of
+   * halving it once per refused request down to 1.
+   */
+  cutEpoch: number;
+  stats: { requests: number; ok: number; errors: number; throttled: number; benched: number; cuts: number };
 }
 
 export interface LlmStats {
@@ -145,7 +153,8 @@ export class LlmClient {
       model: options.model,
       sampling: { ...DEFAULT_SAMPLING, ...options.sampling },
       maxConcurrency: options.maxConcurrency ?? 256,
-      initialConcurrency: options.initialConcurrency ?? 16,
+      // A start that fills a small server at once; slow start doubles it each round trip from there.
+      initialConcurrency: options.initialConcurrency ?? 64,
       connectTimeoutMs: options.connectTimeoutMs ?? 10_000,
       headersTimeoutMs: options.headersTimeoutMs ?? 300_000,
       bodyTimeoutMs: options.bodyTimeoutMs ?? 300_000,
@@ -182,8 +191,8 @@ export class LlmClient {
         bodyTimeout: this.o.bodyTimeoutMs,
         keepAliveTimeout: 30_000,
       });
-      const stats = { requests: 0, ok: 0, errors: 0, throttled: 0, benched: 0 };
-      const ep: Endpoint = { url, base, pool, path: `${url.pathname.replace(/\/+$/, '')}/chat/completions`, inFlight: 0, limit: Math.min(this.o.initialConcurrency, this.o.maxConcurrency), failures: 0, benchedUntil: 0, slowStart: true, stats };
+      const stats = { requests: 0, ok: 0, errors: 0, throttled: 0, benched: 0, cuts: 0 };
+      const ep: Endpoint = { url, base, pool, path: `${url.pathname.replace(/\/+$/, '')}/chat/completions`, inFlight: 0, limit: Math.min(this.o.initialConcurrency, this.o.maxConcurrency), failures: 0, benchedUntil: 0, slowStart: true, cutEpoch: 0, stats };
       return ep;
     });
   }
@@ -307,6 +316,7 @@ export class LlmClient {
       // A retry prefers another endpoint than the one that just failed.
       const e = await this.acquire(last);
       last = e;
+      const epoch = e.cutEpoch;
       let wait: number | null = null;
       try {
         const r = await this.once(e, body);
@@ -325,9 +335,11 @@ export class LlmClient {
         }
         lastError = err;
         // Multiplicative decrease when the server says it is overloaded.
-        if (err.overload && this.o.adaptive) {
+        if (err.overload && this.o.adaptive && epoch === e.cutEpoch) {
           e.limit = Math.max(1, e.limit / 2);
           e.slowStart = false;
+          e.cutEpoch++;
+          e.stats.cuts++;
         }
         if (err.endpointFault && ++e.failures >= this.o.benchAfter) {
           e.benchedUntil = Date.now() + this.o.benchMs;
