@@ -2,7 +2,7 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
 import { readFile, readdir } from 'node:fs/promises';
 import path from 'node:path';
-import { expectedWork, generate, readPrepared, type GenerateOptions } from '../src/generate/generate.js';
+import { WORK_CAP, expectedWork, generate, readPrepared, startPriority, type GenerateOptions } from '../src/generate/generate.js';
 import type { ImageRecord } from '../src/types.js';
 import { fakeAnswer } from '../src/llm/fake-answers.js';
 import { LoopbackLlmServer } from '../src/llm/loopback-server.js';
@@ -92,6 +92,16 @@ describe('generate', () => {
     const seen = [...new Set(written.map((w) => w.image))];
     expect(seen).toEqual(order.map((o) => o.image).filter((i) => seen.includes(i)));
     expect(seen).toContain(big.image);
+  });
+
+  it('an image can pass at most a window of images read before it, however big it is', () => {
+    const window = 256;
+    // A huge image read 300 places later never goes before an empty one; 200 places later it does.
+    expect(startPriority(1e9, 300, window)).toBeLessThan(startPriority(0, 0, window));
+    expect(startPriority(1e9, 200, window)).toBeGreaterThan(startPriority(0, 0, window));
+    // Among images read together, more work goes first.
+    expect(startPriority(900, 10, window)).toBeGreaterThan(startPriority(100, 9, window));
+    expect(startPriority(WORK_CAP * 10, 5, window)).toBe(startPriority(WORK_CAP, 5, window));
   });
 
   it('a second run answers everything from the cache and writes identical shards', async () => {

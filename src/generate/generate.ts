@@ -137,6 +137,20 @@ export function expectedWork(rec: ImageRecord): number {
   return Math.round(chars);
 }
 
+/** Work beyond this counts as this much: it bounds how far an image can jump the line. */
+export const WORK_CAP = 2000;
+
+/**
+ * The start priority of the image read `index`-th: bigger work first, but
+ * an image loses WORK_CAP / window for each image read before it, so it can
+ * pass at most `window` images that arrived earlier. Without that bound a
+ * small image could wait until the input ends while every image after it
+ * sat finished in memory (shards are written in input order).
+ */
+export function startPriority(work: number, index: number, window: number): number {
+  return Math.min(work, WORK_CAP) - (index * WORK_CAP) / Math.max(1, window);
+}
+
 export async function generate(o: GenerateOptions): Promise<GenerateResult> {
   const t0 = performance.now();
   const maxFailureRate = o.maxFailureRate ?? 0.01;
@@ -253,8 +267,8 @@ export async function generate(o: GenerateOptions): Promise<GenerateResult> {
       // came back ~600 ms after their request at 256 slots, 200 ms without the wait).
       await new Promise<void>((resolve) => setImmediate(resolve));
       // Images waiting for a slot start biggest first (p-queue runs higher
-      // priorities first): the last images of a run are then the short ones,
-      // so the server stays full longer at the end.
+      // priorities first), within a bounded window: the last images of a run
+      // are then the short ones, so the server stays full longer at the end.
       void queue.add(async () => {
         const rows: Conversation[] = [];
         try {
@@ -300,7 +314,7 @@ export async function generate(o: GenerateOptions): Promise<GenerateResult> {
         finished.set(index, rows);
         await flush();
         progress();
-      }, { priority: expectedWork(rec) });
+      }, { priority: startPriority(expectedWork(rec), index, Math.max(16, concurrency)) });
     }
     await queue.onIdle();
     await flush();
