@@ -25,8 +25,13 @@ function camelKeys(v: unknown): unknown {
   return v;
 }
 
-/** Every row of one shard file, as plain objects with camelCase keys. */
-export async function* readShardFile<T>(file: string): AsyncGenerator<T> {
+/**
+ * Every row of one shard file, as plain objects with camelCase keys.
+ * `skip`: Parquet columns not to read, as dotted paths of the file's schema
+ * (`tree_nodes`, `boxes.list.item.mask`); those fields are then absent from
+ * the rows. Other formats are read whole.
+ */
+export async function* readShardFile<T>(file: string, skip?: readonly string[]): AsyncGenerator<T> {
   if (file.endsWith('.jsonl')) {
     for (const line of (await readFile(file, 'utf8')).split('\n')) if (line) yield camelKeys(JSON.parse(line)) as T;
     return;
@@ -37,14 +42,14 @@ export async function* readShardFile<T>(file: string): AsyncGenerator<T> {
     return;
   }
   // Parquet a row group at a time: a shard of big records is never decoded whole.
-  for await (const table of parquetRowGroups(file)) {
+  for await (const table of parquetRowGroups(file, undefined, skip)) {
     for (let i = 0; i < table.numRows; i++) yield plainValue(table.get(i), camel) as T;
   }
 }
 
 /** Every row of a folder's shards, in shard order. */
-export async function* readShards<T>(dir: string, pattern = SHARD_FILE): AsyncGenerator<T> {
+export async function* readShards<T>(dir: string, pattern = SHARD_FILE, skip?: readonly string[]): AsyncGenerator<T> {
   const names = (await readdir(dir)).filter((n) => pattern.test(n)).sort();
   if (!names.length) throw new InstructifyError('E_OPTION', `no shards (part-*.parquet, .jsonl or .arrow) in ${dir}`, { file: dir });
-  for (const name of names) yield* readShardFile<T>(path.join(dir, name));
+  for (const name of names) yield* readShardFile<T>(path.join(dir, name), skip);
 }

@@ -94,6 +94,22 @@ describe('generate', () => {
     expect(seen).toContain(big.image);
   });
 
+  it('the LLM loop reads prepared shards without masks and tree nodes, and everything else the same', async () => {
+    const full: ImageRecord[] = [];
+    const lean: ImageRecord[] = [];
+    for await (const r of readPrepared(prepared)) full.push(r);
+    for await (const r of readPrepared(prepared, { lean: true })) lean.push(r);
+    expect(lean).toHaveLength(79);
+    expect(full.some((r) => r.boxes.some((b) => b.mask !== null))).toBe(true);
+    expect(full.some((r) => r.treeNodes.length > 0)).toBe(true);
+    for (const r of lean) {
+      expect(r.treeNodes).toEqual([]);
+      for (const b of r.boxes) expect(b.mask).toBeNull();
+    }
+    const strip = (r: ImageRecord) => ({ ...r, treeNodes: [], boxes: r.boxes.map((b) => ({ ...b, mask: null })) });
+    expect(lean).toEqual(full.map(strip));
+  });
+
   it('an image can pass at most a window of images read before it, however big it is', () => {
     const window = 256;
     // A huge image read 300 places later never goes before an empty one; 200 places later it does.

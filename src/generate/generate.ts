@@ -98,9 +98,26 @@ export interface GenerateResult {
 export { readShards } from '../shard-reader.js';
 
 /** Every record of a prepared folder, or of NDJSON on stdin when `dir` is '-' (what `prepare --out -` writes). */
-export async function* readPrepared(dir: string): AsyncGenerator<ImageRecord> {
+/** Columns the LLM loop does not read. */
+const LEAN_SKIP = ['boxes.list.item.mask', 'tree_nodes'];
+
+/**
+ * Prepared records from a folder of shards, or NDJSON on stdin ('-').
+ * `lean`: the LLM loop's reading, without what it never looks at (box masks
+ * and tree nodes, most of a shard's bytes): masks come back null and tree
+ * nodes empty. Reading a row group that way measured 3-4x faster.
+ */
+export async function* readPrepared(dir: string, opts: { lean?: boolean } = {}): AsyncGenerator<ImageRecord> {
   if (dir !== '-') {
-    yield* readShards<ImageRecord>(dir);
+    if (!opts.lean) {
+      yield* readShards<ImageRecord>(dir);
+      return;
+    }
+    for await (const rec of readShards<ImageRecord>(dir, undefined, LEAN_SKIP)) {
+      for (const b of rec.boxes) b.mask ??= null;
+      rec.treeNodes ??= [];
+      yield rec;
+    }
     return;
   }
   let line = 0;
@@ -255,7 +272,8 @@ export async function generate(o: GenerateOptions): Promise<GenerateResult> {
       tokens: callStats.promptTokens + callStats.completionTokens,
     });
   try {
-    for await (const rec of typeof o.input === 'string' ? readPrepared(o.input) : o.input) {
+    // The LLM loop reads neither masks nor tree nodes; the facts generator reads the tree nodes.
+    for await (const rec of typeof o.input === 'string' ? readPrepared(o.input, { lean: client !== null }) : o.input) {
       if (o.signal?.aborted) break;
       if (!inShard(rec.ref, o.shard ?? null)) continue;
       const index = images++;
