@@ -27,8 +27,9 @@ log(`generate requests/s   | ${gen.ratio.toFixed(2)} | the ideal C/L (target 0.9
 log(`tree share of prepare | ${(100 * autoTree.share).toFixed(0)}% | prepare without the tree (target: under 33%)`);
 for (const r of prepareRows) log(`prepare ${r.mb.toFixed(0)}MB`.padEnd(16) + ` | ${r.ratio === null ? ' n/a ' : `${r.ratio.toFixed(2)}x`} | JSON.parse of the whole file${r.ratio === null ? ' (impossible over 512 MiB)' : ''}`);
 if (scale) {
-  const lanes = scale.filter((r) => r.workers === 'auto');
+  const workers = scale.filter((r) => r.workers === 'auto');
   const one = scale.filter((r) => r.workers === '0');
-  log(`scale RSS, 2x input   | ${(lanes.at(-1)!.rssMB / lanes[0]!.rssMB).toFixed(2)}x | peak RSS at the smaller input (target: flat)`);
-  log(`worker lanes speed-up | ${(one.at(-1)!.seconds / lanes.at(-1)!.seconds).toFixed(2)}x | the main thread alone`);
+  log(`scale RSS, 2x input   | ${(workers.at(-1)!.rssMB / workers[0]!.rssMB).toFixed(2)}x | peak RSS at the smaller input, worker threads (target: flat)`);
+  log(`scale RSS, 2x, 1 thread | ${(one.at(-1)!.rssMB / one[0]!.rssMB).toFixed(2)}x | the same, main thread alone`);
+  log(`worker threads speed-up | ${(one.at(-1)!.seconds / workers.at(-1)!.seconds).toFixed(2)}x | the main thread alone (reading: ${(one.at(-1)!.readSeconds / workers.at(-1)!.readSeconds).toFixed(2)}x)`);
 }
