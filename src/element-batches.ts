@@ -30,6 +30,8 @@ export interface ElementBatch {
   length: number;
 }
 
+const EMPTY = Buffer.alloc(0);
+
 /** Collects elements into batches of about `targetBytes`. */
 export class ElementBatcher {
   private bytes: Buffer;
@@ -48,7 +50,8 @@ export class ElementBatcher {
     private readonly file: number,
     private readonly targetBytes = 1 << 20,
   ) {
-    this.bytes = Buffer.allocUnsafeSlow(targetBytes + 1024);
+    // Allocated when the first element arrives: a file may never send a batch.
+    this.bytes = EMPTY;
   }
 
   /** Elements in the batch being collected. */
@@ -93,7 +96,7 @@ export class ElementBatcher {
 
   private ensure(extra: number): void {
     if (this.length + extra <= this.bytes.length) return;
-    const bigger = Buffer.allocUnsafeSlow(Math.max(this.bytes.length * 2, this.length + extra + 1024));
+    const bigger = Buffer.allocUnsafeSlow(Math.max(this.bytes.length * 2, this.targetBytes + 1024, this.length + extra + 1024));
     this.bytes.copy(bigger, 0, 0, this.length);
     this.bytes = bigger;
   }
@@ -114,7 +117,7 @@ export class ElementBatcher {
       bytes: this.bytes,
       length: this.length,
     };
-    this.bytes = Buffer.allocUnsafeSlow(this.targetBytes + 1024);
+    this.bytes = EMPTY;
     this.length = 0;
     this.offsets = [];
     this.starts = [];

@@ -149,7 +149,7 @@ export interface CodecTables {
  * threads the byte offset of the element it came from). Files up to 1 TiB,
  * 8191 files: the number stays an exact integer.
  */
-export const ORDER_FILE_STRIDE = 2 ** 40;
+const ORDER_FILE_STRIDE = 2 ** 40;
 export function readOrder(fileNumber: number, position: number): number {
   return fileNumber * ORDER_FILE_STRIDE + position;
 }

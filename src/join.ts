@@ -62,7 +62,7 @@ export interface SpilledJoin {
   partitions: number[];
 }
 
-export function spillFilePath(dir: string, partition: number): string {
+function spillFilePath(dir: string, partition: number): string {
   return path.join(dir, `part-${String(partition).padStart(4, '0')}.fragments`);
 }
 
@@ -158,15 +158,12 @@ export class FragmentJoin {
   async spillAll(): Promise<SpilledJoin | null> {
     await this.spilling;
     // A hand-over, not a spill to stay under the budget: not counted as one.
-    if (this.held > 0) {
-      await this.spill();
-      this.stats.spills--;
-    }
+    if (this.held > 0) await this.spill(false);
     if (this.spillDir === null) return null;
     return { dir: this.spillDir, partitions: [...this.spilled].sort((a, b) => a - b) };
   }
 
-  private async spill(): Promise<void> {
+  private async spill(counted = true): Promise<void> {
     if (this.spillDir === null) {
       await removeStaleSpills(this.tmpParent);
       this.spillDir = await mkdtemp(path.join(this.tmpParent, `instructify-join-${process.pid}-`));
@@ -174,7 +171,7 @@ export class FragmentJoin {
     const buffers = this.buffers;
     this.buffers = Array.from({ length: this.partitions }, () => []);
     this.held = 0;
-    this.stats.spills++;
+    if (counted) this.stats.spills++;
     for (let p = 0; p < this.partitions; p++) {
       const lines = buffers[p]!;
       if (!lines.length) continue;

@@ -63,7 +63,7 @@ export interface PrepareOptions {
    * Worker threads beside the main thread: a number, or 'auto' (one per
    * other core, up to 3, when the input is large enough to repay starting
    * them). While reading, they parse and join the bulk arrays of files whose
-   * loader allows it (COCO annotations, Visual Genome per-image files) while
+   * loader allows it (COCO and LVIS annotations, Visual Genome per-image files) while
    * the main thread cuts them out of the file; afterwards they build records
    * and write shards (each is a "lane"; lane w writes `part-<w>-<n>`, the main
    * thread is lane 0).
@@ -127,7 +127,6 @@ export interface PrepareResult {
 }
 
 export type { ReadWorkStats };
-
 
 export const DEFAULT_MEMORY_BUDGET = 32 * 1024 * 1024;
 export const DEFAULT_ROWS_PER_SHARD = 10_000;
@@ -408,18 +407,15 @@ export async function prepare(options: PrepareOptions): Promise<PrepareResult> {
         bytesRead += inputs.find((i) => i.file === file.path)?.size ?? 0;
         progress('read');
       } else {
-        let values = valueStages(format, file.path, handler);
-        if (format === 'json' && handler.parallelKeys) {
-          // Bulk arrays of this file may be parsed by read workers; its fragments are ordered by offset either way.
-          byOffset = true;
-          if (workerCount > 0 && readWorkers === null) {
-            readWorkers = await ReadWorkers.start(workerCount, { tmpParent: o.tmpDir ?? os.tmpdir(), memoryBudget: o.memoryBudget, join, shard: o.shard, onBatch: onReadBatch });
-          }
-          if (readWorkers !== null) {
-            const start = { file: fileNumber, kind: source.kind, planned: file, source: source.name, family: source.loader.family, state, cocoNaming: o.cocoNaming, images: o.images };
-            values = [readWorkers.values(start, handler, o.readBatchBytes)];
-          }
+        // Bulk arrays of this file may be parsed by read workers; its fragments are ordered by offset either way.
+        byOffset = format === 'json' && handler.parallelKeys !== undefined;
+        if (byOffset && workerCount > 0 && readWorkers === null) {
+          readWorkers = await ReadWorkers.start(workerCount, { tmpParent: o.tmpDir ?? os.tmpdir(), memoryBudget: o.memoryBudget, join, shard: o.shard, onBatch: onReadBatch });
         }
+        const values =
+          byOffset && readWorkers !== null
+            ? [readWorkers.values({ file: fileNumber, kind: source.kind, planned: file, source: source.name, family: source.loader.family, state, cocoNaming: o.cocoNaming, images: o.images }, handler, o.readBatchBytes)]
+            : valueStages(format, file.path, handler);
         // The 'data' listener starts the flow: nothing may be awaited between here and the pipeline.
         const input = file.path === '-' ? process.stdin : createReadStream(file.path, { highWaterMark: o.readChunkBytes });
         input.on('data', (chunk: Buffer | string) => {

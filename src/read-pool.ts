@@ -65,7 +65,7 @@ function readWorkerFile(): string {
   return path.join(path.dirname(here), '..', 'dist', 'src', 'workers', 'read-worker.js');
 }
 
-/** Batches each worker may hold: one being parsed, one waiting, so it never idles. */
+/** Batches each worker may hold: one being parsed and three waiting, so it never idles while the main thread parses a stretch itself. */
 const IN_FLIGHT_PER_WORKER = 4;
 
 interface ReadWorker {
@@ -93,10 +93,6 @@ export class ReadPool {
       });
       this.workers.push(rw);
     }
-  }
-
-  get size(): number {
-    return this.workers.length;
   }
 
   private onMessage(rw: ReadWorker, m: FromReadWorker): void {

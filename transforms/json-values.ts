@@ -34,7 +34,10 @@ export function offloadingJsonValues(
 ): Transform {
   const values: JsonValue[] = [];
   const batcher = new ElementBatcher(opts.fileNumber, opts.batchBytes);
-  /** Elements still to parse here before asking again (about one batch's worth). */
+  /**
+   * Elements still to parse here before asking again: a quarter of the last
+   * batch sent, short enough that a worker that frees up soon gets the next.
+   */
   let parseHere = 0;
   let perBatch = 256;
   const send = (b: ElementBatch | null) => {
