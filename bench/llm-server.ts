@@ -9,5 +9,5 @@ import { LoopbackLlmServer } from '../src/llm/loopback-server.js';
  * above capacity wait their turn (as vLLM does) instead of getting 429.
  */
 const [latency, capacity] = process.argv.slice(2, 4).map(Number);
-const server = new LoopbackLlmServer({ latencyMs: latency ?? 200, capacity: capacity ?? 256, queue: process.argv[4] === 'queue', answer: (req) => fakeAnswer(req.messages.at(-1)!.content) });
+const server = new LoopbackLlmServer({ latencyMs: latency ?? 200, capacity: capacity ?? 256, queue: process.argv[4] === 'queue', record: false, answer: (req) => fakeAnswer(req.messages.at(-1)!.content) });
 process.stdout.write((await server.start()) + '\n');

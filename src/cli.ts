@@ -259,6 +259,7 @@ export function buildProgram(): Command {
     .option('--parse-tries <n>', 'asks per prompt when the answer does not parse', parsePositiveInt, 3)
     .option('--stop-used-share <x>', 'stop an image once this share of its information is used', parseNonNegative, 0.85)
     .option('--no-filter', 'keep every parsed conversation: no check, no reduce')
+    .option('--no-speculate', 'never ask checks and reduce at once, not even when slots are free at the end of a run')
     .option('--no-tree', 'do not use the ASCII tree as information')
     .option('--cache <file>', 'SQLite answer cache (default: <out>/cache.sqlite)')
     .option('--no-cache', 'ask the servers every time')
@@ -311,6 +312,7 @@ export function buildProgram(): Command {
         cache: opts.cache === false ? null : typeof opts.cache === 'string' ? opts.cache : undefined,
         format: opts.format,
         maxFailureRate: opts.maxFailureRate,
+        speculate: opts.speculate,
         shard: opts.shard ?? null,
         force: opts.force ?? false,
         onProgress: (p) => {
@@ -337,7 +339,7 @@ export function buildProgram(): Command {
           .join(', ');
         process.stderr.write(
           `generated ${result.conversations} conversations for ${result.images} images in ${result.seconds}s -> ${opts.out}\n` +
-            `  requests ${result.requests} (retries ${result.retries}, answered from cache ${result.cacheHits}), tokens ${result.promptTokens} in / ${result.completionTokens} out\n` +
+            `  requests ${result.requests} (retries ${result.retries}, answered from cache ${result.cacheHits}, speculative and unused ${result.speculativeUnused}), tokens ${result.promptTokens} in / ${result.completionTokens} out\n` +
             `  by prompt type: ${types || 'none'}\n  failed images: ${result.failed}\n`,
         );
       }
@@ -360,6 +362,7 @@ export function buildProgram(): Command {
     .option('--max-concurrency <n>', 'requests in flight at most', parsePositiveInt, 256)
     .option('--seed <n>', 'seed for drawing prompt types', parsePositiveInt)
     .option('--no-tree', 'no ASCII tree')
+    .option('--no-speculate', 'as for generate')
     .option('--max-failure-rate <x>', 'exit non-zero past this share of failed images', parseNonNegative, 0.01)
     .option('--shard <K/N|N>', 'process only shard K of N (N alone: K from JOB_COMPLETION_INDEX or SLURM_ARRAY_TASK_ID)', (v: string) => parseShard(v))
     .option('-q, --quiet', 'no summary')
@@ -372,6 +375,7 @@ export function buildProgram(): Command {
           distribution: opts.distribution,
           loop: { useTree: opts.tree, seed: opts.seed ?? 0 },
           maxFailureRate: opts.maxFailureRate,
+          speculate: opts.speculate,
           // prepare already kept only this shard's images.
         },
       });

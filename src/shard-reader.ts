@@ -3,7 +3,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { tableFromIPC } from 'apache-arrow';
 import { InstructifyError } from './errors.js';
-import { camel, plainValue } from './arrow/plain.js';
+import { camel, tableRows } from './arrow/plain.js';
 import { parquetRowGroups } from './arrow/parquet-read.js';
 
 /**
@@ -37,14 +37,11 @@ export async function* readShardFile<T>(file: string, skip?: readonly string[]):
     return;
   }
   if (file.endsWith('.arrow')) {
-    const table = tableFromIPC(readFileSync(file));
-    for (let i = 0; i < table.numRows; i++) yield plainValue(table.get(i), camel) as T;
+    yield* tableRows<T>(tableFromIPC(readFileSync(file)), camel);
     return;
   }
   // Parquet a row group at a time: a shard of big records is never decoded whole.
-  for await (const table of parquetRowGroups(file, undefined, skip)) {
-    for (let i = 0; i < table.numRows; i++) yield plainValue(table.get(i), camel) as T;
-  }
+  for await (const table of parquetRowGroups(file, undefined, skip)) yield* tableRows<T>(table, camel);
 }
 
 /** Every row of a folder's shards, in shard order. */

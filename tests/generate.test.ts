@@ -75,16 +75,15 @@ describe('generate', () => {
     const small = all[0]!;
     const big = all.at(-1)!;
     expect(expectedWork(big)).toBeGreaterThan(2 * expectedWork(small));
-    const [first, second] = all.slice(1, 3);
-    // Two slots: the first two images start at once; the small and the big one wait, and the big one goes first.
-    const order = [first!, second!, small, big];
+    // Two request slots take four images at once (twice the slots); the small and the big one wait, and the big one goes first.
+    const order = [...all.slice(1, 5), small, big];
     async function* input() {
       yield* order;
     }
     const server = await fakeServer();
     const out = await tmpDir();
     const r = await generate({ ...opts(server, out), input: input(), llm: { endpoints: [server.url], model: 'fake-model', maxConcurrency: 2, sampling: { seed: 1 } } });
-    expect(r.images).toBe(4);
+    expect(r.images).toBe(6);
     const firstRequest = (rec: ImageRecord) => server.seen.bodies.findIndex((b) => b.messages.some((m) => m.content.includes(rec.tree!.slice(0, 60)) || m.content.includes(rec.captions[0]!.text)));
     expect(firstRequest(big)).toBeGreaterThanOrEqual(0);
     expect(firstRequest(small)).toBeGreaterThan(firstRequest(big));

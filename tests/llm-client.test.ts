@@ -151,6 +151,30 @@ describe('LLM client', () => {
     expect(s.seen.maxInFlight).toBe(3);
   });
 
+  it('hands free slots to waiting requests by priority, then in the order they asked', async () => {
+    const s = await server({ latencyMs: 40 });
+    const c = client({ endpoints: [s.url], maxConcurrency: 1 });
+    const say = (text: string, priority: number) => c.chat([{ role: 'user', content: text }], {}, priority);
+    // The first takes the only slot; the rest wait and go out one at a time.
+    await Promise.all([say('first', 0), say('low a', -1), say('normal a', 0), say('low b', -1), say('normal b', 0), say('high', 5)]);
+    expect(s.seen.bodies.map((b) => b.messages[0]!.content)).toEqual(['first', 'high', 'normal a', 'normal b', 'low a', 'low b']);
+    expect(s.seen.maxInFlight).toBe(1);
+  });
+
+  it('says slots are spare only when none is waiting and one is free', async () => {
+    const s = await server({ latencyMs: 40 });
+    const c = client({ endpoints: [s.url], maxConcurrency: 2 });
+    expect(c.spare).toBe(true);
+    const a = c.chat(ask);
+    expect(c.spare).toBe(true);
+    const b = c.chat(ask);
+    const d = c.chat(ask);
+    await new Promise((r) => setTimeout(r, 10));
+    expect(c.spare).toBe(false);
+    await Promise.all([a, b, d]);
+    expect(c.spare).toBe(true);
+  });
+
   it('checks its options when built', () => {
     expect(() => new LlmClient({ endpoints: ['not a url'], model: 'm' })).toThrowError(expect.objectContaining({ code: 'E_OPTION', message: expect.stringContaining('is not a URL') }));
     expect(() => new LlmClient({ endpoints: [], model: 'm' })).toThrowError(expect.objectContaining({ code: 'E_OPTION' }));

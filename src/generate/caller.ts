@@ -14,18 +14,20 @@ export interface CallStats {
 /**
  * The loop's `call`: one user turn, no system prompt (the method's
  * default), answered from the cache when it can, else by the LLM and then
- * cached.
+ * cached. `onRequest` hears of each answer that was not in the cache.
  */
-export function llmCall(client: LlmClient, cache: ResponseCache | null, stats: CallStats): Call {
-  return async (spec, text) => {
+export function llmCall(client: LlmClient, cache: ResponseCache | null, stats: CallStats): (...a: [...Parameters<Call>, onRequest?: () => void]) => ReturnType<Call> {
+  return async (spec, text, priority = 0, onRequest) => {
     const messages = [{ role: 'user' as const, content: text }];
-    const key = cacheKey(client.model, messages, client.sampling);
+    // Hashing the messages is a real share of a request's CPU: only done when there is a cache.
+    const key = cache ? cacheKey(client.model, messages, client.sampling) : '';
     const hit = cache?.get(key);
     if (hit) {
       stats.cacheHits++;
       return hit.content;
     }
-    const r = await client.chat(messages);
+    onRequest?.();
+    const r = await client.chat(messages, {}, priority);
     stats.requests[spec.name] = (stats.requests[spec.name] ?? 0) + 1;
     if (r.attempts > 1) {
       stats.retries ??= {};

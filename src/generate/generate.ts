@@ -45,6 +45,11 @@ export interface GenerateOptions {
    * manifest "interrupted".
    */
   signal?: AbortSignal;
+  /**
+   * When request slots are free at the end of a run, ask a round's checks
+   * and reduce at once (default true); see loop.ts `checkAndReduce`.
+   */
+  speculate?: boolean;
   /** Above this share of failed images the run exits non-zero. */
   maxFailureRate?: number;
   /** Write into a folder that holds a run made with other settings. */
@@ -86,6 +91,8 @@ export interface GenerateResult {
   requests: number;
   retries: number;
   cacheHits: number;
+  /** Prompts asked ahead at the end of the run (`speculate`) whose answers were not needed. */
+  speculativeUnused: number;
   promptTokens: number;
   completionTokens: number;
   shards: ShardInfo[];
@@ -224,6 +231,7 @@ export async function generate(o: GenerateOptions): Promise<GenerateResult> {
   let done = 0;
   let failed = 0;
   let conversations = 0;
+  let speculativeUnused = 0;
   const manifestBase = {
     tool: 'instructify',
     version: VERSION,
@@ -259,8 +267,15 @@ export async function generate(o: GenerateOptions): Promise<GenerateResult> {
     return writing;
   };
 
-  const concurrency = client ? Math.max(1, o.llm!.maxConcurrency ?? 256) : 1;
+  const slots = client ? Math.max(1, o.llm!.maxConcurrency ?? 256) : 1;
+  // Twice as many images as request slots: while the input lasts, requests
+  // wait for slots (so none stands empty while an image works between its
+  // calls), and free slots mean the run is ending, which is when the loop
+  // may spend them on speculative checks (`spare`).
+  const concurrency = client ? 2 * slots : 1;
   const queue = new PQueue({ concurrency });
+  const speculate = o.speculate ?? true;
+  const spare = client && speculate ? () => client.spare : undefined;
   const progress = () =>
     o.onProgress?.({
       done,
@@ -292,8 +307,20 @@ export async function generate(o: GenerateOptions): Promise<GenerateResult> {
         try {
           let results;
           if (call) {
-            const loop = await runLoop(rec, { prompts, distribution, call, options: o.loop });
+            // An image replayed from the cache (a rerun after a crash) never
+            // speculates: a speculative prompt the first run did not send would
+            // be a request the rerun did not need.
+            let asked = false;
+            const onRequest = () => void (asked = true);
+            const loop = await runLoop(rec, {
+              prompts,
+              distribution,
+              call: (spec, text, priority) => call(spec, text, priority, onRequest),
+              options: o.loop,
+              spare: spare && (() => asked && spare()),
+            });
             mergeStats(loop.stats, typeStats);
+            speculativeUnused += loop.stats.speculativeUnused;
             stops[loop.stats.stop] = (stops[loop.stats.stop] ?? 0) + 1;
             results = loop.results;
           } else {
@@ -332,7 +359,7 @@ export async function generate(o: GenerateOptions): Promise<GenerateResult> {
         finished.set(index, rows);
         await flush();
         progress();
-      }, { priority: startPriority(expectedWork(rec), index, Math.max(16, concurrency)) });
+      }, { priority: startPriority(expectedWork(rec), index, Math.max(16, slots)) });
     }
     await queue.onIdle();
     await flush();
@@ -350,6 +377,7 @@ export async function generate(o: GenerateOptions): Promise<GenerateResult> {
       requests: llm.requests,
       retries: llm.retries,
       cacheHits: callStats.cacheHits,
+      speculativeUnused,
       promptTokens: callStats.promptTokens,
       completionTokens: callStats.completionTokens,
       shards,

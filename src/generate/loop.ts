@@ -44,8 +44,12 @@ export const DEFAULT_LOOP_OPTIONS: LoopOptions = {
   seed: 0,
 };
 
-/** Sends one rendered prompt (a single user turn) and returns the answer text. */
-export type Call = (prompt: PromptSpec, text: string) => Promise<string>;
+/**
+ * Sends one rendered prompt (a single user turn) and returns the answer
+ * text. `priority`: when requests wait for a slot, higher goes first
+ * (speculative requests ask with -1, so they never hold up needed ones).
+ */
+export type Call = (prompt: PromptSpec, text: string, priority?: number) => Promise<string>;
 
 export interface LoopResult {
   promptType: string;
@@ -64,6 +68,8 @@ export interface LoopStats {
   turnsRejected: Record<string, number>;
   conversationsRejected: Record<string, number>;
   parseFailures: Record<string, number>;
+  /** Speculative asks whose answers were not needed (see `checkAndReduce`). */
+  speculativeUnused: number;
   stop: StopReason;
 }
 
@@ -72,15 +78,22 @@ export interface LoopContext {
   distribution: Distribution;
   call: Call;
   options?: Partial<LoopOptions>;
+  /**
+   * True when request slots are free and no request waits for one (the end
+   * of a run, when the input has run out). The loop then asks a round's
+   * checks and its reduce at once instead of one after another; see
+   * `checkAndReduce`. Absent: never.
+   */
+  spare?: () => boolean;
 }
 
 const bump = (m: Record<string, number>, k: string, n = 1) => (m[k] = (m[k] ?? 0) + n);
 
 /** Ask until the answer parses (up to `tries`); null when it never does. */
-async function ask(ctx: LoopContext, spec: PromptSpec, text: string, tries: number, pick: (n: number) => number, stats: LoopStats): Promise<Parsed | null> {
+async function ask(ctx: LoopContext, spec: PromptSpec, text: string, tries: number, pick: (n: number) => number, stats: LoopStats, priority = 0): Promise<Parsed | null> {
   for (let i = 0; i < tries; i++) {
     // A repeated ask must differ, or a cache would return the same unparseable answer.
-    const answer = await ctx.call(spec, i === 0 ? text : `${text}\n\n(Attempt ${i + 1}: follow the format exactly.)`);
+    const answer = await ctx.call(spec, i === 0 ? text : `${text}\n\n(Attempt ${i + 1}: follow the format exactly.)`, priority);
     const parsed = parseAnswer(spec, answer, pick);
     if (parsed) return parsed;
     bump(stats.parseFailures, spec.name);
@@ -123,7 +136,7 @@ export async function runLoop(rec: ImageRecord, ctx: LoopContext): Promise<{ res
   // Draws depend only on the seed and the image: reruns and sharded runs draw the same.
   const random = rng((hashRef(`${o.seed}\u0000${rec.image}`) ^ o.seed) >>> 0);
   const pick = (n: number) => Math.floor(random() * n);
-  const stats: LoopStats = { generated: {}, accepted: {}, turnsRejected: {}, conversationsRejected: {}, parseFailures: {}, stop: 'rounds' };
+  const stats: LoopStats = { generated: {}, accepted: {}, turnsRejected: {}, conversationsRejected: {}, parseFailures: {}, speculativeUnused: 0, stop: 'rounds' };
 
   // 1. The information list.
   const info: string[] = rec.captions.map((c) => c.text.trim()).filter(Boolean);
@@ -200,24 +213,14 @@ export async function runLoop(rec: ImageRecord, ctx: LoopContext): Promise<{ res
       consume();
       continue;
     }
-    // Check each turn against everything originally known; a bad first turn kills the conversation.
-    const checkSpec = need(ctx, 'check');
-    const verdict = async (t: Turn) => {
-      const p = await ask(ctx, checkSpec, render(checkSpec, { information: orig.join('\n'), question: t.question, answer: t.answer }), o.parseTries, pick, stats);
-      return p?.kind === 'bool' && p.value;
-    };
-    let kept: Turn[] = [];
-    if (await verdict(parsed.turns[0]!)) {
-      // The other turns are judged each on its own: ask about them side by side (at most a few per conversation).
-      const rest = parsed.turns.slice(1);
-      const verdicts = await Promise.all(rest.map(verdict));
-      kept = [parsed.turns[0]!, ...rest.filter((_, i) => verdicts[i])];
-      bump(stats.turnsRejected, spec.name, verdicts.filter((v) => !v).length);
-    } else {
+    // Check each turn against everything originally known (a bad first turn
+    // kills the conversation), then find the facts the kept turns used.
+    const facts = sentences(cur);
+    const { kept, rejected, codes } = await checkAndReduce(ctx, o, orig, facts, parsed.turns, pick, stats);
+    if (kept.length) bump(stats.turnsRejected, spec.name, rejected);
+    else {
       bump(stats.conversationsRejected, spec.name);
       bump(stats.turnsRejected, spec.name, parsed.turns.length);
-    }
-    if (!kept.length) {
       if (++fails > o.maxFails) {
         stats.stop = 'failures';
         break;
@@ -227,13 +230,6 @@ export async function runLoop(rec: ImageRecord, ctx: LoopContext): Promise<{ res
     fails = 0;
     bump(stats.accepted, spec.name);
     consume();
-    // Reduce: find the facts the accepted questions used and take them out.
-    const facts = sentences(cur);
-    const coded = facts.map((f, i) => `${sentenceCode(i)}. ${f}`).join('\n');
-    const reduceSpec = need(ctx, 'reduce');
-    const used = await ask(ctx, reduceSpec, render(reduceSpec, { sentences: coded, questions: kept.map((t) => `Question: ${t.question}\nAnswer: ${t.answer}`).join('\n') }), o.parseTries, pick, stats);
-    // When reduce fails, nothing is removed (the reference dropped everything left).
-    const codes = new Set(used?.kind === 'codes' ? used.codes : []);
     const removed = facts.filter((_, i) => codes.has(sentenceCode(i)));
     results.push({ promptType: spec.name, input, turns: kept, removed });
     cur = facts.filter((_, i) => !codes.has(sentenceCode(i)));
@@ -243,4 +239,74 @@ export async function runLoop(rec: ImageRecord, ctx: LoopContext): Promise<{ res
     }
   }
   return { results, information: orig, stats };
+}
+
+/**
+ * One round's filtering: check each turn, then reduce with the kept turns.
+ * `rejected` counts the turns after the first that failed their check;
+ * `kept` is empty when the first turn failed (then nothing is reduced).
+ *
+ * Asked one after another, a round is three round trips: the first turn's
+ * check, the other checks side by side, then reduce. When the context says
+ * slots are spare (`ctx.spare`, true once the input has run out and images
+ * finish faster than new ones start), all checks and a reduce that assumes
+ * every turn passes go out at once: one round trip. Answers for prompts the
+ * run would not have sent are dropped, and when a check fails the reduce is
+ * asked again with the kept turns, so the result is the same either way;
+ * only requests that would have found no other use are spent.
+ */
+async function checkAndReduce(
+  ctx: LoopContext,
+  o: LoopOptions,
+  orig: string[],
+  facts: string[],
+  turns: Turn[],
+  pick: (n: number) => number,
+  stats: LoopStats,
+): Promise<{ kept: Turn[]; rejected: number; codes: Set<string> }> {
+  const checkSpec = need(ctx, 'check');
+  const reduceSpec = need(ctx, 'reduce');
+  const information = orig.join('\n');
+  const verdict = async (t: Turn, priority = 0) => {
+    const p = await ask(ctx, checkSpec, render(checkSpec, { information, question: t.question, answer: t.answer }), o.parseTries, pick, stats, priority);
+    return p?.kind === 'bool' && p.value;
+  };
+  const coded = facts.map((f, i) => `${sentenceCode(i)}. ${f}`).join('\n');
+  const reduce = async (kept: Turn[], priority = 0) => {
+    const used = await ask(ctx, reduceSpec, render(reduceSpec, { sentences: coded, questions: kept.map((t) => `Question: ${t.question}\nAnswer: ${t.answer}`).join('\n') }), o.parseTries, pick, stats, priority);
+    // When reduce fails, nothing is removed (the reference dropped everything left).
+    return new Set(used?.kind === 'codes' ? used.codes : []);
+  };
+  const [first, ...rest] = turns;
+  if (ctx.spare?.()) {
+    // Speculative requests wait behind needed ones (priority -1); their
+    // failures only matter if their answer turns out to be needed.
+    const settle = <T>(p: Promise<T>) => p.then((value) => ({ ok: true as const, value }), (error: unknown) => ({ ok: false as const, error }));
+    const restChecks = rest.map((t) => settle(verdict(t, -1)));
+    const allKept = settle(reduce(turns, -1));
+    const take = async <T>(p: Promise<{ ok: true; value: T } | { ok: false; error: unknown }>) => {
+      const r = await p;
+      if (!r.ok) throw r.error;
+      return r.value;
+    };
+    try {
+      if (!(await verdict(first!))) {
+        stats.speculativeUnused += rest.length + 1;
+        return { kept: [], rejected: 0, codes: new Set() };
+      }
+      const verdicts = await Promise.all(restChecks.map(take));
+      const kept = [first!, ...rest.filter((_, i) => verdicts[i])];
+      if (kept.length < turns.length) stats.speculativeUnused++;
+      const codes = kept.length === turns.length ? await take(allKept) : await reduce(kept);
+      return { kept, rejected: rest.length - kept.length + 1, codes };
+    } finally {
+      // No request outlives its image (settled promises never reject).
+      await Promise.all([...restChecks, allKept]);
+    }
+  }
+  if (!(await verdict(first!))) return { kept: [], rejected: 0, codes: new Set() };
+  // The other turns are judged each on its own: ask about them side by side (at most a few per conversation).
+  const verdicts = await Promise.all(rest.map((t) => verdict(t)));
+  const kept = [first!, ...rest.filter((_, i) => verdicts[i])];
+  return { kept, rejected: rest.length - kept.length + 1, codes: await reduce(kept) };
 }

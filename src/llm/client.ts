@@ -98,6 +98,12 @@ export interface LlmStats {
   endpoints: Record<string, Endpoint['stats'] & { limit: number }>;
 }
 
+interface Waiter {
+  priority: number;
+  seq: number;
+  wake: () => void;
+}
+
 class RetryableError extends Error {
   constructor(
     message: string,
@@ -140,7 +146,9 @@ export class LlmClient {
   private readonly endpoints: Endpoint[];
   private readonly o: Required<Omit<LlmClientOptions, 'sampling' | 'apiKeyEnv'>> & { sampling: Sampling };
   private readonly authorization: string | null;
-  private waiters: (() => void)[] = [];
+  /** Requests waiting for a slot: higher priority first, then in the order they asked. */
+  private waiters: Waiter[] = [];
+  private waiterSeq = 0;
   private totalInFlight = 0;
   readonly stats: LlmStats = { requests: 0, retries: 0, failures: 0, promptTokens: 0, completionTokens: 0, endpoints: {} };
 
@@ -210,15 +218,23 @@ export class LlmClient {
     return this.totalInFlight;
   }
 
+  /**
+   * Endpoints a request may go to. Benching steers traffic to healthy
+   * endpoints; when all are benched, those coming back soonest are tried
+   * (the retry backoff sets the pace).
+   */
+  private candidates(): Endpoint[] {
+    const now = Date.now();
+    const live = this.endpoints.filter((e) => e.benchedUntil <= now);
+    if (live.length) return live;
+    const soonest = Math.min(...this.endpoints.map((e) => e.benchedUntil));
+    return this.endpoints.filter((e) => e.benchedUntil === soonest);
+  }
+
   /** The endpoint with the fewest requests in flight that has room; null when all are full or benched. */
   private pick(avoid: Endpoint | null): Endpoint | null {
     if (this.totalInFlight >= this.o.maxConcurrency) return null;
-    const now = Date.now();
-    // Benching steers traffic to healthy endpoints; when all are benched,
-    // those coming back soonest are tried (the retry backoff sets the pace).
-    const live = this.endpoints.filter((e) => e.benchedUntil <= now);
-    const soonest = Math.min(...this.endpoints.map((e) => e.benchedUntil));
-    const candidates = live.length ? live : this.endpoints.filter((e) => e.benchedUntil === soonest);
+    const candidates = this.candidates();
     let best: Endpoint | null = null;
     for (const e of candidates) {
       if (e.inFlight >= Math.max(1, Math.floor(e.limit))) continue;
@@ -228,24 +244,55 @@ export class LlmClient {
     return best;
   }
 
-  private async acquire(avoid: Endpoint | null): Promise<Endpoint> {
-    for (;;) {
-      const e = this.pick(avoid);
+  private async acquire(avoid: Endpoint | null, priority: number): Promise<Endpoint> {
+    const seq = this.waiterSeq++;
+    for (let first = true; ; first = false) {
+      // A newcomer does not pass requests already waiting.
+      const e = first && this.waiters.length ? null : this.pick(avoid);
       if (e) {
         e.inFlight++;
         this.totalInFlight++;
         return e;
       }
-      // Every slot taken: wait until a request finishes.
-      await new Promise<void>((resolve) => this.waiters.push(resolve));
+      // Every slot taken: wait until a request finishes. One that was woken
+      // and still found no room keeps its place (its sequence number).
+      await new Promise<void>((wake) => this.enqueue({ priority, seq, wake }));
     }
+  }
+
+  private enqueue(w: Waiter): void {
+    const q = this.waiters;
+    // Binary search for the first waiter that goes after w; the queue is at most a few hundred long.
+    let lo = 0;
+    let hi = q.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      const m = q[mid]!;
+      if (m.priority > w.priority || (m.priority === w.priority && m.seq < w.seq)) lo = mid + 1;
+      else hi = mid;
+    }
+    q.splice(lo, 0, w);
+  }
+
+  /** Slots are free and no request waits for one: work sent now delays nothing else. */
+  get spare(): boolean {
+    return this.waiters.length === 0 && this.freeSlots() > 0;
+  }
+
+  /** Slots a waiting request could take now (a success may have raised a limit too). */
+  private freeSlots(): number {
+    let free = 0;
+    for (const e of this.candidates()) free += Math.max(0, Math.max(1, Math.floor(e.limit)) - e.inFlight);
+    return Math.min(free, this.o.maxConcurrency - this.totalInFlight);
   }
 
   private release(e: Endpoint): void {
     e.inFlight--;
     this.totalInFlight--;
-    const w = this.waiters.splice(0);
-    for (const wake of w) wake();
+    // Wake as many waiters as there are free slots, not all of them: with
+    // hundreds waiting, waking every one on each answer cost CPU in
+    // proportion to the square of the queue.
+    for (let n = Math.max(1, this.freeSlots()); n > 0 && this.waiters.length; n--) this.waiters.shift()!.wake();
   }
 
   private delay(attempt: number, retryAfter: number | null): number {
@@ -300,7 +347,11 @@ export class LlmClient {
   }
 
   /** One chat completion, with retries over the endpoints. */
-  async chat(messages: ChatMessage[], sampling: Partial<Sampling> = {}): Promise<ChatResult> {
+  /**
+   * `priority`: when requests wait for a slot, higher goes first (equal:
+   * in the order they asked).
+   */
+  async chat(messages: ChatMessage[], sampling: Partial<Sampling> = {}, priority = 0): Promise<ChatResult> {
     const s = { ...this.o.sampling, ...sampling };
     const body = JSON.stringify({
       model: this.o.model,
@@ -314,7 +365,7 @@ export class LlmClient {
     for (let attempt = 0; attempt <= this.o.retries; attempt++) {
       if (attempt > 0) this.stats.retries++;
       // A retry prefers another endpoint than the one that just failed.
-      const e = await this.acquire(last);
+      const e = await this.acquire(last, priority);
       last = e;
       const epoch = e.cutEpoch;
       let wait: number | null = null;

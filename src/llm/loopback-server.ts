@@ -33,6 +33,8 @@ export interface LoopbackServerOptions {
   latencyMs?: number;
   /** The answer text for a request when no behaviour is planned. */
   answer?: (req: ChatRequest) => string;
+  /** Keep every request's body and authorization header in `seen` (default true; benchmarks turn it off so memory stays flat). */
+  record?: boolean;
 }
 
 export class LoopbackLlmServer {
@@ -77,7 +79,8 @@ export class LoopbackLlmServer {
     req.on('data', (c: string) => (body += c));
     req.on('end', () => {
       this.seen.requests++;
-      this.seen.authorization.push(req.headers.authorization);
+      const record = this.o.record ?? true;
+      if (record) this.seen.authorization.push(req.headers.authorization);
       if (req.url !== '/v1/chat/completions' || req.method !== 'POST') {
         res.writeHead(404).end('not found');
         return;
@@ -89,7 +92,7 @@ export class LoopbackLlmServer {
         res.writeHead(400).end('bad json');
         return;
       }
-      this.seen.bodies.push(parsed);
+      if (record) this.seen.bodies.push(parsed);
       const b = this.plan.shift() ?? { kind: 'ok' };
       if (b.kind === 'hang') return;
       if (b.kind === 'reset') {
@@ -102,6 +105,7 @@ export class LoopbackLlmServer {
         res.writeHead(429, { 'retry-after': '0' }).end('{"error":"busy"}');
         return;
       }
+      let answer = '';
       const finish = () => {
         this.inFlight--;
         this.waiting.shift()?.();
@@ -110,19 +114,22 @@ export class LoopbackLlmServer {
         } else if (b.kind === 'malformed') {
           res.writeHead(200, { 'content-type': 'application/json' }).end('{"choices": [ this is not json');
         } else {
-          const content = b.content ?? this.o.answer?.(parsed) ?? `echo: ${parsed.messages.at(-1)?.content.slice(0, 60) ?? ''}`;
-          res.writeHead(200, { 'content-type': 'application/json' }).end(
-            JSON.stringify({
-              id: `cmpl-${this.seen.requests}`,
-              object: 'chat.completion',
-              model: parsed.model,
-              choices: [{ index: 0, message: { role: 'assistant', content }, finish_reason: 'stop' }],
-              usage: { prompt_tokens: Math.ceil(body.length / 4), completion_tokens: Math.ceil(content.length / 4) },
-            }),
-          );
+          res.writeHead(200, { 'content-type': 'application/json' }).end(answer);
         }
       };
       const start = () => {
+        if (b.kind === 'ok') {
+          // The answer is made when the request starts, so the latency is all
+          // the time it takes (a model's time is in its latency, not after it).
+          const content = b.content ?? this.o.answer?.(parsed) ?? `echo: ${parsed.messages.at(-1)?.content.slice(0, 60) ?? ''}`;
+          answer = JSON.stringify({
+            id: `cmpl-${this.seen.requests}`,
+            object: 'chat.completion',
+            model: parsed.model,
+            choices: [{ index: 0, message: { role: 'assistant', content }, finish_reason: 'stop' }],
+            usage: { prompt_tokens: Math.ceil(body.length / 4), completion_tokens: Math.ceil(content.length / 4) },
+          });
+        }
         this.inFlight++;
         this.seen.maxInFlight = Math.max(this.seen.maxInFlight, this.inFlight);
         const delay = (b.kind === 'ok' ? b.delayMs : undefined) ?? this.o.latencyMs ?? 0;
