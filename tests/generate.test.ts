@@ -134,6 +134,28 @@ describe('generate', () => {
     expect(after).toEqual(before);
   });
 
+  it('writes the same conversations whatever the images in flight, speculating or not', async () => {
+    // A wrong later turn in every conversation: speculative reduces then go unused, and leave a trace.
+    const server = async () => {
+      const s = new LoopbackLlmServer({ answer: (req) => fakeAnswer(req.messages.at(-1)!.content, { wrongTurn: 1 }) });
+      await s.start();
+      servers.push(s);
+      return s;
+    };
+    const a = await tmpDir();
+    const ra = await generate(opts(await server(), a, { cache: null }));
+    const b = await tmpDir();
+    const rb = await generate(opts(await server(), b, { cache: null, imagesInFlight: 1, speculate: false }));
+    expect(ra.speculativeUnused).toBeGreaterThan(0);
+    expect(rb.speculativeUnused).toBe(0);
+    expect(ra.requests).toBeGreaterThan(rb.requests);
+    const rows = (dir: string) => duckdb<{ id: string; c: string; r: string }>(`select id, to_json(conversations)::varchar as c, to_json(removed)::varchar as r from '${dir}/part-*.parquet' order by id`);
+    const [x, y] = await Promise.all([rows(a), rows(b)]);
+    expect(x.length).toBe(ra.conversations);
+    expect(x).toEqual(y);
+    await expect(generate(opts(await server(), await tmpDir(), { imagesInFlight: 0 }))).rejects.toMatchObject({ code: 'E_OPTION', message: expect.stringContaining('images in flight') });
+  });
+
   it('sets aside images whose calls keep failing, and fails the run past --max-failure-rate', async () => {
     const server = await fakeServer();
     server.next(...Array.from({ length: 40 }, () => ({ kind: 'status' as const, status: 500 })));

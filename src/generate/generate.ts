@@ -50,6 +50,8 @@ export interface GenerateOptions {
    * and reduce at once (default true); see loop.ts `checkAndReduce`.
    */
   speculate?: boolean;
+  /** Images worked on at once (default: twice `maxConcurrency`). */
+  imagesInFlight?: number;
   /** Above this share of failed images the run exits non-zero. */
   maxFailureRate?: number;
   /** Write into a folder that holds a run made with other settings. */
@@ -179,6 +181,9 @@ export async function generate(o: GenerateOptions): Promise<GenerateResult> {
   const t0 = performance.now();
   const maxFailureRate = o.maxFailureRate ?? 0.01;
   if (!(maxFailureRate >= 0 && maxFailureRate <= 1)) throw new InstructifyError('E_OPTION', `--max-failure-rate must be from 0 to 1, got ${maxFailureRate}`);
+  if (o.imagesInFlight !== undefined && !(Number.isInteger(o.imagesInFlight) && o.imagesInFlight >= 1)) {
+    throw new InstructifyError('E_OPTION', `images in flight must be a positive whole number, got ${o.imagesInFlight}`);
+  }
   const prompts = loadPrompts(o.promptDirs ?? []);
   const distribution = loadDistribution(o.distribution, prompts);
   const client = o.llm ? new LlmClient(o.llm) : null;
@@ -272,7 +277,7 @@ export async function generate(o: GenerateOptions): Promise<GenerateResult> {
   // wait for slots (so none stands empty while an image works between its
   // calls), and free slots mean the run is ending, which is when the loop
   // may spend them on speculative checks (`spare`).
-  const concurrency = client ? 2 * slots : 1;
+  const concurrency = client ? o.imagesInFlight ?? 2 * slots : 1;
   const queue = new PQueue({ concurrency });
   const speculate = o.speculate ?? true;
   const spare = client && speculate ? () => client.spare : undefined;
