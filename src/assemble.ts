@@ -1,5 +1,5 @@
 import path from 'node:path';
-import pluralize from 'pluralize';
+import { plural } from './tree/labels.js';
 import type { IngestState } from './sources/types.js';
 import { cocoFileName } from './sources/vqa.js';
 import type { Box, Caption, Fragment, ImageGroup, ImageRecord, QAPair, RawBox, Region, Reject, RejectReason } from './types.js';
@@ -132,7 +132,7 @@ export function normaliseBox(x: number, y: number, w: number, h: number, size: S
 export function containsSentence(labels: string[]): string | null {
   const counts = new Map<string, number>();
   for (const l of labels) counts.set(l, (counts.get(l) ?? 0) + 1);
-  const words = [...counts].map(([l, n]) => (n > 1 ? pluralize.plural(l) : `${/^[aeiou]/i.test(l) ? 'an' : 'a'} ${l}`));
+  const words = [...counts].map(([l, n]) => (n > 1 ? plural(l) : `${/^[aeiou]/i.test(l) ? 'an' : 'a'} ${l}`));
   if (!words.length) return null;
   return `This image contains ${words.length > 1 ? `${words.slice(0, -1).join(', ')} and ${words.at(-1)}` : words[0]}.`;
 }

@@ -160,21 +160,40 @@ export function buildTree(input: TreeInput, options: Partial<TreeOptions> = {}):
     }
   }
 
-  // 4. Hierarchy: the tightest container is the parent.
-  for (const a of work) {
-    let best: Work | null = null;
-    for (const b of work) {
-      if (a === b || boxArea(a) >= boxArea(b)) continue;
-      if (singular(a.labels[0]!) === singular(b.labels[0]!)) continue;
-      if (!depthsOverlap(a.depths, b.depths, o.depthGrace)) continue;
-      // The masks cannot overlap more than the boxes do: skip the cell count when the boxes already rule it out.
-      const ix = Math.max(0, Math.min(a.x2, b.x2) - Math.max(a.x1, b.x1));
-      const iy = Math.max(0, Math.min(a.y2, b.y2) - Math.max(a.y1, b.y1));
-      if (a.area <= 0 || (ix * iy * cells) / a.area <= o.containment * 0.9) continue;
-      if (overlap(a.mask, b.mask) / a.area <= o.containment) continue;
-      if (best === null || boxArea(b) < boxArea(best)) best = b;
+  // 4. Hierarchy: the tightest container is the parent. Candidates are
+  //    tried from the smallest box up, so the first that passes is the
+  //    parent (ties: the earlier object, as a scan in order would pick) and
+  //    no mask overlap is counted past it; the cheap tests (box overlap)
+  //    come before labels and masks.
+  const boxAreas = work.map(boxArea);
+  const singulars = work.map((w) => singular(w.labels[0]!));
+  const bySize = work.map((_, i) => i).sort((x, y) => boxAreas[x]! - boxAreas[y]! || x - y);
+  for (let i = 0; i < work.length; i++) {
+    const a = work[i]!;
+    if (a.area <= 0) continue;
+    // Below this box overlap (in cells), the masks cannot overlap enough.
+    const needCells = (o.containment * 0.9 * a.area) / cells;
+    // The first candidate with a strictly larger box.
+    let lo = 0;
+    let hi = bySize.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (boxAreas[bySize[mid]!]! <= boxAreas[i]!) lo = mid + 1;
+      else hi = mid;
     }
-    a.parent = best;
+    for (let k = lo; k < bySize.length; k++) {
+      const j = bySize[k]!;
+      const b = work[j]!;
+      const ix = Math.min(a.x2, b.x2) - Math.max(a.x1, b.x1);
+      if (ix <= 0) continue;
+      const iy = Math.min(a.y2, b.y2) - Math.max(a.y1, b.y1);
+      if (iy <= 0 || ix * iy <= needCells) continue;
+      if (singulars[i] === singulars[j]) continue;
+      if (!depthsOverlap(a.depths, b.depths, o.depthGrace)) continue;
+      if (overlap(a.mask, b.mask) / a.area <= o.containment) continue;
+      a.parent = b;
+      break;
+    }
   }
   for (const w of work) w.parent?.children.push(w);
   const roots = work.filter((w) => w.parent === null);

@@ -67,17 +67,23 @@ export function mergeLabels(into: string[], add: string, editRatio: number): voi
 
 // pluralize runs a list of regular expressions per call; labels repeat a lot
 // (the hierarchy and grouping compare every pair), so remember answers.
-const singulars = new Map<string, string>();
-
-export function singular(label: string): string {
-  let s = singulars.get(label);
-  if (s === undefined) {
-    s = pluralize.singular(label.toLowerCase());
-    if (singulars.size > 50_000) singulars.clear();
-    singulars.set(label, s);
-  }
-  return s;
+// The caches are cleared when they grow past a bound (labels are open-ended text).
+function remembered<T>(f: (label: string) => T): (label: string) => T {
+  const answers = new Map<string, T>();
+  return (label) => {
+    let s = answers.get(label);
+    if (s === undefined) {
+      s = f(label);
+      if (answers.size > 50_000) answers.clear();
+      answers.set(label, s);
+    }
+    return s;
+  };
 }
+
+export const singular = remembered((label) => pluralize.singular(label.toLowerCase()));
+const isPluralWord = remembered((label) => pluralize.isPlural(label.toLowerCase()));
+const pluralOf = remembered((label) => pluralize.plural(label));
 
 /** "person" and "people", "car" and "cars": the same word in two numbers. */
 export function isSingularPluralPair(a: string, b: string): boolean {
@@ -95,11 +101,11 @@ export const DEFAULT_UNCOUNTABLE = ['window', 'tree', 'building', 'drink', 'leaf
  */
 export function countWord(n: number, label: string, manyAbove: number, uncountable: readonly string[]): string {
   if (n > manyAbove) return 'many';
-  if (pluralize.isPlural(label.toLowerCase()) && singular(label) !== label.toLowerCase()) return 'several';
+  if (isPluralWord(label) && singular(label) !== label.toLowerCase()) return 'several';
   if (uncountable.includes(singular(label))) return 'several';
   return String(n);
 }
 
 export function plural(label: string): string {
-  return pluralize.plural(label);
+  return pluralOf(label);
 }

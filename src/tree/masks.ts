@@ -38,6 +38,38 @@ export interface Coverage {
   w: number;
   h: number;
   data: Uint8Array;
+  /**
+   * Row and column sums of `data`, once known: the area and the median
+   * position both read them, and polygon coverage fills them in the same
+   * pass that writes the cells (a window is never changed once made).
+   */
+  sums?: Marginals;
+}
+
+interface Marginals {
+  cols: Float64Array;
+  rows: Float64Array;
+  total: number;
+}
+
+function marginals(m: Coverage): Marginals {
+  if (m.sums) return m.sums;
+  const cols = new Float64Array(m.w);
+  const rows = new Float64Array(m.h);
+  const d = m.data;
+  let total = 0;
+  // Branch-free sums: most cells of a window are covered.
+  for (let y = 0, i = 0; y < m.h; y++) {
+    let rowSum = 0;
+    for (let x = 0; x < m.w; x++, i++) {
+      const v = d[i]!;
+      cols[x]! += v;
+      rowSum += v;
+    }
+    rows[y] = rowSum;
+    total += rowSum;
+  }
+  return (m.sums = { cols, rows, total });
 }
 
 function emptyWindow(g: Grid, cx1: number, cy1: number, cx2: number, cy2: number): Coverage {
@@ -174,6 +206,9 @@ export function polygonCoverage(g: Grid, rings: number[][]): Coverage {
   const several = rings.length > 1;
   if (several) unionBuf.fill(0, 0, cellsN);
   const data = m.data;
+  const cols = new Float64Array(m.w);
+  const rows = new Float64Array(m.h);
+  let total = 0;
   for (const ring of rings) {
     const n = ring.length >> 1;
     if (n < 3) continue;
@@ -183,13 +218,45 @@ export function polygonCoverage(g: Grid, rings: number[][]): Coverage {
     }
     // The running sum along a row is the covered fraction of each cell (its sign is the ring's direction).
     if (!several) {
-      for (let y = 0, i = 0; y < m.h; y++) {
+      // Between the cells an edge touches, the running sum does not change:
+      // such a run is found by its zeros, written with one fill, and added
+      // to the column sums through a difference array (`runCols`), so the
+      // full per-cell work is only done where edges are.
+      const runCols = new Float64Array(m.w + 1);
+      for (let y = 0, row = 0; y < m.h; y++, row += m.w) {
         let sum = 0;
-        for (let a = y * stride, end = a + m.w; a < end; a++, i++) {
-          sum += acc[a]!;
+        let rowSum = 0;
+        const base = y * stride;
+        for (let x = 0; x < m.w; ) {
+          const d = acc[base + x]!;
+          if (d === 0) {
+            let e = x + 1;
+            while (e < m.w && acc[base + e] === 0) e++;
+            const c = sum < 0 ? -sum : sum;
+            const v = c >= 1 ? FULL : (c * FULL + 0.5) | 0;
+            if (v) {
+              data.fill(v, row + x, row + e);
+              runCols[x]! += v;
+              runCols[e]! -= v;
+              rowSum += v * (e - x);
+            }
+            x = e;
+            continue;
+          }
+          sum += d;
           const c = sum < 0 ? -sum : sum;
-          data[i] = c >= 1 ? FULL : (c * FULL + 0.5) | 0;
+          const v = c >= 1 ? FULL : (c * FULL + 0.5) | 0;
+          data[row + x] = v;
+          cols[x]! += v;
+          rowSum += v;
+          x++;
         }
+        rows[y] = rowSum;
+        total += rowSum;
+      }
+      for (let x = 0, run = 0; x < m.w; x++) {
+        run += runCols[x]!;
+        cols[x]! += run;
       }
     } else {
       for (let y = 0, i = 0; y < m.h; y++) {
@@ -207,7 +274,10 @@ export function polygonCoverage(g: Grid, rings: number[][]): Coverage {
       const c = unionBuf[i]!;
       data[i] = c >= 1 ? FULL : (c * FULL + 0.5) | 0;
     }
+    return m;
   }
+  // One ring (or none drawable: all sums 0), summed as it was written.
+  m.sums = { cols, rows, total };
   return m;
 }
 
@@ -297,10 +367,7 @@ export function maskCoverage(g: Grid, mask: Mask): Coverage | null {
 
 /** Sum of coverage, in cells (a full cell counts 1). */
 export function area(m: Coverage): number {
-  let s = 0;
-  const d = m.data;
-  for (let i = 0; i < d.length; i++) s += d[i]!;
-  return s / FULL;
+  return marginals(m).total / FULL;
 }
 
 /** Overlap of two coverages, in cells: the smaller coverage per cell, over where both windows meet. */
@@ -351,21 +418,7 @@ export function union(a: Coverage, b: Coverage): Coverage {
 
 /** Coverage-weighted median cell position, normalised to 0..1 of the whole grid (top-left origin). */
 export function medianPosition(g: Grid, m: Coverage): { x: number; y: number } | null {
-  const cols = new Float64Array(m.w);
-  const rows = new Float64Array(m.h);
-  const d = m.data;
-  let total = 0;
-  // Branch-free sums: most cells of a window are covered.
-  for (let y = 0, i = 0; y < m.h; y++) {
-    let rowSum = 0;
-    for (let x = 0; x < m.w; x++, i++) {
-      const v = d[i]!;
-      cols[x]! += v;
-      rowSum += v;
-    }
-    rows[y] = rowSum;
-    total += rowSum;
-  }
+  const { cols, rows, total } = marginals(m);
   if (total <= 0) return null;
   const median = (hist: Float64Array, offset: number, n: number): number => {
     let acc = 0;
