@@ -42,9 +42,9 @@ export function camel(k: string): string {
  * A column's values (one Arrow `Data`) as plain JavaScript values, the same
  * as `plainValue` of each row's value, but column by column: a struct's
  * fields, a list's items and a string column are each converted in one
- * pass instead of through a struct row and a vector per value. Measured on
- * prepared records: ~0.2 ms a record row by row warm, 0.7 ms cold. Types
- * not handled here go value by value through `plainValue`.
+ * pass instead of through a struct row and a vector per value. A row group
+ * of 1,000 prepared records: 20-25 ms instead of 115-237 ms row by row
+ * (warm). Types not handled here go value by value through `plainValue`.
  */
 export function columnValues(data: Data, key: (k: string) => string = (k) => k): unknown[] {
   const n = data.length;
