@@ -1,6 +1,6 @@
 import { cacheKey, type ResponseCache } from '../llm/cache.js';
 import type { LlmClient } from '../llm/client.js';
-import type { Call } from './loop.js';
+import type { PromptSpec } from './prompts.js';
 
 export interface CallStats {
   requests: Record<string, number>;
@@ -16,7 +16,10 @@ export interface CallStats {
  * default), answered from the cache when it can, else by the LLM and then
  * cached. `onRequest` hears of each answer that was not in the cache.
  */
-export function llmCall(client: LlmClient, cache: ResponseCache | null, stats: CallStats): (...a: [...Parameters<Call>, onRequest?: () => void]) => ReturnType<Call> {
+/** A `Call` that can also tell its caller when an answer did not come from the cache. */
+export type CachedCall = (spec: PromptSpec, text: string, priority?: number, onRequest?: () => void) => Promise<string>;
+
+export function llmCall(client: LlmClient, cache: ResponseCache | null, stats: CallStats): CachedCall {
   return async (spec, text, priority = 0, onRequest) => {
     const messages = [{ role: 'user' as const, content: text }];
     // Hashing the messages is a real share of a request's CPU: only done when there is a cache.

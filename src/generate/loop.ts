@@ -278,6 +278,11 @@ async function checkAndReduce(
     return new Set(used?.kind === 'codes' ? used.codes : []);
   };
   const [first, ...rest] = turns;
+  // The first turn passed: it and the later turns whose verdict is true.
+  const keep = (verdicts: boolean[]) => {
+    const kept = [first!, ...rest.filter((_, i) => verdicts[i])];
+    return { kept, rejected: turns.length - kept.length };
+  };
   if (ctx.spare?.()) {
     // Speculative requests wait behind needed ones (priority -1); their
     // failures only matter if their answer turns out to be needed.
@@ -294,11 +299,9 @@ async function checkAndReduce(
         stats.speculativeUnused += rest.length + 1;
         return { kept: [], rejected: 0, codes: new Set() };
       }
-      const verdicts = await Promise.all(restChecks.map(take));
-      const kept = [first!, ...rest.filter((_, i) => verdicts[i])];
-      if (kept.length < turns.length) stats.speculativeUnused++;
-      const codes = kept.length === turns.length ? await take(allKept) : await reduce(kept);
-      return { kept, rejected: rest.length - kept.length + 1, codes };
+      const { kept, rejected } = keep(await Promise.all(restChecks.map(take)));
+      if (rejected) stats.speculativeUnused++;
+      return { kept, rejected, codes: rejected ? await reduce(kept) : await take(allKept) };
     } finally {
       // No request outlives its image (settled promises never reject).
       await Promise.all([...restChecks, allKept]);
@@ -306,7 +309,6 @@ async function checkAndReduce(
   }
   if (!(await verdict(first!))) return { kept: [], rejected: 0, codes: new Set() };
   // The other turns are judged each on its own: ask about them side by side (at most a few per conversation).
-  const verdicts = await Promise.all(rest.map((t) => verdict(t)));
-  const kept = [first!, ...rest.filter((_, i) => verdicts[i])];
-  return { kept, rejected: rest.length - kept.length + 1, codes: await reduce(kept) };
+  const { kept, rejected } = keep(await Promise.all(rest.map((t) => verdict(t))));
+  return { kept, rejected, codes: await reduce(kept) };
 }

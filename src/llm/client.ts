@@ -346,10 +346,10 @@ export class LlmClient {
     return { content, usage, endpoint: e.base, attempts: 1 };
   }
 
-  /** One chat completion, with retries over the endpoints. */
   /**
-   * `priority`: when requests wait for a slot, higher goes first (equal:
-   * in the order they asked).
+   * One chat completion, with retries over the endpoints. `priority`: when
+   * requests wait for a slot, higher goes first (equal: in the order they
+   * asked).
    */
   async chat(messages: ChatMessage[], sampling: Partial<Sampling> = {}, priority = 0): Promise<ChatResult> {
     const s = { ...this.o.sampling, ...sampling };
