@@ -246,6 +246,31 @@ describe('polygon coverage', () => {
     // Half of this square lies right of the image: only the half inside counts.
     expect(pixels([square(600, 100, 80)])).toBeCloseTo(40 * 80, 0);
   });
+
+  it('keeps every window its own while many are alive (windows share slabs of memory)', () => {
+    // 3,000 windows of up to 128 x 96 cells: several slabs' worth, all held at once.
+    const r = rng(5);
+    const rings = Array.from({ length: 3000 }, () => {
+      const x = r() * 400;
+      const y = r() * 300;
+      const s = 20 + r() * 220;
+      return [x, y, x + s, y + 0.3 * s, x + 0.6 * s, y + s];
+    });
+    const held = rings.map((ring) => polygonCoverage(g, [ring]));
+    // Copies taken as each window is made would show a window that a later one wrote over.
+    const copies: number[][] = [];
+    const fresh = rings.map((ring) => {
+      const m = polygonCoverage(g, [ring]);
+      copies.push(Array.from(m.data));
+      return m;
+    });
+    for (let i = 0; i < rings.length; i++) {
+      expect(Array.from(held[i]!.data)).toEqual(copies[i]);
+      expect(Array.from(fresh[i]!.data)).toEqual(copies[i]);
+      expect(held[i]!.data.byteLength).toBe(held[i]!.w * held[i]!.h);
+    }
+    expect(area(held[0]!)).toBeGreaterThan(0);
+  });
 });
 
 describe('property: random boxes', () => {
