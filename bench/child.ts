@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { DEFAULT_HEAP_GROWTH_PERCENT, setHeapGrowth } from '../src/heap.js';
 import { prepare } from '../src/prepare.js';
 
 /**
@@ -28,6 +29,8 @@ if (mode === 'json-parse') {
   await new Promise<void>((resolve, reject) => stream.on('end', resolve).on('error', reject));
   detail = { annotations: n };
 } else if (mode === 'prepare') {
+  // As `instructify prepare` runs: the CLI sets the heap growth before it starts.
+  setHeapGrowth(DEFAULT_HEAP_GROWTH_PERCENT);
   const r = await prepare({
     sources: [{ kind: 'coco-instances', paths: [file!] }],
     images: null,

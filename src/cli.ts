@@ -5,6 +5,7 @@ import { InstructifyError } from './errors.js';
 import { DEFAULT_MEMORY_BUDGET, DEFAULT_ROWS_PER_SHARD, prepare, type PrepareProgress, type PrepareResult, type SourceSpec } from './prepare.js';
 import { SOURCE_KINDS } from './sources/index.js';
 import { VERSION } from './version.js';
+import { DEFAULT_HEAP_GROWTH_PERCENT, setHeapGrowth } from './heap.js';
 import { runDemo } from './demo.js';
 import { generate } from './generate/generate.js';
 import { run } from './run.js';
@@ -68,6 +69,14 @@ function parseWorkers(v: string): number | 'auto' {
   if (v === 'auto') return 'auto';
   const n = Number(v);
   if (!Number.isInteger(n) || n < 0 || n > 64) throw new InvalidArgumentError(`"${v}" is not a number of workers (0 to 64, or auto)`);
+  return n;
+}
+
+const HEAP_GROWTH_HELP = 'how far (percent) the JavaScript heap may grow past live memory before it is collected; lower uses less memory, 0 leaves it to V8 (up to 4x: more memory, sometimes faster)';
+
+function parseHeapGrowth(v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0 || n > 1000) throw new InvalidArgumentError(`"${v}" is not a heap growth in whole percent (0 to 1000)`);
   return n;
 }
 
@@ -177,6 +186,7 @@ export function buildProgram(): Command {
     .option('--image-concurrency <n>', 'images checked at once', parsePositiveInt, 16)
     .option('--shard <K/N|N>', 'process only shard K of N (N alone: K from JOB_COMPLETION_INDEX or SLURM_ARRAY_TASK_ID)', (v: string) => parseShard(v))
     .option('--workers <n>', "worker threads for parsing bulk arrays while reading, then building records and writing shards: a number (0: none) or 'auto'", parseWorkers, 'auto' as number | 'auto')
+    .option('--heap-growth <percent>', HEAP_GROWTH_HELP, parseHeapGrowth, DEFAULT_HEAP_GROWTH_PERCENT)
     .option('--edge-tolerance <fraction>', 'how far a box may cross the image edge before it is rejected (it is clamped)', parseNonNegative, 0.01)
     .option('--no-tree', 'instead of the ASCII tree, a flat [label, x1, y1, x2, y2] list (y up): the ablation')
     .option('--depth-dir <dir>', 'depth maps, one PNG per image at <dir>/<image path without extension>.png (8 or 16 bit)')
@@ -190,6 +200,7 @@ export function buildProgram(): Command {
     .option('--json', 'print the summary as JSON on stdout')
     .option('-q, --quiet', 'no progress and no summary')
     .action(async (opts) => {
+      setHeapGrowth(opts.heapGrowth);
       const showProgress = !opts.quiet && process.stderr.isTTY === true;
       const progress = progressReporter(showProgress);
       // No partial shard is left, the spill folder is removed, the manifest says "interrupted".
@@ -270,6 +281,7 @@ export function buildProgram(): Command {
     .option('--json', 'print the summary as JSON on stdout')
     .option('-q, --quiet', 'no progress and no summary')
     .action(async (opts) => {
+      setHeapGrowth(opts.heapGrowth);
       const showProgress = !opts.quiet && process.stderr.isTTY === true;
       const bar = showProgress
         ? new cliProgress.SingleBar(
@@ -365,8 +377,10 @@ export function buildProgram(): Command {
     .option('--no-speculate', 'as for generate')
     .option('--max-failure-rate <x>', 'exit non-zero past this share of failed images', parseNonNegative, 0.01)
     .option('--shard <K/N|N>', 'process only shard K of N (N alone: K from JOB_COMPLETION_INDEX or SLURM_ARRAY_TASK_ID)', (v: string) => parseShard(v))
+    .option('--heap-growth <percent>', HEAP_GROWTH_HELP, parseHeapGrowth, DEFAULT_HEAP_GROWTH_PERCENT)
     .option('-q, --quiet', 'no summary')
     .action(async (opts) => {
+      setHeapGrowth(opts.heapGrowth);
       const r = await run({
         prepare: { sources: opts.source, images: opts.images ?? null, imageDirs: opts.imageDir, tree: { mode: opts.tree === false ? 'flat' : 'tree' }, shard: opts.shard ?? null },
         generate: {

@@ -79,6 +79,9 @@ describe('bin/instructify', () => {
     const badSize = run(['prepare', '--source', `coco-captions=${COCO_CAPTIONS}`, '--out', '/tmp/x', '--memory-budget', 'lots']);
     expect(badSize.code).not.toBe(0);
     expect(badSize.stderr).toContain('is not a size');
+    const badGrowth = run(['prepare', '--source', `coco-captions=${COCO_CAPTIONS}`, '--out', '/tmp/x', '--heap-growth', '2.5']);
+    expect(badGrowth.code).not.toBe(0);
+    expect(badGrowth.stderr).toContain('"2.5" is not a heap growth in whole percent (0 to 1000)');
   });
 
   it('demo makes a sample dataset and prepares it with no server or network', async () => {
