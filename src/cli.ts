@@ -281,7 +281,6 @@ export function buildProgram(): Command {
     .option('--json', 'print the summary as JSON on stdout')
     .option('-q, --quiet', 'no progress and no summary')
     .action(async (opts) => {
-      setHeapGrowth(opts.heapGrowth);
       const showProgress = !opts.quiet && process.stderr.isTTY === true;
       const bar = showProgress
         ? new cliProgress.SingleBar(
