@@ -3,7 +3,7 @@ import { mkdtemp, rm, readFile, readdir } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { InstructifyError } from './errors.js';
-import { FragmentCodec, RECORD } from './fragment-codec.js';
+import { ByteWriter, FragmentCodec } from './fragment-codec.js';
 import type { Fragment, ImageGroup } from './types.js';
 
 /**
@@ -52,8 +52,8 @@ export function hashRef(ref: string): number {
 export interface PartitionInput {
   partition: number;
   spillFiles: string[];
-  /** Encoded fragments held in memory, separated by RECORD. */
-  lines: string;
+  /** Encoded fragments held in memory (framed records, see FragmentCodec). */
+  bytes: Uint8Array;
 }
 
 /** What another thread's join left on disk: its spill folder and the partitions it wrote there. */
@@ -66,12 +66,6 @@ function spillFilePath(dir: string, partition: number): string {
   return path.join(dir, `part-${String(partition).padStart(4, '0')}.fragments`);
 }
 
-/**
- * Holds fragments serialised, one buffer per partition. Serialised fragments
- * cost the garbage collector almost nothing to keep (a string has no
- * pointers to trace), a spill is a plain append, and a partition can be
- * handed to a worker thread as text.
- */
 /**
  * Spill folders of runs that were killed (kill -9, a crash) cannot be removed
  * by those runs: the next run removes them. A folder names its process; it
@@ -90,9 +84,15 @@ export async function removeStaleSpills(parent: string): Promise<void> {
   }
 }
 
+/**
+ * Holds fragments serialised, one byte buffer per partition. Serialised
+ * fragments cost the garbage collector nothing to keep (bytes outside the
+ * heap, no pointers to trace), a spill is a plain append, and a partition
+ * can be handed to a worker thread as bytes.
+ */
 export class FragmentJoin {
   readonly stats: JoinStats = { fragments: 0, spills: 0, spilledBytes: 0, peakHeldBytes: 0 };
-  private buffers: string[][];
+  private buffers: (ByteWriter | null)[];
   private held = 0;
   private spillDir: string | null = null;
   private spilled = new Set<number>();
@@ -110,7 +110,7 @@ export class FragmentJoin {
     this.budget = opts.memoryBudget;
     this.partitions = p;
     this.tmpParent = opts.tmpDir ?? os.tmpdir();
-    this.buffers = Array.from({ length: p }, () => []);
+    this.buffers = new Array<ByteWriter | null>(p).fill(null);
     this.codec = opts.codec ?? new FragmentCodec();
     this.spillDir = opts.spillDir ?? null;
   }
@@ -127,10 +127,12 @@ export class FragmentJoin {
    */
   add(f: Fragment, order = 0): Promise<void> | undefined {
     this.stats.fragments++;
-    const line = this.codec.encode(f, order);
-    this.buffers[hashRef(f.ref) % this.partitions]!.push(line);
-    // A one-byte string costs about its length plus a small header.
-    this.held += line.length + 40;
+    const p = hashRef(f.ref) % this.partitions;
+    // A partition's buffer starts small: there may be thousands, most holding a few KB between spills.
+    const buf = (this.buffers[p] ??= new ByteWriter(1024));
+    const before = buf.length;
+    this.codec.encodeInto(buf, f, order);
+    this.held += buf.length - before;
     if (this.held > this.stats.peakHeldBytes) this.stats.peakHeldBytes = this.held;
     if (this.held > this.budget && this.spilling === null) {
       this.spilling = this.spillWhileOver().finally(() => {
@@ -169,20 +171,20 @@ export class FragmentJoin {
       this.spillDir = await mkdtemp(path.join(this.tmpParent, `instructify-join-${process.pid}-`));
     }
     const buffers = this.buffers;
-    this.buffers = Array.from({ length: this.partitions }, () => []);
+    this.buffers = new Array<ByteWriter | null>(this.partitions).fill(null);
     this.held = 0;
     if (counted) this.stats.spills++;
     for (let p = 0; p < this.partitions; p++) {
-      const lines = buffers[p]!;
-      if (!lines.length) continue;
-      const text = lines.join(RECORD) + RECORD;
-      buffers[p] = [];
-      this.stats.spilledBytes += text.length;
+      const buf = buffers[p];
+      if (!buf) continue;
+      const bytes = buf.bytes();
+      buffers[p] = null;
+      this.stats.spilledBytes += bytes.length;
       this.spilled.add(p);
       // Synchronous on purpose: a spill appends to every partition's file, and
       // the thread-pool round trip of an async append cost more than the
       // write itself (reading 300 MB: 11.2 s with async appends, 8.8-10 s with these).
-      appendFileSync(this.partitionFile(p), text);
+      appendFileSync(this.partitionFile(p), bytes);
     }
   }
 
@@ -195,7 +197,7 @@ export class FragmentJoin {
   nonEmptyPartitions(others: SpilledJoin[] = []): number {
     const elsewhere = new Set(others.flatMap((o) => o.partitions));
     let n = 0;
-    for (let p = 0; p < this.partitions; p++) if (this.buffers[p]!.length || this.spilled.has(p) || elsewhere.has(p)) n++;
+    for (let p = 0; p < this.partitions; p++) if (this.buffers[p] || this.spilled.has(p) || elsewhere.has(p)) n++;
     return n;
   }
 
@@ -207,12 +209,12 @@ export class FragmentJoin {
     await this.spilling;
     const elsewhere = others.map((o) => ({ dir: o.dir, has: new Set(o.partitions) }));
     for (let p = 0; p < this.partitions; p++) {
-      const lines = this.buffers[p]!;
-      this.buffers[p] = [];
+      const buf = this.buffers[p];
+      this.buffers[p] = null;
       const spillFiles = this.spilled.has(p) ? [this.partitionFile(p)] : [];
       for (const o of elsewhere) if (o.has.has(p)) spillFiles.push(spillFilePath(o.dir, p));
-      if (!lines.length && !spillFiles.length) continue;
-      yield { partition: p, spillFiles, lines: lines.join(RECORD) };
+      if (!buf && !spillFiles.length) continue;
+      yield { partition: p, spillFiles, bytes: buf ? buf.bytes() : new Uint8Array(0) };
     }
   }
 
@@ -234,23 +236,16 @@ export class FragmentJoin {
 export async function groupPartition(input: PartitionInput, codec: FragmentCodec): Promise<ImageGroup[]> {
   const groups = new Map<string, { fragment: Fragment; order: number }[]>();
   let sorted = true;
-  const take = (text: string) => {
-    let start = 0;
-    while (start < text.length) {
-      let end = text.indexOf(RECORD, start);
-      if (end === -1) end = text.length;
-      if (end > start) {
-        const d = codec.decodeWithOrder(text.slice(start, end));
-        let list = groups.get(d.fragment.ref);
-        if (!list) groups.set(d.fragment.ref, (list = []));
-        else if (d.order < list[list.length - 1]!.order) sorted = false;
-        list.push(d);
-      }
-      start = end + 1;
+  const take = (bytes: Uint8Array) => {
+    for (const d of codec.decodeAll(bytes)) {
+      let list = groups.get(d.fragment.ref);
+      if (!list) groups.set(d.fragment.ref, (list = []));
+      else if (d.order < list[list.length - 1]!.order) sorted = false;
+      list.push(d);
     }
   };
-  for (const file of input.spillFiles) take(await readFile(file, 'utf8'));
-  take(input.lines);
+  for (const file of input.spillFiles) take(await readFile(file));
+  take(input.bytes);
   const refs = [...groups.keys()].sort();
   return refs.map((ref) => {
     const list = groups.get(ref)!;

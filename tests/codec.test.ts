@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { FIELD, FragmentCodec, RECORD } from '../src/fragment-codec.js';
+import { ByteWriter, FragmentCodec } from '../src/fragment-codec.js';
 import { rng } from '../src/synthetic.js';
 import type { Fragment, RawBox } from '../src/types.js';
 
@@ -35,7 +35,7 @@ function fragment(r: () => number, i: number): Fragment {
     width: r() < 0.5 ? null : 640,
     height: r() < 0.5 ? null : 480,
     requiresCatalogFrom: r() < 0.5 ? null : 'coco-instances',
-    captions: r() < 0.5 ? [] : [`a caption with a control char \u0001 and a nul \u0000 and ${FIELD}${RECORD}`],
+    captions: r() < 0.5 ? [] : [`a caption with a control char \u0001 and a nul \u0000`, 'naïve café ☕ 😀', 'a lone surrogate \ud83d here', 'x'.repeat(40) + 'é'],
     facts: r() < 0.7 ? [] : [`There are ${Math.floor(r() * 9)} things.`],
     labelSentence: r() < 0.2,
     boxes: Array.from({ length: Math.floor(r() * 4) }, (_, k) => box(r, i * 10 + k)),
@@ -47,25 +47,43 @@ function fragment(r: () => number, i: number): Fragment {
 }
 
 describe('fragment codec', () => {
-  it('round-trips random fragments exactly, NaN and control characters included', () => {
+  it('round-trips random fragments exactly: NaN, nulls, control characters, UTF-8, lone surrogates', () => {
     const r = rng(3);
     const enc = new FragmentCodec();
     const frags = Array.from({ length: 500 }, (_, i) => fragment(r, i));
-    const lines = frags.map((f) => enc.encode(f));
+    const records = frags.map((f, i) => enc.encode(f, i * 7));
     // A decoder in another thread only has the tables.
     const dec = new FragmentCodec(JSON.parse(JSON.stringify(enc.tables())));
-    for (const [i, line] of lines.entries()) {
-      expect(line.includes(RECORD)).toBe(false);
-      expect(dec.decode(line)).toEqual(frags[i]);
-    }
+    for (const [i, rec] of records.entries()) expect(dec.decode(rec)).toEqual(frags[i]);
+    expect(frags.some((f) => f.captions.some((c) => c.includes('\ud83d here')))).toBe(true);
+    expect(frags.some((f) => f.boxes.some((b) => Number.isNaN(b.categoryId)))).toBe(true);
   });
 
-  it('keeps polygon text out of the JSON part, as is', () => {
+  it('reads back records appended one after another, with their read order', () => {
+    const r = rng(4);
+    const enc = new FragmentCodec();
+    const frags = Array.from({ length: 200 }, (_, i) => fragment(r, i));
+    // A small first buffer: it has to grow many times on the way.
+    const out = new ByteWriter(16);
+    frags.forEach((f, i) => enc.encodeInto(out, f, 2 ** 40 + i));
+    // What reaches a worker thread is a plain Uint8Array at some offset in a larger buffer.
+    const copy = new Uint8Array(out.length + 3);
+    copy.set(out.bytes(), 3);
+    const back = [...enc.decodeAll(copy.subarray(3))];
+    expect(back.map((d) => d.order)).toEqual(frags.map((_, i) => 2 ** 40 + i));
+    expect(back.map((d) => d.fragment)).toEqual(frags);
+  });
+
+  it('keeps polygon text as the dataset wrote it, and says where a record is cut short', () => {
     const enc = new FragmentCodec();
     const f = fragment(rng(1), 1);
     f.boxes = [{ ...box(rng(2), 1), mask: { format: 'polygon', polygons: '[[1.50, 2]]', rle: null, height: 0, width: 0 } }];
-    const line = enc.encode(f);
-    expect(line.endsWith(`${FIELD}[[1.50, 2]]`)).toBe(true);
-    expect(enc.decode(line).boxes[0]!.mask!.polygons).toBe('[[1.50, 2]]');
+    const rec = enc.encode(f);
+    expect(Buffer.from(rec).includes('[[1.50, 2]]')).toBe(true);
+    expect(enc.decode(rec).boxes[0]!.mask!.polygons).toBe('[[1.50, 2]]');
+    // A frame that claims more bytes than its record holds is an error, not a silent misread.
+    const bad = Buffer.from(rec);
+    bad.writeUInt32LE(bad.readUInt32LE(0) - 1, 0);
+    expect(() => enc.decode(bad)).toThrow(/its frame says/);
   });
 });
