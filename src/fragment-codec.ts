@@ -272,6 +272,11 @@ export class ByteWriter {
     this.view = new DataView(bigger.buffer, bigger.byteOffset, bigger.byteLength);
   }
 
+  /** Bytes held, written or not: what the buffer costs in memory. */
+  get capacity(): number {
+    return this.buf.length;
+  }
+
   u8(v: number): void {
     this.room(1);
     this.buf[this.length++] = v;

@@ -129,10 +129,17 @@ export class FragmentJoin {
     this.stats.fragments++;
     const p = hashRef(f.ref) % this.partitions;
     // A partition's buffer starts small: there may be thousands, most holding a few KB between spills.
-    const buf = (this.buffers[p] ??= new ByteWriter(1024));
-    const before = buf.length;
+    let buf = this.buffers[p];
+    if (!buf) {
+      buf = this.buffers[p] = new ByteWriter(1024);
+      this.held += buf.capacity;
+    }
+    // The budget counts what the buffers take, not only what is written in them: a buffer
+    // grows by doubling, and counting only the written bytes let the join's memory reach
+    // about 1.5x the budget.
+    const before = buf.capacity;
     this.codec.encodeInto(buf, f, order);
-    this.held += buf.length - before;
+    this.held += buf.capacity - before;
     if (this.held > this.stats.peakHeldBytes) this.stats.peakHeldBytes = this.held;
     if (this.held > this.budget && this.spilling === null) {
       this.spilling = this.spillWhileOver().finally(() => {
