@@ -334,7 +334,8 @@ export class ByteWriter {
     }
     if (kind === STR_UTF8 && LONE_SURROGATE.test(s)) {
       const json = JSON.stringify(s);
-      this.room(5 + json.length);
+      // JSON keeps other non-ASCII characters as they are: up to 3 bytes each.
+      this.room(5 + 3 * json.length);
       bytes = this.buf.write(json, start, 'utf8');
       kind = STR_JSON;
     }

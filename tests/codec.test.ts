@@ -74,6 +74,28 @@ describe('fragment codec', () => {
     expect(back.map((d) => d.fragment)).toEqual(frags);
   });
 
+  it('stores text that UTF-8 cannot carry (lone surrogates) whole, however much it grows as JSON', () => {
+    const enc = new FragmentCodec();
+    const f = fragment(rng(5), 5);
+    // Each lone surrogate is 6 characters of JSON: far more than the 3 bytes per character first set aside.
+    f.captions = ['\ud800'.repeat(60), `é${'\udfff'.repeat(40)}é ☕`, '\u0001'.repeat(50) + '\ud83d'];
+    const out = new ByteWriter(16);
+    enc.encodeInto(out, f, 1);
+    enc.encodeInto(out, f, 2);
+    const back = [...enc.decodeAll(out.bytes())];
+    expect(back.map((d) => d.order)).toEqual([1, 2]);
+    for (const d of back) expect(d.fragment.captions).toEqual(f.captions);
+    // Escapes and multi-byte characters together can need more than 3 bytes a character:
+    // whatever room the buffer happens to have when such a string comes, all of it is kept.
+    const mixed = '\ud800'.repeat(10) + 'é'.repeat(20);
+    const g = { ...f, captions: [mixed] };
+    for (let capacity = 16; capacity < 700; capacity++) {
+      const w = new ByteWriter(capacity);
+      enc.encodeInto(w, g);
+      expect(enc.decode(w.bytes()).captions).toEqual([mixed]);
+    }
+  });
+
   it('keeps polygon text as the dataset wrote it, and says where a record is cut short', () => {
     const enc = new FragmentCodec();
     const f = fragment(rng(1), 1);
