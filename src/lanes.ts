@@ -1,6 +1,7 @@
 import { Worker } from 'node:worker_threads';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { parquetModule } from './arrow/parquet-wasm.js';
 import { processPartition, type EmitConfig, type PartitionSummary } from './emit.js';
 import { InstructifyError } from './errors.js';
 import type { PartitionInput } from './join.js';
@@ -123,7 +124,9 @@ class WorkerLane implements Lane {
     // A lane holds a partition or two (about a MiB of fragments each) and a row group: its heap
     // is capped, because uncapped V8 let it grow with the length of the run (bench/scale: peak
     // RSS 422-455 MB at 1 GB, 476-540 MB at 2 GB; capped at 256 MB: 414 and 416 MB).
-    this.worker = new Worker(laneWorkerFile(), { workerData: { lane, settings }, resourceLimits: { maxOldGenerationSizeMb: LANE_HEAP_MB } });
+    // Parquet lanes get the main thread's compiled parquet-wasm rather than compiling their own.
+    const parquet = settings.format === 'parquet' && settings.out !== '-' ? parquetModule() : null;
+    this.worker = new Worker(laneWorkerFile(), { workerData: { lane, settings, parquet }, resourceLimits: { maxOldGenerationSizeMb: LANE_HEAP_MB } });
     this.worker.on('message', (m: FromLane) => {
       const waiter = this.pending.shift();
       if (!waiter) return;

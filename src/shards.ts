@@ -1,17 +1,9 @@
 import { open, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { createRequire } from 'node:module';
 import { RecordBatchFileWriter, tableToIPC, type Schema } from 'apache-arrow';
 import { rowsToTable } from './arrow/columns.js';
+import { parquetWasm, type ParquetWasm } from './arrow/parquet-wasm.js';
 import { preparedSchema } from './schema.js';
-
-// parquet-wasm's Node entry is CommonJS and loads its wasm synchronously.
-const require = createRequire(import.meta.url);
-type ParquetWasm = typeof import('parquet-wasm/node');
-let parquetModule: ParquetWasm | null = null;
-function parquet(): ParquetWasm {
-  return (parquetModule ??= require('parquet-wasm/node') as ParquetWasm);
-}
 
 /**
  * zstd, row groups of `rowGroupRows`, the schema version in the file's own
@@ -22,8 +14,7 @@ function parquet(): ParquetWasm {
  * properties it is given, and a reused object silently means "defaults",
  * i.e. uncompressed.
  */
-function writerProperties(rowGroupRows: number, metadata: [string, string][]): import('parquet-wasm/node').WriterProperties {
-  const pq = parquet();
+function writerProperties(pq: ParquetWasm, rowGroupRows: number, metadata: [string, string][]): import('parquet-wasm/esm').WriterProperties {
   let b = new pq.WriterPropertiesBuilder()
     .setCompression(pq.Compression.ZSTD)
     .setMaxRowGroupSize(rowGroupRows)
@@ -48,8 +39,9 @@ class ParquetFileStream {
   private error: unknown = null;
 
   constructor(
+    private readonly pq: ParquetWasm,
     private readonly tmp: string,
-    private readonly props: import('parquet-wasm/node').WriterProperties,
+    private readonly props: import('parquet-wasm/esm').WriterProperties,
   ) {
     this.input = new ReadableStream(
       {
@@ -70,7 +62,7 @@ class ParquetFileStream {
 
   /** Add one row group; waits while the encoder is behind. */
   async write(ipc: Uint8Array): Promise<void> {
-    for (const batch of parquet().Table.fromIPCStream(ipc).recordBatches()) {
+    for (const batch of this.pq.Table.fromIPCStream(ipc).recordBatches()) {
       while ((this.ctrl.desiredSize ?? 1) <= 0 && this.error === null) await new Promise<void>((r) => (this.wake = r));
       if (this.error !== null) throw this.error;
       this.ctrl.enqueue(batch);
@@ -86,7 +78,7 @@ class ParquetFileStream {
   }
 
   private async drain(): Promise<number> {
-    const out = await parquet().transformParquetStream(this.input, this.props);
+    const out = await this.pq.transformParquetStream(this.input, this.props);
     const fh = await open(this.tmp, 'w');
     let bytes = 0;
     try {
@@ -194,7 +186,8 @@ export class ShardWriter {
     }
     if (this.file === null) {
       this.current = `${this.shardName(this.index)}.tmp`;
-      this.file = new ParquetFileStream(this.current, writerProperties(this.opts.rowGroupRows, this.opts.metadata));
+      const pq = await parquetWasm();
+      this.file = new ParquetFileStream(pq, this.current, writerProperties(pq, this.opts.rowGroupRows, this.opts.metadata));
     }
     const ipc = tableToIPC(rowsToTable(this.opts.schema, this.pending), 'stream');
     this.pending = [];

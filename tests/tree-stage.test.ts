@@ -7,7 +7,9 @@ import { COCO_INSTANCES, VQA_ANNOTATIONS, VQA_QUESTIONS, duckdb, readJsonlShards
 
 describe('the tree stage in prepare', () => {
   it('writes the tree and its nodes into the Parquet shards', async () => {
-    const { out } = await runPrepare({ sources: [{ kind: 'coco-instances', paths: [COCO_INSTANCES] }], workers: 1 });
+    const { out, result } = await runPrepare({ sources: [{ kind: 'coco-instances', paths: [COCO_INSTANCES] }], workers: 1 });
+    // Lane 1 is a worker thread: it writes Parquet with the parquet-wasm module the main thread compiled.
+    expect(result.shards.some((s) => s.file.startsWith('part-1-') && s.rows > 0)).toBe(true);
     const [row] = await duckdb<{ tree: string; nodes: string; roots: string; bad_parents: string }>(
       `select tree, len(tree_nodes)::varchar as nodes,
               len(list_filter(tree_nodes, n -> n.parent = -1))::varchar as roots,

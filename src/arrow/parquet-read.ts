@@ -1,9 +1,7 @@
 import { openAsBlob } from 'node:fs';
-import { createRequire } from 'node:module';
 import { tableFromIPC, type Table } from 'apache-arrow';
 import { InstructifyError } from '../errors.js';
-
-const require = createRequire(import.meta.url);
+import { parquetWasm } from './parquet-wasm.js';
 
 /**
  * A Parquet file as Arrow tables, one row group at a time (parquet-wasm reads
@@ -13,9 +11,8 @@ const require = createRequire(import.meta.url);
  * the given dotted paths (skipping unread bytes is most of the saving).
  */
 export async function* parquetRowGroups(file: string, columns?: string[], skip?: readonly string[]): AsyncGenerator<Table> {
-  // parquet-wasm's Node entry is CommonJS and loads its wasm synchronously.
-  const pw = require('parquet-wasm/node') as typeof import('parquet-wasm/node');
-  let pf: import('parquet-wasm/node').ParquetFile;
+  const pw = await parquetWasm();
+  let pf: import('parquet-wasm/esm').ParquetFile;
   try {
     pf = await pw.ParquetFile.fromFile(await openAsBlob(file));
   } catch (err) {

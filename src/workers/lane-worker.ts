@@ -1,8 +1,10 @@
 import { parentPort, workerData } from 'node:worker_threads';
+import { useParquetModule, type WasmModule } from '../arrow/parquet-wasm.js';
 import { LaneCore, type FromLane, type LaneSettings, type ToLane } from '../lanes.js';
 
 /** A lane in a worker thread: partitions in, summaries out, shards written here. */
-const { lane, settings } = workerData as { lane: number; settings: LaneSettings };
+const { lane, settings, parquet } = workerData as { lane: number; settings: LaneSettings; parquet: WasmModule | null };
+if (parquet) useParquetModule(parquet);
 const core = new LaneCore(lane, settings);
 const reply = (m: FromLane) => parentPort!.postMessage(m);
 
