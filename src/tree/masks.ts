@@ -63,32 +63,33 @@ interface Marginals {
  * tree is being built). Views come out zeroed, as new arrays would.
  */
 const SLAB_BYTES = 1 << 20;
-let byteSlab = new Uint8Array(SLAB_BYTES);
-let byteSlabUsed = 0;
-let floatSlab = new Float64Array(SLAB_BYTES >> 3);
-let floatSlabUsed = 0;
 
-function takeBytes(n: number): Uint8Array {
-  if (n > SLAB_BYTES >> 4) return new Uint8Array(n);
-  if (byteSlabUsed + n > SLAB_BYTES) {
-    byteSlab = new Uint8Array(SLAB_BYTES);
-    byteSlabUsed = 0;
+class Slab<A extends Uint8Array | Float64Array> {
+  private slab: A;
+  private used = 0;
+  constructor(
+    private readonly make: (length: number) => A,
+    private readonly length: number,
+  ) {
+    this.slab = make(length);
   }
-  const v = byteSlab.subarray(byteSlabUsed, byteSlabUsed + n);
-  byteSlabUsed += n;
-  return v;
+  /** A zeroed view of n elements; large requests (over a sixteenth of a slab) get an array of their own. */
+  take(n: number): A {
+    if (n > this.length >> 4) return this.make(n);
+    if (this.used + n > this.length) {
+      this.slab = this.make(this.length);
+      this.used = 0;
+    }
+    const v = this.slab.subarray(this.used, this.used + n) as A;
+    this.used += n;
+    return v;
+  }
 }
 
-function takeFloats(n: number): Float64Array {
-  if (n > SLAB_BYTES >> 7) return new Float64Array(n);
-  if (floatSlabUsed + n > floatSlab.length) {
-    floatSlab = new Float64Array(SLAB_BYTES >> 3);
-    floatSlabUsed = 0;
-  }
-  const v = floatSlab.subarray(floatSlabUsed, floatSlabUsed + n);
-  floatSlabUsed += n;
-  return v;
-}
+const byteSlab = new Slab((n) => new Uint8Array(n), SLAB_BYTES);
+const floatSlab = new Slab((n) => new Float64Array(n), SLAB_BYTES >> 3);
+const takeBytes = (n: number): Uint8Array => byteSlab.take(n);
+const takeFloats = (n: number): Float64Array => floatSlab.take(n);
 
 function marginals(m: Coverage): Marginals {
   if (m.sums) return m.sums;
