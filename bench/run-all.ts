@@ -1,3 +1,4 @@
+import { benchFloor, formatFloor } from './floor.js';
 import { benchPrepare, formatPrepareBench } from './prepare.js';
 import { benchTree } from './tree.js';
 import { benchGenerate } from './generate.js';
@@ -13,6 +14,9 @@ const log = (s: string) => process.stdout.write(s + '\n');
 log('== bench/prepare (seeded COCO-like instances; baseline: JSON.parse of the whole file)');
 const prepareRows = await benchPrepare({ mb: Number(process.env.BENCH_MB ?? 300), runs: Number(process.env.BENCH_RUNS ?? 3), workers: 'auto', streamJson: true, log });
 log(formatPrepareBench(prepareRows));
+log('\n== bench/floor (what prepare cannot go below here: reading and Parquet encoding alone; baseline: JSON.parse)');
+const floor = await benchFloor({ mb: Number(process.env.BENCH_MB ?? 300), runs: Number(process.env.BENCH_RUNS ?? 3), log });
+log(formatFloor(floor));
 log('\n== bench/tree (seeded scenes with polygon masks; baseline: prepare without the tree)');
 const tree = await benchTree({ runs: Number(process.env.BENCH_RUNS ?? 3), mb: 60, log });
 log('\n== bench/generate (loopback server, fixed latency and capacity; baseline: the C/L ideal, and 80 workers with an image each)');
@@ -25,6 +29,7 @@ log('benchmark        | ratio | baseline');
 const autoTree = tree.prepare.find((p) => p.workers === 'auto')!;
 log(`generate requests/s   | ${gen.ratio.toFixed(2)} | the ideal C/L (target 0.9); ${(gen.rate / gen.baselineRate).toFixed(2)}x the 80-worker baseline`);
 log(`tree share of prepare | ${(100 * autoTree.share).toFixed(0)}% | prepare without the tree (target: under 33%)`);
+log(`prepare floor        | ${(floor.jsonParse / floor.together).toFixed(2)}x | JSON.parse; reading and Parquet encoding alone, at once on two cores`);
 for (const r of prepareRows) log(`prepare ${r.mb.toFixed(0)}MB`.padEnd(16) + ` | ${r.ratio === null ? ' n/a ' : `${r.ratio.toFixed(2)}x`} | JSON.parse of the whole file${r.ratio === null ? ' (impossible over 512 MiB)' : ''}`);
 if (scale) {
   const workers = scale.filter((r) => r.workers === 'auto');

@@ -14,7 +14,7 @@ import { preparedSchema } from './schema.js';
  * properties it is given, and a reused object silently means "defaults",
  * i.e. uncompressed.
  */
-function writerProperties(pq: ParquetWasm, rowGroupRows: number, metadata: [string, string][]): import('parquet-wasm/esm').WriterProperties {
+export function writerProperties(pq: ParquetWasm, rowGroupRows: number, metadata: [string, string][]): import('parquet-wasm/esm').WriterProperties {
   let b = new pq.WriterPropertiesBuilder()
     .setCompression(pq.Compression.ZSTD)
     .setMaxRowGroupSize(rowGroupRows)

@@ -21,6 +21,8 @@ export function cocoRef(id: number): string {
 
 const HEADER_KEYS = new Set(['info', 'licenses']);
 const RAW_KEYS = new Set(['segmentation']);
+/** How the splitter reads a COCO instances file: headers skipped, polygons kept as text (bench/floor splits files the same way). */
+export const COCO_INSTANCES_SPLIT = { skipKeys: HEADER_KEYS, rawKeys: RAW_KEYS } as const;
 /** Annotations are the bulk of a COCO file, each handled on its own: worker threads may take them. */
 const PARALLEL_KEYS = new Set<string | null>(['annotations']);
 
