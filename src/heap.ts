@@ -8,9 +8,11 @@ import { InstructifyError } from './errors.js';
  * garbage fast but keeps little alive, so most of its peak memory was
  * garbage not yet collected. At 100 (the heap may double) a 300 MB prepare
  * peaked at 288-312 MB instead of 376-430 MB, at the same speed within the
- * noise of three runs each (bench/RESULTS.md, fifth session).
+ * noise of three runs each (bench/RESULTS.md, fifth session). But at 600 MB
+ * 100 still peaked at 345-361 MB, over the 350 MB the project holds
+ * prepare to; 75 gave 324-335 MB for 4-8% more time (sixth session).
  */
-export const DEFAULT_HEAP_GROWTH_PERCENT = 100;
+export const DEFAULT_HEAP_GROWTH_PERCENT = 75;
 
 /**
  * Set the heap growth for this process (0: leave it to V8). A V8 setting,
