@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
-import { tableFromArrays, tableFromIPC, tableToIPC } from 'apache-arrow';
+import { Field, List, Schema, Utf8, tableFromArrays, tableFromIPC, tableToIPC } from 'apache-arrow';
+import { rowsToTable } from '../src/arrow/columns.js';
 import { parquetRowGroups } from '../src/arrow/parquet-read.js';
 import { camel, columnValues, plainValue, tableRows } from '../src/arrow/plain.js';
 import { COCO_CAPTIONS, COCO_INSTANCES, VG_DIR, runPrepare } from './helpers.js';
@@ -53,5 +54,35 @@ describe('Arrow rows as plain values, column by column', () => {
       { n: null, b: false },
       { n: 3, b: null },
     ]);
+  });
+});
+
+describe('Arrow columns built from plain objects', () => {
+  it('writes every string as its UTF-8 bytes, short ASCII ones by the fast loop and the rest by Buffer.write', () => {
+    const texts = [
+      'person',
+      '',
+      'a'.repeat(32),
+      'a'.repeat(33),
+      'a'.repeat(31) + 'é',
+      'é' + 'a'.repeat(31),
+      'café',
+      '日本語のラベル',
+      'a cup ☕ and 😀',
+      'tab\tand nul \u0000',
+      'z'.repeat(500),
+    ];
+    const schema = new Schema([new Field('label', new Utf8(), true), new Field('names', new List(new Field('item', new Utf8(), true)), true)]);
+    const rows = texts.map((t, i) => ({ label: t, names: [t, texts[(i + 1) % texts.length]!] }));
+    rows.push({ label: null as unknown as string, names: [] });
+    // Read back through Arrow's own IPC reader, not through our builder.
+    const table = tableFromIPC(tableToIPC(rowsToTable(schema, rows)));
+    const labels = [...table.getChild('label')!].map((v) => v as string | null);
+    expect(labels).toEqual([...texts, null]);
+    expect(table.get(6)!.toJSON().names.toJSON()).toEqual(['café', '日本語のラベル']);
+    // A lone surrogate cannot be UTF-8: it becomes U+FFFD, on either path.
+    const odd = tableFromIPC(tableToIPC(rowsToTable(schema, [{ label: 'x\ud800', names: ['\udfff' + 'y'.repeat(40)] }])));
+    expect(odd.get(0)!.toJSON().label).toBe('x\ufffd');
+    expect(odd.get(0)!.toJSON().names.toJSON()).toEqual(['\ufffd' + 'y'.repeat(40)]);
   });
 });
