@@ -239,6 +239,25 @@ function addEdge(acc: Float32Array, stride: number, w: number, h: number, xStart
   }
 }
 
+/** A cell's coverage (0..255) from the running signed area at it (its sign is the ring's direction). */
+function coverageByte(sum: number): number {
+  const c = sum < 0 ? -sum : sum;
+  return c >= 1 ? FULL : (c * FULL + 0.5) | 0;
+}
+
+/**
+ * Cells [from, to) of the row starting at `row` all get `v`: one fill, and
+ * their column sums go in through the difference array `runCols`. Returns
+ * what they add to the row's sum.
+ */
+function fillRun(data: Uint8Array, runCols: Float64Array, row: number, from: number, to: number, v: number): number {
+  if (!v) return 0;
+  data.fill(v, row + from, row + to);
+  runCols[from]! += v;
+  runCols[to]! -= v;
+  return v * (to - from);
+}
+
 /** Order row y's spans by their first cell (a handful each: insertion sort). */
 function sortSpans(y: number, n: number): void {
   const base = y * MAX_SPANS * 2;
@@ -325,36 +344,17 @@ export function polygonCoverage(g: Grid, rings: number[][]): Coverage {
             const first = spanBuf[at]! > x ? spanBuf[at]! : x;
             const last = spanBuf[at + 1]! < m.w - 1 ? spanBuf[at + 1]! : m.w - 1;
             if (last < first) continue;
-            if (first > x) {
-              const c = sum < 0 ? -sum : sum;
-              const v = c >= 1 ? FULL : (c * FULL + 0.5) | 0;
-              if (v) {
-                data.fill(v, row + x, row + first);
-                runCols[x]! += v;
-                runCols[first]! -= v;
-                rowSum += v * (first - x);
-              }
-            }
+            if (first > x) rowSum += fillRun(data, runCols, row, x, first, coverageByte(sum));
             for (let cx = first; cx <= last; cx++) {
               sum += acc[base + cx]!;
-              const c = sum < 0 ? -sum : sum;
-              const v = c >= 1 ? FULL : (c * FULL + 0.5) | 0;
+              const v = coverageByte(sum);
               data[row + cx] = v;
               cols[cx]! += v;
               rowSum += v;
             }
             x = last + 1;
           }
-          if (x < m.w) {
-            const c = sum < 0 ? -sum : sum;
-            const v = c >= 1 ? FULL : (c * FULL + 0.5) | 0;
-            if (v) {
-              data.fill(v, row + x, row + m.w);
-              runCols[x]! += v;
-              runCols[m.w]! -= v;
-              rowSum += v * (m.w - x);
-            }
-          }
+          if (x < m.w) rowSum += fillRun(data, runCols, row, x, m.w, coverageByte(sum));
           rows[y] = rowSum;
           total += rowSum;
           continue;
@@ -364,20 +364,12 @@ export function polygonCoverage(g: Grid, rings: number[][]): Coverage {
           if (d === 0) {
             let e = x + 1;
             while (e < m.w && acc[base + e] === 0) e++;
-            const c = sum < 0 ? -sum : sum;
-            const v = c >= 1 ? FULL : (c * FULL + 0.5) | 0;
-            if (v) {
-              data.fill(v, row + x, row + e);
-              runCols[x]! += v;
-              runCols[e]! -= v;
-              rowSum += v * (e - x);
-            }
+            rowSum += fillRun(data, runCols, row, x, e, coverageByte(sum));
             x = e;
             continue;
           }
           sum += d;
-          const c = sum < 0 ? -sum : sum;
-          const v = c >= 1 ? FULL : (c * FULL + 0.5) | 0;
+          const v = coverageByte(sum);
           data[row + x] = v;
           cols[x]! += v;
           rowSum += v;
