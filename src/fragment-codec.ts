@@ -1,4 +1,5 @@
 import type { Fragment, Mask, RawBox, RawQA, RawRegion } from './types.js';
+import { writeUtf8 } from './utf8.js';
 
 /**
  * A compact binary form of a Fragment for the join's buffers, spill files and
@@ -247,8 +248,6 @@ const STR_NULL = 0;
 const STR_ASCII = 1;
 const STR_UTF8 = 2;
 const STR_JSON = 3;
-/** Short strings are copied by a loop here; longer ones by Buffer.write, whose call costs more than the loop saves. */
-const SHORT = 32;
 const LONE_SURROGATE = /[\uD800-\uDFFF]/u;
 
 /** An append-only byte buffer that grows by doubling. */
@@ -315,23 +314,8 @@ export class ByteWriter {
     this.room(5 + 3 * n);
     const kindAt = this.length;
     const start = kindAt + 5;
-    let kind = STR_ASCII;
-    let bytes = n;
-    if (n <= SHORT) {
-      const b = this.buf;
-      for (let i = 0; i < n; i++) {
-        const c = s.charCodeAt(i);
-        if (c >= 0x80) {
-          kind = STR_UTF8;
-          break;
-        }
-        b[start + i] = c;
-      }
-      if (kind !== STR_ASCII) bytes = this.buf.write(s, start, 'utf8');
-    } else {
-      bytes = this.buf.write(s, start, 'utf8');
-      if (bytes !== n) kind = STR_UTF8;
-    }
+    let bytes = writeUtf8(this.buf, s, start);
+    let kind = bytes === n ? STR_ASCII : STR_UTF8;
     if (kind === STR_UTF8 && LONE_SURROGATE.test(s)) {
       const json = JSON.stringify(s);
       // JSON keeps other non-ASCII characters as they are: up to 3 bytes each.

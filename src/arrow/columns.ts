@@ -15,6 +15,7 @@ import {
   type Data,
   type DataType,
 } from 'apache-arrow';
+import { writeUtf8 } from '../utf8.js';
 
 /**
  * Builds Arrow columns straight from plain objects, following a schema that
@@ -61,24 +62,6 @@ function camel(name: string): string {
   return name.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
 }
 
-/**
- * Strings up to this long are copied by a loop while they are ASCII:
- * `Buffer.write` costs about 100 ns a call whatever the length, the loop
- * about 30 ns for a label-sized string, and most strings in a record are
- * labels, sources and ids.
- */
-const SHORT_STRING = 32;
-
-/** Write s at pos; returns the bytes written. */
-function writeShort(buf: Buffer, s: string, pos: number): number {
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if (c >= 0x80) return buf.write(s, pos, 'utf8');
-    buf[pos + i] = c;
-  }
-  return s.length;
-}
-
 /** Utf8 and Binary: offsets into one growing byte buffer (Binary takes Uint8Arrays). */
 class Utf8Builder implements ColumnBuilder {
   private offsets = new Int32Array(1024);
@@ -110,7 +93,7 @@ class Utf8Builder implements ColumnBuilder {
         this.bytes.copy(b, 0, 0, this.pos);
         this.bytes = b;
       }
-      this.pos += s.length <= SHORT_STRING ? writeShort(this.bytes, s, this.pos) : this.bytes.write(s, this.pos, 'utf8');
+      this.pos += writeUtf8(this.bytes, s, this.pos);
     }
     this.n++;
     if (this.n >= this.offsets.length) this.offsets = grow(this.offsets, this.n + 1);
