@@ -5,7 +5,7 @@ import pluralize from 'pluralize';
 import sharp from 'sharp';
 import { buildTree, flatBoxes, type TreeNode } from '../src/tree/build.js';
 import { depthLayers, histogramPeaks, loadDepthMap } from '../src/tree/depth.js';
-import { area, gridFor, maskCoverage, polygonCoverage } from '../src/tree/masks.js';
+import { area, gridFor, maskCoverage, overlap, polygonCoverage } from '../src/tree/masks.js';
 import { rng } from '../src/synthetic.js';
 import type { Box, ImageRecord } from '../src/types.js';
 import { COCO_INSTANCES, readJsonlShards, runPrepare, tmpDir } from './helpers.js';
@@ -268,6 +268,35 @@ describe('polygon coverage', () => {
       // The sums filled in along the way match the cells.
       expect(area(spans)).toBe(area(scanned));
     }
+  });
+
+  it('answers the containment test from a partial overlap exactly as from the whole one', () => {
+    const r = rng(8);
+    const blob = () => {
+      const cx = r() * 640;
+      const cy = r() * 480;
+      const radius = 20 + r() * 200;
+      const ring: number[] = [];
+      for (let i = 0; i < 16; i++) ring.push(cx + radius * (0.5 + 0.5 * r()) * Math.cos((Math.PI * i) / 8), cy + radius * Math.sin((Math.PI * i) / 8));
+      return polygonCoverage(g, [ring]);
+    };
+    let stopped = 0;
+    for (let k = 0; k < 400; k++) {
+      const a = blob();
+      const b = blob();
+      const aArea = area(a);
+      const whole = overlap(a, b);
+      for (const share of [0, 0.05, 0.2, 0.5, 0.9, 1]) {
+        const partial = overlap(a, b, aArea, share);
+        expect(partial / aArea <= share).toBe(whole / aArea <= share);
+        // Where the test fails, nothing was skipped; where it passes, at most everything was summed.
+        if (whole / aArea <= share) expect(partial).toBe(whole);
+        else expect(partial).toBeLessThanOrEqual(whole);
+        if (partial < whole) stopped++;
+      }
+    }
+    // The stop did happen, so the comparison above was not between two whole sums.
+    expect(stopped).toBeGreaterThan(50);
   });
 
   it('unites rings, and clips at the image edge', () => {

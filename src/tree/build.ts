@@ -190,7 +190,7 @@ export function buildTree(input: TreeInput, options: Partial<TreeOptions> = {}):
       if (iy <= 0 || ix * iy <= needCells) continue;
       if (singulars[i] === singulars[j]) continue;
       if (!depthsOverlap(a.depths, b.depths, o.depthGrace)) continue;
-      if (overlap(a.mask, b.mask) / a.area <= o.containment) continue;
+      if (overlap(a.mask, b.mask, a.area, o.containment) / a.area <= o.containment) continue;
       a.parent = b;
       break;
     }
