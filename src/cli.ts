@@ -5,7 +5,7 @@ import { InstructifyError } from './errors.js';
 import { DEFAULT_MEMORY_BUDGET, DEFAULT_ROWS_PER_SHARD, prepare, type PrepareProgress, type PrepareResult, type SourceSpec } from './prepare.js';
 import { SOURCE_KINDS } from './sources/index.js';
 import { VERSION } from './version.js';
-import { DEFAULT_HEAP_GROWTH_PERCENT, setHeapGrowth } from './heap.js';
+import { DEFAULT_HEAP_GROWTH_PERCENT, isHeapGrowthPercent, setHeapGrowth } from './heap.js';
 import { runDemo } from './demo.js';
 import { generate } from './generate/generate.js';
 import { run } from './run.js';
@@ -76,7 +76,7 @@ const HEAP_GROWTH_HELP = 'how far (percent) the JavaScript heap may grow past li
 
 function parseHeapGrowth(v: string): number {
   const n = Number(v);
-  if (!Number.isInteger(n) || n < 0 || n > 1000) throw new InvalidArgumentError(`"${v}" is not a heap growth in whole percent (0 to 1000)`);
+  if (!isHeapGrowthPercent(n)) throw new InvalidArgumentError(`"${v}" is not a heap growth in whole percent (0 to 1000)`);
   return n;
 }
 

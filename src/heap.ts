@@ -14,13 +14,18 @@ import { InstructifyError } from './errors.js';
  */
 export const DEFAULT_HEAP_GROWTH_PERCENT = 75;
 
+/** A heap growth this project accepts: whole percents from 0 (V8's own choice) to 1000. */
+export function isHeapGrowthPercent(percent: number): boolean {
+  return Number.isInteger(percent) && percent >= 0 && percent <= 1000;
+}
+
 /**
  * Set the heap growth for this process (0: leave it to V8). A V8 setting,
  * so it holds for every thread of the process, those started before too;
  * the CLI sets it, the library functions never do.
  */
 export function setHeapGrowth(percent: number): void {
-  if (!Number.isInteger(percent) || percent < 0 || percent > 1000) {
+  if (!isHeapGrowthPercent(percent)) {
     throw new InstructifyError('E_OPTION', `heap growth must be a whole number of percent from 0 to 1000, got ${percent}`);
   }
   // V8 reads this flag each time it sizes the heap after a collection, so setting it now takes effect.
