@@ -1,7 +1,7 @@
 import { buildRecord, resolveGroup, type AssembleOptions, type ResolvedGroup, type Size } from './assemble.js';
 import { probeImage } from './images.js';
 import { FragmentCodec } from './fragment-codec.js';
-import { groupPartition, type PartitionInput } from './join.js';
+import { decodeGroup, indexPartition, type PartitionInput } from './join.js';
 import type { IngestState } from './sources/types.js';
 import { addTree, type TreeStageOptions } from './tree/stage.js';
 import type { ImageRecord, Reject } from './types.js';
@@ -57,23 +57,36 @@ interface Probed {
   rejects: Reject[];
 }
 
-export async function processPartition(input: PartitionInput, cfg: EmitConfig): Promise<{ records: ImageRecord[]; summary: PartitionSummary }> {
+/**
+ * Fragments are decoded and records go to `emit` a window of images at a
+ * time, not a whole partition at once: they are then dropped soon after
+ * they are made, and the collector does not carry a partition's worth of
+ * them (each scavenge copied every live object, and those that lived
+ * through two were promoted and left for the full collections). The time
+ * `emit` took is the summary's `ms.write`.
+ */
+export async function processPartition(input: PartitionInput, cfg: EmitConfig, emit: (records: ImageRecord[]) => Promise<void>): Promise<PartitionSummary> {
+  let rows = 0;
   const ms = { group: 0, images: 0, assemble: 0, tree: 0, write: 0 };
   const imageStats = { seen: 0, passed: 0, dropped: {} as Record<string, number> };
   const state: IngestState = { vgToCoco: new Map(), annotationBoxes: new Map(), categories: new Map(cfg.categories.map(([s, entries]) => [s, new Map(entries)])) };
   const t = performance.now();
-  const groups = await groupPartition(input, new FragmentCodec(cfg.codec));
+  const codec = new FragmentCodec(cfg.codec);
+  const groups = await indexPartition(input, codec);
   ms.group += performance.now() - t;
 
-  const probeOne = async (group: (typeof groups)[number]): Promise<Probed> => {
+  const probeOne = async (pending: (typeof groups)[number]): Promise<Probed> => {
     const t0 = performance.now();
+    const group = decodeGroup(pending, codec);
+    const t1 = performance.now();
+    ms.group += t1 - t0;
     const r = resolveGroup(group, cfg.assemble);
-    ms.assemble += performance.now() - t0;
+    ms.assemble += performance.now() - t1;
     const resolved = r.value;
     if (resolved === null || !cfg.checkImages) return { resolved, size: null, rejects: r.rejects };
-    const t1 = performance.now();
+    const tProbe = performance.now();
     const probe = await probeImage(cfg.images!, cfg.realRoot, resolved.image, resolved.size === null);
-    ms.images += performance.now() - t1;
+    ms.images += performance.now() - tProbe;
     imageStats.seen++;
     if (probe.ok) {
       imageStats.passed++;
@@ -87,13 +100,13 @@ export async function processPartition(input: PartitionInput, cfg: EmitConfig): 
   };
 
   const rejects: Reject[] = [];
-  const records: ImageRecord[] = [];
   const counts = emptyCounts();
   const perSourceImages: Record<string, number> = {};
   // Images are checked a window at a time: bounded concurrency, order kept.
   for (let i = 0; i < groups.length; i += cfg.imageConcurrency) {
     const window = groups.slice(i, i + cfg.imageConcurrency);
     const probed = await Promise.all(window.map(probeOne));
+    const records: ImageRecord[] = [];
     for (const item of probed) {
       rejects.push(...item.rejects);
       if (item.resolved === null) continue;
@@ -115,7 +128,13 @@ export async function processPartition(input: PartitionInput, cfg: EmitConfig): 
       for (const b of rec.boxes) if (b.mask) counts.masks++;
       for (const s of rec.sources) perSourceImages[s] = (perSourceImages[s] ?? 0) + 1;
     }
+    if (records.length) {
+      rows += records.length;
+      const t4 = performance.now();
+      await emit(records);
+      ms.write += performance.now() - t4;
+    }
   }
 
-  return { records, summary: { partition: input.partition, rows: records.length, rejects, counts, perSourceImages, images: imageStats, ms } };
+  return { partition: input.partition, rows, rejects, counts, perSourceImages, images: imageStats, ms };
 }

@@ -129,6 +129,34 @@ export class FragmentCodec {
     }
   }
 
+  /**
+   * Each framed record's start, read order and image ref, the rest left
+   * undecoded: grouping needs only these, and a fragment decoded just before
+   * its image is assembled is garbage soon after, where fragments decoded a
+   * whole partition ahead lived long enough to be promoted.
+   */
+  scan(bytes: Uint8Array, each: (start: number, order: number, ref: string) => void): void {
+    const r = new ByteReader(bytes);
+    while (r.pos < bytes.length) {
+      const start = r.pos;
+      const end = r.pos + 4 + r.u32();
+      const order = r.f64();
+      each(start, order, r.str()!);
+      r.pos = end;
+    }
+    if (r.pos !== bytes.length) throw new Error(`fragment codec: the last record's frame runs to byte ${r.pos} of ${bytes.length}`);
+  }
+
+  /** The framed record starting at `start` (as `scan` reported it). */
+  decodeAt(bytes: Uint8Array, start: number): { fragment: Fragment; order: number } {
+    const r = new ByteReader(bytes);
+    r.pos = start;
+    const end = r.pos + 4 + r.u32();
+    const d = this.decodeBody(r);
+    if (r.pos !== end) throw new Error(`fragment codec: a record ends at byte ${r.pos}, its frame says ${end}`);
+    return d;
+  }
+
   /** The fragment in one framed record. */
   decode(record: Uint8Array): Fragment {
     for (const d of this.decodeAll(record)) return d.fragment;

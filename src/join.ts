@@ -235,29 +235,46 @@ export class FragmentJoin {
   }
 }
 
+/** One image's records in a partition, found but not yet decoded (see `indexPartition`). */
+export interface PendingGroup {
+  ref: string;
+  records: { bytes: Uint8Array; start: number; order: number }[];
+}
+
 /**
- * Group one partition's fragments by image, images in ref order, fragments
- * in read order: the order one thread reading the files in turn would have
- * added them, whichever threads did the reading.
+ * Find each image's records in one partition: images in ref order, records
+ * in read order (the order one thread reading the files in turn would have
+ * added them, whichever threads did the reading). Only the frame heads are
+ * read; `decodeGroup` decodes an image's fragments when they are wanted.
  */
-export async function groupPartition(input: PartitionInput, codec: FragmentCodec): Promise<ImageGroup[]> {
-  const groups = new Map<string, { fragment: Fragment; order: number }[]>();
+export async function indexPartition(input: PartitionInput, codec: FragmentCodec): Promise<PendingGroup[]> {
+  const groups = new Map<string, PendingGroup['records']>();
   let sorted = true;
   const take = (bytes: Uint8Array) => {
-    for (const d of codec.decodeAll(bytes)) {
-      let list = groups.get(d.fragment.ref);
-      if (!list) groups.set(d.fragment.ref, (list = []));
-      else if (d.order < list[list.length - 1]!.order) sorted = false;
-      list.push(d);
-    }
+    codec.scan(bytes, (start, order, ref) => {
+      let list = groups.get(ref);
+      if (!list) groups.set(ref, (list = []));
+      else if (order < list[list.length - 1]!.order) sorted = false;
+      list.push({ bytes, start, order });
+    });
   };
   for (const file of input.spillFiles) take(await readFile(file));
   take(input.bytes);
   const refs = [...groups.keys()].sort();
   return refs.map((ref) => {
-    const list = groups.get(ref)!;
-    // Sort is stable: fragments with equal order keep their arrival order.
-    if (!sorted && list.length > 1) list.sort((a, b) => a.order - b.order);
-    return { ref, fragments: list.map((d) => d.fragment) };
+    const records = groups.get(ref)!;
+    // Sort is stable: records with equal order keep their arrival order.
+    if (!sorted && records.length > 1) records.sort((a, b) => a.order - b.order);
+    return { ref, records };
   });
+}
+
+/** An indexed image's fragments, decoded. */
+export function decodeGroup(g: PendingGroup, codec: FragmentCodec): ImageGroup {
+  return { ref: g.ref, fragments: g.records.map((r) => codec.decodeAt(r.bytes, r.start).fragment) };
+}
+
+/** Group one partition's fragments by image, all decoded at once (see `indexPartition` for the order). */
+export async function groupPartition(input: PartitionInput, codec: FragmentCodec): Promise<ImageGroup[]> {
+  return (await indexPartition(input, codec)).map((g) => decodeGroup(g, codec));
 }

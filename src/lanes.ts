@@ -45,9 +45,9 @@ export class LaneCore {
   }
 
   async partition(input: PartitionInput): Promise<PartitionSummary> {
-    const { records, summary } = await processPartition(input, this.s.config);
-    summary.ms.write += await this.writer.add(records);
-    return summary;
+    return processPartition(input, this.s.config, async (records) => {
+      await this.writer.add(records);
+    });
   }
 
   finish(): Promise<ShardInfo[]> {

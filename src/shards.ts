@@ -1,7 +1,7 @@
 import { open, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { RecordBatchFileWriter, tableToIPC, type Schema } from 'apache-arrow';
-import { rowsToTable } from './arrow/columns.js';
+import { TableBuilder } from './arrow/columns.js';
 import { parquetWasm, type ParquetWasm } from './arrow/parquet-wasm.js';
 import { preparedSchema } from './schema.js';
 
@@ -136,10 +136,12 @@ export const SHARD_EXTENSIONS: Record<ShardFormat, string> = { parquet: '.parque
 export class ShardWriter {
   readonly shards: ShardInfo[] = [];
   /**
-   * Parquet: every full row group goes to the shard's streaming encoder at
-   * once, so at most one row group is held. JSONL: the shard's lines.
+   * Parquet and Arrow: the row group being filled, as column bytes (records
+   * are appended as they come and not kept); every full row group goes to
+   * the shard's streaming encoder at once, so at most one is held. JSONL:
+   * the shard's lines.
    */
-  private pending: object[] = [];
+  private readonly rowGroup: TableBuilder;
   private file: ParquetFileStream | null = null;
   /** Arrow IPC file format: batches collect in the writer until the shard is cut. */
   private arrowFile: RecordBatchFileWriter | null = null;
@@ -154,6 +156,7 @@ export class ShardWriter {
       throw new InstructifyError('E_OPTION', `rows per shard must be a positive integer, got ${opts.rowsPerShard}`);
     }
     this.opts = { rowGroupRows: 1000, schema: preparedSchema, ...opts };
+    this.rowGroup = new TableBuilder(this.opts.schema);
   }
 
   /** Add records in output order; writes every shard that fills up. Returns the time spent (ms). */
@@ -163,8 +166,8 @@ export class ShardWriter {
       if (this.opts.format === 'jsonl') this.lines.push(JSON.stringify(r));
       else {
         // Parquet and Arrow: a row group at a time.
-        this.pending.push(r);
-        if (this.pending.length >= this.opts.rowGroupRows) await this.flushRowGroup();
+        this.rowGroup.append(r);
+        if (this.rowGroup.length >= this.opts.rowGroupRows) await this.flushRowGroup();
       }
       if (++this.pendingRows >= this.opts.rowsPerShard) await this.cut();
     }
@@ -176,12 +179,11 @@ export class ShardWriter {
   }
 
   private async flushRowGroup(): Promise<void> {
-    if (!this.pending.length) return;
+    if (!this.rowGroup.length) return;
     if (this.opts.format === 'arrow') {
       this.arrowFile ??= new RecordBatchFileWriter();
       // Batches, not a table: writing a table to a file writer twice fails.
-      for (const batch of rowsToTable(this.opts.schema, this.pending).batches) this.arrowFile.write(batch);
-      this.pending = [];
+      for (const batch of this.rowGroup.take().batches) this.arrowFile.write(batch);
       return;
     }
     if (this.file === null) {
@@ -189,9 +191,7 @@ export class ShardWriter {
       const pq = await parquetWasm();
       this.file = new ParquetFileStream(pq, this.current, writerProperties(pq, this.opts.rowGroupRows, this.opts.metadata));
     }
-    const ipc = tableToIPC(rowsToTable(this.opts.schema, this.pending), 'stream');
-    this.pending = [];
-    await this.file.write(ipc);
+    await this.file.write(tableToIPC(this.rowGroup.take(), 'stream'));
   }
 
   /** Finish the current shard with everything pending. */
@@ -233,7 +233,7 @@ export class ShardWriter {
 
   /** After a failure: drop what is buffered and remove an unfinished `.tmp` file. Finished shards stay; the manifest says the run failed. */
   async abort(): Promise<void> {
-    this.pending = [];
+    this.rowGroup.clear();
     this.lines = [];
     this.pendingRows = 0;
     this.arrowFile = null;

@@ -1,7 +1,7 @@
 import { once } from 'node:events';
 import type { Writable } from 'node:stream';
 import { RecordBatchStreamWriter } from 'apache-arrow';
-import { rowsToTable } from './arrow/columns.js';
+import { TableBuilder } from './arrow/columns.js';
 import { InstructifyError } from './errors.js';
 import { preparedSchema } from './schema.js';
 import type { ShardInfo } from './shards.js';
@@ -44,7 +44,8 @@ export class StreamSink {
   private closed: Error | null = null;
   /** Whether the IPC schema message has gone out (Arrow format). */
   private schemaWritten = false;
-  private pending: ImageRecord[] = [];
+  /** Arrow: the row group being filled, as column bytes. */
+  private readonly rowGroup = new TableBuilder(preparedSchema);
   private rows = 0;
   private bytes = 0;
 
@@ -76,10 +77,9 @@ export class StreamSink {
    * is closed, so one long-lived writer would hold the whole output.
    */
   private async flushArrow(): Promise<void> {
-    if (!this.pending.length) return;
+    if (!this.rowGroup.length) return;
     const w = new RecordBatchStreamWriter();
-    for (const batch of rowsToTable(preparedSchema, this.pending).batches) w.write(batch);
-    this.pending = [];
+    for (const batch of this.rowGroup.take().batches) w.write(batch);
     w.finish();
     const all = w.toUint8Array(true);
     const schema = this.schema();
@@ -112,8 +112,8 @@ export class StreamSink {
       if (text) await this.write(text);
     } else {
       for (const r of records) {
-        this.pending.push(r);
-        if (this.pending.length >= this.rowGroupRows) await this.flushArrow();
+        this.rowGroup.append(r);
+        if (this.rowGroup.length >= this.rowGroupRows) await this.flushArrow();
       }
     }
     return performance.now() - t;
@@ -130,6 +130,6 @@ export class StreamSink {
   }
 
   async abort(): Promise<void> {
-    this.pending = [];
+    this.rowGroup.clear();
   }
 }

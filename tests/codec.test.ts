@@ -108,4 +108,26 @@ describe('fragment codec', () => {
     bad.writeUInt32LE(bad.readUInt32LE(0) - 1, 0);
     expect(() => enc.decode(bad)).toThrow(/its frame says/);
   });
+
+  it('scans frame heads (start, read order, ref) without decoding, and decodes any record from its start', () => {
+    const r = rng(6);
+    const enc = new FragmentCodec();
+    const frags = Array.from({ length: 300 }, (_, i) => fragment(r, i));
+    const out = new ByteWriter(16);
+    frags.forEach((f, i) => enc.encodeInto(out, f, 5000 - i));
+    const bytes = out.bytes();
+    const heads: { start: number; order: number; ref: string }[] = [];
+    enc.scan(bytes, (start, order, ref) => heads.push({ start, order, ref }));
+    expect(heads.map((h) => h.ref)).toEqual(frags.map((f) => f.ref));
+    expect(heads.map((h) => h.order)).toEqual(frags.map((_, i) => 5000 - i));
+    expect(heads[0]!.start).toBe(0);
+    // Out of order, as grouping decodes them: each start gives its own fragment back.
+    for (const i of [299, 0, 150, 7, 298]) {
+      const d = enc.decodeAt(bytes, heads[i]!.start);
+      expect(d.order).toBe(5000 - i);
+      expect(d.fragment).toEqual(frags[i]);
+    }
+    // A buffer cut inside its last record is an error, not a short scan.
+    expect(() => enc.scan(bytes.subarray(0, bytes.length - 5), () => {})).toThrow(/frame runs to byte/);
+  });
 });

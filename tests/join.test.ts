@@ -3,6 +3,10 @@ import { readFileSync } from 'node:fs';
 import { mkdir, readFile, readdir, writeFile, copyFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { ImageRecord } from '../src/types.js';
+import { processPartition } from '../src/emit.js';
+import { FragmentJoin, groupPartition } from '../src/join.js';
+import { emptyFragment, rawBox, type HandlerContext } from '../src/sources/types.js';
+import { DEFAULT_TREE_STAGE } from '../src/tree/stage.js';
 import { COCO_CAPTIONS, COCO_IMAGES, COCO_INSTANCES, VG_DIR, VQA_ANNOTATIONS, VQA_QUESTIONS, readJsonlShards, runPrepare, tmpDir } from './helpers.js';
 
 /**
@@ -132,5 +136,61 @@ describe('partitions follow the input size', () => {
     expect(partitionsFor(300e6)).toBe(512);
     expect(partitionsFor(2e9)).toBe(2048);
     expect(partitionsFor(50e9)).toBe(4096);
+  });
+});
+
+describe('a partition is built and written a window of images at a time', () => {
+  it('hands records to the writer in windows of --image-concurrency, in ref order, the same rows as grouping all at once', async () => {
+    const ctx = { source: 'coco-instances', family: 'coco' } as HandlerContext;
+    // One partition, 40 images: a catalog fragment and a box fragment each, boxes added first.
+    const join = new FragmentJoin({ memoryBudget: 1 << 20, partitions: 1 });
+    for (let i = 0; i < 40; i++) {
+      const b = emptyFragment(`coco:${100 + i}`, ctx, 'instances.json', 1000 + i);
+      b.requiresCatalogFrom = 'coco-instances';
+      const box = rawBox(`thing ${i}`, 10, 20, 30 + i, 40);
+      b.boxes.push(box);
+      join.add(b, 1000 + i);
+    }
+    for (let i = 39; i >= 0; i--) {
+      const c = emptyFragment(`coco:${100 + i}`, ctx, 'instances.json', i);
+      c.catalog = true;
+      c.path = `${String(100 + i).padStart(12, '0')}.jpg`;
+      c.width = 640;
+      c.height = 480;
+      join.add(c, i);
+    }
+    const parts = [];
+    for await (const p of join.partitionsInOrder()) parts.push(p);
+    expect(parts.length).toBe(1);
+    const windows: ImageRecord[][] = [];
+    const summary = await processPartition(
+      parts[0]!,
+      {
+        assemble: { imageDirs: {}, cocoNaming: '2017', edgeTolerance: 0.01 },
+        sourceOrder: ['coco-instances'],
+        categories: [],
+        images: null,
+        realRoot: '',
+        checkImages: false,
+        keepMissing: false,
+        imageConcurrency: 16,
+        tree: { ...DEFAULT_TREE_STAGE, mode: 'none' },
+        codec: join.codec.tables(),
+      },
+      async (records) => {
+        windows.push(records);
+      },
+    );
+    expect(windows.map((w) => w.length)).toEqual([16, 16, 8]);
+    expect(summary.rows).toBe(40);
+    const refs = windows.flat().map((r) => r.ref);
+    expect(refs).toEqual([...refs].sort());
+    expect(windows[0]![0]!.boxes[0]!.label).toBe('thing 0');
+    expect(windows[2]![7]!.boxes[0]!.x2).toBeCloseTo((10 + 30 + 39) / 640, 12);
+    // Decoding image by image finds the same fragments, in the same order, as decoding the partition at once.
+    const whole = await groupPartition(parts[0]!, join.codec);
+    expect(whole.map((g) => g.ref)).toEqual(refs);
+    expect(whole.every((g) => g.fragments.length === 2 && g.fragments[0]!.catalog)).toBe(true);
+    await join.cleanup();
   });
 });

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { Field, List, Schema, Utf8, tableFromArrays, tableFromIPC, tableToIPC } from 'apache-arrow';
-import { rowsToTable } from '../src/arrow/columns.js';
+import { TableBuilder, rowsToTable } from '../src/arrow/columns.js';
 import { parquetRowGroups } from '../src/arrow/parquet-read.js';
 import { camel, columnValues, plainValue, tableRows } from '../src/arrow/plain.js';
 import { COCO_CAPTIONS, COCO_INSTANCES, VG_DIR, runPrepare } from './helpers.js';
@@ -84,5 +84,26 @@ describe('Arrow columns built from plain objects', () => {
     const odd = tableFromIPC(tableToIPC(rowsToTable(schema, [{ label: 'x\ud800', names: ['\udfff' + 'y'.repeat(40)] }])));
     expect(odd.get(0)!.toJSON().label).toBe('x\ufffd');
     expect(odd.get(0)!.toJSON().names.toJSON()).toEqual(['\ufffd' + 'y'.repeat(40)]);
+  });
+
+  it('a table builder hands over each row group whole: later rows never change a table already taken', () => {
+    const schema = new Schema([new Field('label', new Utf8(), true), new Field('names', new List(new Field('item', new Utf8(), false)), false)]);
+    const b = new TableBuilder(schema);
+    const row = (i: number) => ({ label: `label ${i} ${'é'.repeat(i % 3)}`, names: Array.from({ length: i % 4 }, (_, k) => `n${i}.${k}`) });
+    for (let i = 0; i < 3000; i++) b.append(row(i));
+    expect(b.length).toBe(3000);
+    const first = b.take();
+    expect(b.length).toBe(0);
+    // Enough rows after it that every buffer would have been written over if it were shared.
+    for (let i = 3000; i < 9000; i++) b.append(row(i));
+    const second = b.take();
+    const read = (t: ReturnType<TableBuilder['take']>) => tableFromIPC(tableToIPC(t)).toArray().map((r) => ({ label: r.label as string, names: [...r.names] as string[] }));
+    expect(read(first)).toEqual(Array.from({ length: 3000 }, (_, i) => row(i)));
+    expect(read(second)).toEqual(Array.from({ length: 6000 }, (_, i) => row(3000 + i)));
+    // clear() drops what was appended.
+    b.append(row(1));
+    b.clear();
+    b.append(row(2));
+    expect(read(b.take())).toEqual([row(2)]);
   });
 });

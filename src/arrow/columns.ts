@@ -204,10 +204,22 @@ class ListBuilder implements ColumnBuilder {
  */
 type FieldSpreader = (o: Record<string, unknown>, children: ColumnBuilder[]) => void;
 
+/**
+ * One spreader per field list for the life of the thread: builders are made
+ * afresh for every row group, and a spreader made with them would start
+ * each row group with empty inline caches.
+ */
+const spreaders = new Map<string, FieldSpreader>();
+
 function fieldSpreader(keys: string[]): FieldSpreader {
   const body = keys.map((k, i) => `c[${i}].append(o[${JSON.stringify(k)}] ?? null);`).join('\n');
-  // Keys are the schema's own column names (declared in src/schema.ts), quoted by JSON.stringify.
-  return new Function('o', 'c', body) as FieldSpreader;
+  let spread = spreaders.get(body);
+  if (spread === undefined) {
+    // Keys are the schema's own column names (declared in src/schema.ts), quoted by JSON.stringify.
+    spread = new Function('o', 'c', body) as FieldSpreader;
+    spreaders.set(body, spread);
+  }
+  return spread;
 }
 
 class StructBuilder implements ColumnBuilder {
@@ -242,10 +254,45 @@ function builderFor(type: DataType): ColumnBuilder {
   throw new Error(`no column builder for Arrow type ${String(type)}`);
 }
 
+/**
+ * Rows go into the columns as they arrive, so a writer holds a row group as
+ * column bytes rather than as the records themselves: a record can be
+ * dropped as soon as it is appended, and the collector never has to carry a
+ * row group's worth of objects (strings, boxes, masks) from one collection
+ * to the next.
+ */
+export class TableBuilder {
+  private root: StructBuilder;
+  private rows = 0;
+  private readonly type: Struct;
+  constructor(private readonly schema: Schema) {
+    this.type = new Struct(schema.fields as Field[]);
+    this.root = new StructBuilder(this.type);
+  }
+  /** Rows appended since the last `take`. */
+  get length(): number {
+    return this.rows;
+  }
+  append(row: object): void {
+    this.root.append(row);
+    this.rows++;
+  }
+  /** The rows so far as one table with exactly the schema; the builder starts empty again. */
+  take(): Table {
+    const data = this.root.finish();
+    this.clear();
+    return new Table(this.schema, [new RecordBatch(this.schema, data as Data<Struct>)]);
+  }
+  /** Drop the rows so far. */
+  clear(): void {
+    this.root = new StructBuilder(this.type);
+    this.rows = 0;
+  }
+}
+
 /** Turn rows into one Arrow table with exactly the given schema. */
 export function rowsToTable(schema: Schema, rows: readonly object[]): Table {
-  const root = new StructBuilder(new Struct(schema.fields as Field[]));
-  for (const r of rows) root.append(r);
-  const data = root.finish();
-  return new Table(schema, [new RecordBatch(schema, data as Data<Struct>)]);
+  const builder = new TableBuilder(schema);
+  for (const r of rows) builder.append(r);
+  return builder.take();
 }
