@@ -147,9 +147,13 @@ export class FragmentCodec {
     if (r.pos !== bytes.length) throw new Error(`fragment codec: the last record's frame runs to byte ${r.pos} of ${bytes.length}`);
   }
 
+  /** A reader kept for the buffer decoded last: `decodeAt` is called once per record, mostly on one buffer. */
+  private reader: ByteReader | null = null;
+
   /** The framed record starting at `start` (as `scan` reported it). */
   decodeAt(bytes: Uint8Array, start: number): { fragment: Fragment; order: number } {
-    const r = new ByteReader(bytes);
+    if (this.reader?.bytes !== bytes) this.reader = new ByteReader(bytes);
+    const r = this.reader;
     r.pos = start;
     const end = r.pos + 4 + r.u32();
     const d = this.decodeBody(r);
@@ -372,7 +376,7 @@ class ByteReader {
   pos = 0;
   private readonly buf: Buffer;
   private readonly view: DataView;
-  constructor(bytes: Uint8Array) {
+  constructor(readonly bytes: Uint8Array) {
     this.buf = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   }
