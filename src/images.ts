@@ -1,6 +1,6 @@
 import { realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
-import sharp from 'sharp';
+import { loadSharp } from './sharp.js';
 import type { Size } from './assemble.js';
 import type { RejectReason } from './types.js';
 
@@ -31,6 +31,7 @@ export async function probeImage(root: string, realRoot: string, rel: string, ne
   }
   if (!needSize) return { ok: true, size: null };
   try {
+    const sharp = await loadSharp();
     const meta = await sharp(file).metadata();
     if (!meta.width || !meta.height) return { ok: false, reason: 'unreadable-image', detail: `${rel}: no width/height in the image header` };
     return { ok: true, size: { width: meta.width, height: meta.height } };

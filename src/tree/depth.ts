@@ -1,4 +1,4 @@
-import sharp from 'sharp';
+import { loadSharp } from '../sharp.js';
 import type { Coverage, Grid } from './masks.js';
 
 /**
@@ -112,6 +112,7 @@ export function nodeLayers(d: DepthLayers, mask: Coverage, gridWidth: number, o:
  * flips it for metric depth maps.
  */
 export async function loadDepthMap(file: string, g: Grid, largerIsFarther: boolean): Promise<Float32Array> {
+  const sharp = await loadSharp();
   const meta = await sharp(file).metadata();
   const sixteen = meta.depth === 'ushort';
   // A linear kernel: lanczos rings past the data range at depth edges.
