@@ -72,7 +72,7 @@ export async function processPartition(input: PartitionInput, cfg: EmitConfig, e
   const state: IngestState = { vgToCoco: new Map(), annotationBoxes: new Map(), categories: new Map(cfg.categories.map(([s, entries]) => [s, new Map(entries)])) };
   const t = performance.now();
   const codec = new FragmentCodec(cfg.codec);
-  const groups = await indexPartition(input, codec);
+  const groups = indexPartition(input, codec);
   ms.group += performance.now() - t;
 
   const probeOne = async (pending: (typeof groups)[number]): Promise<Probed> => {

@@ -247,7 +247,7 @@ export interface PendingGroup {
  * added them, whichever threads did the reading). Only the frame heads are
  * read; `decodeGroup` decodes an image's fragments when they are wanted.
  */
-export async function indexPartition(input: PartitionInput, codec: FragmentCodec): Promise<PendingGroup[]> {
+export function indexPartition(input: PartitionInput, codec: FragmentCodec): PendingGroup[] {
   const groups = new Map<string, PendingGroup['records']>();
   let sorted = true;
   const take = (bytes: Uint8Array) => {
@@ -279,6 +279,6 @@ export function decodeGroup(g: PendingGroup, codec: FragmentCodec): ImageGroup {
 }
 
 /** Group one partition's fragments by image, all decoded at once (see `indexPartition` for the order). */
-export async function groupPartition(input: PartitionInput, codec: FragmentCodec): Promise<ImageGroup[]> {
-  return (await indexPartition(input, codec)).map((g) => decodeGroup(g, codec));
+export function groupPartition(input: PartitionInput, codec: FragmentCodec): ImageGroup[] {
+  return indexPartition(input, codec).map((g) => decodeGroup(g, codec));
 }

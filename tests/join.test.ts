@@ -188,7 +188,7 @@ describe('a partition is built and written a window of images at a time', () => 
     expect(windows[0]![0]!.boxes[0]!.label).toBe('thing 0');
     expect(windows[2]![7]!.boxes[0]!.x2).toBeCloseTo((10 + 30 + 39) / 640, 12);
     // Decoding image by image finds the same fragments, in the same order, as decoding the partition at once.
-    const whole = await groupPartition(parts[0]!, join.codec);
+    const whole = groupPartition(parts[0]!, join.codec);
     expect(whole.map((g) => g.ref)).toEqual(refs);
     expect(whole.every((g) => g.fragments.length === 2 && g.fragments[0]!.catalog)).toBe(true);
     await join.cleanup();

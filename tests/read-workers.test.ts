@@ -136,7 +136,7 @@ describe('read pool (real worker threads)', () => {
       // The handed-over partitions, grouped as the emit phase groups them: the main thread's fragments, in file order.
       const empty = new FragmentJoin({ memoryBudget: 1 << 20, partitions: 16, codec: new FragmentCodec(tables) });
       const got: Fragment[] = [];
-      for await (const part of empty.partitionsInOrder(spilled)) for (const g of await groupPartition(part, new FragmentCodec(tables))) got.push(...g.fragments);
+      for await (const part of empty.partitionsInOrder(spilled)) for (const g of groupPartition(part, new FragmentCodec(tables))) got.push(...g.fragments);
       const want = mainThreadFragments();
       const key = (f: Fragment) => `${f.ref}|${String(f.prov.offset).padStart(12, '0')}`;
       expect(got.map(key).sort()).toEqual(want.map(key).sort());

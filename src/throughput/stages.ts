@@ -127,7 +127,7 @@ export async function benchStages(o: StageBenchOptions): Promise<StageBenchResul
       await j.settled();
       for await (const part of j.partitionsInOrder()) {
         if (sample) PeakMemory.sampleNow();
-        for (const g of await groupPartition(part, j.codec)) each(g);
+        for (const g of groupPartition(part, j.codec)) each(g);
       }
     } finally {
       await j.cleanup();
