@@ -189,8 +189,17 @@ export class LanePool {
   constructor(
     workers: number,
     settings: LaneSettings,
-    /** Partitions queued per worker lane: enough to keep it busy while the main lane works. */
-    private readonly depth = 2,
+    /**
+     * Partitions queued per lane. Lanes take partitions in turn, so a lane
+     * that is ahead waits for the other once its queue is empty: the queue
+     * is what absorbs the difference (a partition's tree, a row group's
+     * Parquet encoding, a shard's end). 300 MB, auto workers, three runs
+     * each: write phase 10.35 s at 2, 9.18 s at 4, 8.44 s at 6, the same at
+     * 12; peak RSS within the runs' noise. A queued partition holds only
+     * what the join kept in memory for it (tens of KB) and its spill files'
+     * names.
+     */
+    private readonly depth = 6,
   ) {
     this.lanes = [new LocalLane(0, settings)];
     for (let w = 1; w <= workers; w++) this.lanes.push(new WorkerLane(w, settings));
