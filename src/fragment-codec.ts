@@ -121,12 +121,15 @@ export class FragmentCodec {
   /** Every framed record in `bytes`, in order. */
   *decodeAll(bytes: Uint8Array): Generator<{ fragment: Fragment; order: number }> {
     const r = new ByteReader(bytes);
-    while (r.pos < bytes.length) {
-      const end = r.pos + 4 + r.u32();
-      const d = this.decodeBody(r);
-      if (r.pos !== end) throw new Error(`fragment codec: a record ends at byte ${r.pos}, its frame says ${end}`);
-      yield d;
-    }
+    while (r.pos < bytes.length) yield this.decodeRecord(r);
+  }
+
+  /** The framed record at the reader's position; the reader ends past it. */
+  private decodeRecord(r: ByteReader): { fragment: Fragment; order: number } {
+    const end = r.pos + 4 + r.u32();
+    const d = this.decodeBody(r);
+    if (r.pos !== end) throw new Error(`fragment codec: a record ends at byte ${r.pos}, its frame says ${end}`);
+    return d;
   }
 
   /**
@@ -153,12 +156,8 @@ export class FragmentCodec {
   /** The framed record starting at `start` (as `scan` reported it). */
   decodeAt(bytes: Uint8Array, start: number): { fragment: Fragment; order: number } {
     if (this.reader?.bytes !== bytes) this.reader = new ByteReader(bytes);
-    const r = this.reader;
-    r.pos = start;
-    const end = r.pos + 4 + r.u32();
-    const d = this.decodeBody(r);
-    if (r.pos !== end) throw new Error(`fragment codec: a record ends at byte ${r.pos}, its frame says ${end}`);
-    return d;
+    this.reader.pos = start;
+    return this.decodeRecord(this.reader);
   }
 
   /** The fragment in one framed record. */
