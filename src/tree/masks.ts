@@ -333,105 +333,86 @@ const EXACT_POW10 = Array.from({ length: 23 }, (_, i) => 10 ** i);
  * against 1.6-2.7 microseconds).
  */
 export function readPolygonText(s: string): FlatRings | null {
-  const n = s.length;
-  let i = 0;
+  let coords = flat.coords;
   let k = 0;
   let rings = 0;
-  let c = 0;
-  const skipSpace = () => {
-    while (i < n && ((c = s.charCodeAt(i)) === 0x20 || c === 0x0a || c === 0x0d || c === 0x09)) i++;
-  };
-  skipSpace();
+  let i = skipSpace(s, 0);
   if (s.charCodeAt(i) !== 0x5b) return null;
-  i++;
-  skipSpace();
-  if (s.charCodeAt(i) === 0x5d) {
-    i++;
-    skipSpace();
-    if (i !== n) return null;
-    flat.starts[0] = 0;
-    flat.count = 0;
-    return flat;
-  }
-  for (;;) {
+  i = skipSpace(s, i + 1);
+  // After an item, a list goes on (',') or ends (']'); the outer list may be empty.
+  let moreRings = s.charCodeAt(i) !== 0x5d;
+  if (!moreRings) i++;
+  while (moreRings) {
     if (s.charCodeAt(i) !== 0x5b) return null;
-    i++;
-    skipSpace();
+    i = skipSpace(s, i + 1);
     const ringStart = k;
-    if (s.charCodeAt(i) !== 0x5d) {
-      for (;;) {
-        const numStart = i;
-        c = s.charCodeAt(i);
-        const negative = c === 0x2d;
-        if (negative) c = s.charCodeAt(++i);
-        if (c < 0x30 || c > 0x39) return null;
-        // JSON has no leading zeros ("012").
-        if (c === 0x30 && s.charCodeAt(i + 1) >= 0x30 && s.charCodeAt(i + 1) <= 0x39) return null;
-        let mantissa = 0;
-        let digits = 0;
-        let decimals = 0;
-        while (c >= 0x30 && c <= 0x39) {
-          mantissa = mantissa * 10 + (c - 0x30);
-          digits++;
-          c = s.charCodeAt(++i);
-        }
-        if (c === 0x2e) {
-          c = s.charCodeAt(++i);
-          if (c < 0x30 || c > 0x39) return null;
-          while (c >= 0x30 && c <= 0x39) {
-            mantissa = mantissa * 10 + (c - 0x30);
-            digits++;
-            decimals++;
-            c = s.charCodeAt(++i);
-          }
-        }
-        let v: number;
-        if (c === 0x65 || c === 0x45 || digits > 15) {
-          if (c === 0x65 || c === 0x45) {
-            c = s.charCodeAt(++i);
-            if (c === 0x2b || c === 0x2d) c = s.charCodeAt(++i);
-            if (c < 0x30 || c > 0x39) return null;
-            while (c >= 0x30 && c <= 0x39) c = s.charCodeAt(++i);
-          }
-          v = Number(s.slice(numStart, i));
-        } else {
-          v = decimals ? mantissa / EXACT_POW10[decimals]! : mantissa;
-          if (negative) v = -v;
-        }
-        if (k >= flat.coords.length) flatRoom(k + 1, rings);
-        flat.coords[k++] = v;
-        skipSpace();
-        c = s.charCodeAt(i);
-        if (c === 0x2c) {
-          i++;
-          skipSpace();
-          continue;
-        }
-        if (c === 0x5d) break;
-        return null;
+    let moreNumbers = s.charCodeAt(i) !== 0x5d;
+    if (!moreNumbers) i++;
+    while (moreNumbers) {
+      const numStart = i;
+      let c = s.charCodeAt(i);
+      const negative = c === 0x2d;
+      if (negative) c = s.charCodeAt(++i);
+      if (c < 0x30 || c > 0x39) return null;
+      // JSON has no leading zeros ("012").
+      if (c === 0x30 && isDigit(s.charCodeAt(i + 1))) return null;
+      let mantissa = 0;
+      let digits = 0;
+      let decimals = 0;
+      for (; c >= 0x30 && c <= 0x39; c = s.charCodeAt(++i), digits++) mantissa = mantissa * 10 + (c - 0x30);
+      if (c === 0x2e) {
+        c = s.charCodeAt(++i);
+        if (!isDigit(c)) return null;
+        for (; c >= 0x30 && c <= 0x39; c = s.charCodeAt(++i), digits++, decimals++) mantissa = mantissa * 10 + (c - 0x30);
       }
+      let v: number;
+      if (c === 0x65 || c === 0x45 || digits > 15) {
+        if (c === 0x65 || c === 0x45) {
+          c = s.charCodeAt(++i);
+          if (c === 0x2b || c === 0x2d) c = s.charCodeAt(++i);
+          if (!isDigit(c)) return null;
+          while (isDigit(c)) c = s.charCodeAt(++i);
+        }
+        v = Number(s.slice(numStart, i));
+      } else {
+        v = decimals ? mantissa / EXACT_POW10[decimals]! : mantissa;
+        if (negative) v = -v;
+      }
+      if (k >= coords.length) {
+        flatRoom(k + 1, rings);
+        coords = flat.coords;
+      }
+      coords[k++] = v;
+      i = skipSpace(s, i);
+      c = s.charCodeAt(i++);
+      if (c === 0x2c) i = skipSpace(s, i);
+      else if (c === 0x5d) moreNumbers = false;
+      else return null;
     }
-    i++;
     if (k - ringStart >= 6) {
       flatRoom(k, rings + 1);
-      flat.starts[rings] = ringStart;
-      rings++;
+      flat.starts[rings++] = ringStart;
     } else k = ringStart;
-    skipSpace();
-    c = s.charCodeAt(i);
-    if (c === 0x2c) {
-      i++;
-      skipSpace();
-      continue;
-    }
-    if (c !== 0x5d) return null;
-    i++;
-    skipSpace();
-    if (i !== n) return null;
-    flat.starts[rings] = k;
-    flat.count = rings;
-    return flat;
+    i = skipSpace(s, i);
+    const c = s.charCodeAt(i++);
+    if (c === 0x2c) i = skipSpace(s, i);
+    else if (c === 0x5d) moreRings = false;
+    else return null;
   }
+  if (skipSpace(s, i) !== s.length) return null;
+  flat.starts[rings] = k;
+  flat.count = rings;
+  return flat;
+}
+
+function isDigit(c: number): boolean {
+  return c >= 0x30 && c <= 0x39;
+}
+
+/** The index of the first character at or after `i` that is not JSON whitespace. */
+function skipSpace(s: string, i: number): number {
+  for (let c = s.charCodeAt(i); c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09; c = s.charCodeAt(++i));
+  return i;
 }
 
 /**
