@@ -66,7 +66,6 @@ interface Probed {
  * `emit` took is the summary's `ms.write`.
  */
 export async function processPartition(input: PartitionInput, cfg: EmitConfig, emit: (records: ImageRecord[]) => Promise<void>): Promise<PartitionSummary> {
-  let rows = 0;
   const ms = { group: 0, images: 0, assemble: 0, tree: 0, write: 0 };
   const imageStats = { seen: 0, passed: 0, dropped: {} as Record<string, number> };
   const state: IngestState = { vgToCoco: new Map(), annotationBoxes: new Map(), categories: new Map(cfg.categories.map(([s, entries]) => [s, new Map(entries)])) };
@@ -129,12 +128,11 @@ export async function processPartition(input: PartitionInput, cfg: EmitConfig, e
       for (const s of rec.sources) perSourceImages[s] = (perSourceImages[s] ?? 0) + 1;
     }
     if (records.length) {
-      rows += records.length;
       const t4 = performance.now();
       await emit(records);
       ms.write += performance.now() - t4;
     }
   }
 
-  return { partition: input.partition, rows, rejects, counts, perSourceImages, images: imageStats, ms };
+  return { partition: input.partition, rows: counts.images, rejects, counts, perSourceImages, images: imageStats, ms };
 }

@@ -45,9 +45,7 @@ export class LaneCore {
   }
 
   async partition(input: PartitionInput): Promise<PartitionSummary> {
-    return processPartition(input, this.s.config, async (records) => {
-      await this.writer.add(records);
-    });
+    return processPartition(input, this.s.config, (records) => this.writer.add(records));
   }
 
   finish(): Promise<ShardInfo[]> {

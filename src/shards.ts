@@ -159,9 +159,8 @@ export class ShardWriter {
     this.rowGroup = new TableBuilder(this.opts.schema);
   }
 
-  /** Add records in output order; writes every shard that fills up. Returns the time spent (ms). */
-  async add(records: readonly object[]): Promise<number> {
-    const t = performance.now();
+  /** Add records in output order; writes every shard that fills up. */
+  async add(records: readonly object[]): Promise<void> {
     for (const r of records) {
       if (this.opts.format === 'jsonl') this.lines.push(JSON.stringify(r));
       else {
@@ -171,7 +170,6 @@ export class ShardWriter {
       }
       if (++this.pendingRows >= this.opts.rowsPerShard) await this.cut();
     }
-    return performance.now() - t;
   }
 
   private shardName(index: number): string {

@@ -13,14 +13,12 @@ export type StreamFormat = 'ndjson' | 'arrow';
 export class ObjectSink {
   private rows = 0;
   constructor(private readonly out: Writable) {}
-  async add(records: readonly ImageRecord[]): Promise<number> {
-    const t = performance.now();
+  async add(records: readonly ImageRecord[]): Promise<void> {
     for (const r of records) {
       this.rows++;
       if (!this.out.write(r)) await Promise.race([once(this.out, 'drain'), once(this.out, 'close')]);
       if (this.out.destroyed) throw new InstructifyError('E_PIPE_CLOSED', 'the consumer of the records stopped');
     }
-    return performance.now() - t;
   }
   async close(): Promise<ShardInfo[]> {
     this.out.end();
@@ -102,9 +100,7 @@ export class StreamSink {
     return this.schemaBytes;
   }
 
-  /** Returns the time spent writing (ms). */
-  async add(records: readonly ImageRecord[]): Promise<number> {
-    const t = performance.now();
+  async add(records: readonly ImageRecord[]): Promise<void> {
     this.rows += records.length;
     if (this.format === 'ndjson') {
       let text = '';
@@ -116,7 +112,6 @@ export class StreamSink {
         if (this.rowGroup.length >= this.rowGroupRows) await this.flushArrow();
       }
     }
-    return performance.now() - t;
   }
 
   async close(): Promise<ShardInfo[]> {
