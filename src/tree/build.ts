@@ -1,5 +1,5 @@
 import type { Box, TreeNodeRow } from '../types.js';
-import { area, boxCoverage, gridFor, iou, maskCoverage, medianPosition, overlap, union, type Coverage, type Grid } from './masks.js';
+import { area, boxCoverage, gridFor, insideShare, iou, maskCoverage, medianPosition, union, type Coverage, type Grid } from './masks.js';
 import { countWord, DEFAULT_UNCOUNTABLE, isSingularPluralPair, mergeLabels, plural, singular } from './labels.js';
 import { nodeLayers, type DepthLayers } from './depth.js';
 
@@ -171,8 +171,9 @@ export function buildTree(input: TreeInput, options: Partial<TreeOptions> = {}):
   for (let i = 0; i < work.length; i++) {
     const a = work[i]!;
     if (a.area <= 0) continue;
-    // Below this box overlap (in cells), the masks cannot overlap enough.
-    const needCells = (o.containment * 0.9 * a.area) / cells;
+    // Masks overlap at most the boxes' overlap, on the sample lines inside
+    // it (one more than its height in rows, at most): below this, too little.
+    const need = o.containment * a.mask.spanArea;
     // The first candidate with a strictly larger box.
     let lo = 0;
     let hi = bySize.length;
@@ -187,10 +188,10 @@ export function buildTree(input: TreeInput, options: Partial<TreeOptions> = {}):
       const ix = Math.min(a.x2, b.x2) - Math.max(a.x1, b.x1);
       if (ix <= 0) continue;
       const iy = Math.min(a.y2, b.y2) - Math.max(a.y1, b.y1);
-      if (iy <= 0 || ix * iy <= needCells) continue;
+      if (iy <= 0 || ix * g.gw * (iy * g.gh + 1) <= need) continue;
       if (singulars[i] === singulars[j]) continue;
       if (!depthsOverlap(a.depths, b.depths, o.depthGrace)) continue;
-      if (overlap(a.mask, b.mask, a.area, o.containment) / a.area <= o.containment) continue;
+      if (insideShare(a.mask, b.mask, o.containment) <= o.containment) continue;
       a.parent = b;
       break;
     }

@@ -1,5 +1,5 @@
 import { loadSharp } from '../sharp.js';
-import type { Coverage, Grid } from './masks.js';
+import { forEachCell, type Coverage, type Grid } from './masks.js';
 
 /**
  * Relative depth from a user-supplied depth map (METHOD.md section 3): the
@@ -79,15 +79,10 @@ export function layerOf(d: DepthLayers, v: number): number {
 export function nodeLayers(d: DepthLayers, mask: Coverage, gridWidth: number, o: DepthOptions = DEFAULT_DEPTH_OPTIONS): number[] {
   const samples: [number, number][] = [];
   let total = 0;
-  for (let y = 0; y < mask.h; y++) {
-    for (let x = 0; x < mask.w; x++) {
-      const v = mask.data[y * mask.w + x]!;
-      if (v) {
-        samples.push([d.values[(mask.y0 + y) * gridWidth + mask.x0 + x]!, v]);
-        total += v;
-      }
-    }
-  }
+  forEachCell(mask, gridWidth, (cell, weight) => {
+    samples.push([d.values[cell]!, weight]);
+    total += weight;
+  });
   if (!samples.length) return [];
   samples.sort((a, b) => a[0] - b[0]);
   const at = (q: number) => {

@@ -2,16 +2,28 @@ import { decodeRleString } from '../masks/rle.js';
 import type { Mask } from '../types.js';
 
 /**
- * Object masks at a reduced resolution: the image is covered by a grid whose
- * longer side has `GRID_MAX` cells (aspect kept), and each cell holds how
- * much of it the object covers (0..255). 128 cells: a mask costs at most
- * 16 KB, positions resolve to under 1% of the image (the tree rounds them to
- * 5%), and because cells hold coverage rather than yes/no, areas stay close
- * to the true pixel counts (RLE coverage is counted exactly per cell, and
- * so is the area of polygons).
+ * Object masks as row spans on a reduced grid. The image is covered by a
+ * grid whose longer side has `GRID_MAX` cells (aspect kept); each grid row
+ * is sampled along its middle line (y = row + 0.5), and a mask holds, per
+ * row, the stretches of that line the object covers, with their ends exact
+ * (continuous cell units, not rounded to cells).
+ *
+ * Why spans and not a grid of cells: a polygon becomes spans from where its
+ * edges cross the sample lines, so making one costs the rows it spans, not
+ * the cells it covers; overlap, union and the median position cost the
+ * spans, a few per row. Filling exact per-cell coverage was 60% of the
+ * tree's time. What sampling loses is the part of a row between its sample
+ * line and the row's edges: areas are therefore taken from the shapes
+ * themselves where they give one (a box; a polygon ring inside the image,
+ * by the shoelace formula; RLE, by counting its pixels), and only fall back
+ * to the spans' sum where they do not (rings that cross the image edge,
+ * overlap each other, or cross themselves). An object thinner than a row is
+ * sampled once, through its middle, so it never vanishes.
+ *
+ * 128 rows and columns: positions resolve to under 1% of the image (the
+ * tree rounds them to 5%), and a mask costs a few hundred bytes.
  */
 export const GRID_MAX = 128;
-const FULL = 255;
 
 export interface Grid {
   /** Grid size in cells. */
@@ -28,43 +40,33 @@ export function gridFor(width: number, height: number, max = GRID_MAX): Grid {
 }
 
 /**
- * Coverage over a window of the grid: cells [x0, x0 + w) x [y0, y0 + h),
- * row-major, 0..255. Only the object's own cells are stored, so every
- * operation costs in proportion to the object, not to the image.
+ * What an object covers: rows y0 .. y0 + h - 1 of the grid, row y0 + r
+ * holding the spans `spans[2k], spans[2k + 1]` (from, to; in cells, left to
+ * right, not overlapping) for k in starts[r] .. starts[r + 1] - 1. Never
+ * changed once made.
  */
 export interface Coverage {
-  x0: number;
   y0: number;
-  w: number;
   h: number;
-  data: Uint8Array;
-  /**
-   * Row and column sums of `data`, once known: the area and the median
-   * position both read them, and polygon coverage fills them in the same
-   * pass that writes the cells (a window is never changed once made).
-   */
-  sums?: Marginals;
-}
-
-interface Marginals {
-  cols: Float64Array;
-  rows: Float64Array;
-  total: number;
+  starts: Int32Array;
+  spans: Float64Array;
+  /** The object's area in cells: exact where the shape gives it, else `spanArea`. */
+  area: number;
+  /** The spans' total length (each row counts 1 high): what overlaps are measured against. */
+  spanArea: number;
 }
 
 /**
- * Windows and their sums are cut from shared slabs rather than made as
- * typed arrays of their own: V8 takes 1.3-2 microseconds to make a small
- * typed array (a backing store of its own, zeroed and tracked for the
- * collector) against about 0.1 for a view into an existing one, and polygon
- * coverage made four per object, which was more than half its time. A slab
- * is never handed out twice: when one is used up the next is made, and the
- * old one is freed once no window refers to it (windows live as long as one
- * tree is being built). Views come out zeroed, as new arrays would.
+ * Masks are cut from shared slabs rather than made as typed arrays of
+ * their own: V8 takes 1.3-2 microseconds to make a small typed array (a
+ * backing store of its own, zeroed and tracked for the collector) against
+ * about 0.1 for a view into an existing one. A slab is never handed out
+ * twice: when one is used up the next is made, and the old one is freed
+ * once no mask refers to it (masks live as long as one tree is being built).
  */
 const SLAB_BYTES = 1 << 20;
 
-class Slab<A extends Uint8Array | Float64Array> {
+class Slab<A extends Int32Array | Float64Array> {
   private slab: A;
   private used = 0;
   constructor(
@@ -73,7 +75,7 @@ class Slab<A extends Uint8Array | Float64Array> {
   ) {
     this.slab = make(length);
   }
-  /** A zeroed view of n elements; large requests (over a sixteenth of a slab) get an array of their own. */
+  /** A view of n elements; large requests (over a sixteenth of a slab) get an array of their own. */
   take(n: number): A {
     if (n > this.length >> 4) return this.make(n);
     if (this.used + n > this.length) {
@@ -86,194 +88,43 @@ class Slab<A extends Uint8Array | Float64Array> {
   }
 }
 
-const byteSlab = new Slab((n) => new Uint8Array(n), SLAB_BYTES);
+const intSlab = new Slab((n) => new Int32Array(n), SLAB_BYTES >> 2);
 const floatSlab = new Slab((n) => new Float64Array(n), SLAB_BYTES >> 3);
-const takeBytes = (n: number): Uint8Array => byteSlab.take(n);
-const takeFloats = (n: number): Float64Array => floatSlab.take(n);
-
-function marginals(m: Coverage): Marginals {
-  if (m.sums) return m.sums;
-  const cols = takeFloats(m.w);
-  const rows = takeFloats(m.h);
-  const d = m.data;
-  let total = 0;
-  // Branch-free sums: most cells of a window are covered.
-  for (let y = 0, i = 0; y < m.h; y++) {
-    let rowSum = 0;
-    for (let x = 0; x < m.w; x++, i++) {
-      const v = d[i]!;
-      cols[x]! += v;
-      rowSum += v;
-    }
-    rows[y] = rowSum;
-    total += rowSum;
-  }
-  return (m.sums = { cols, rows, total });
-}
-
-function emptyWindow(g: Grid, cx1: number, cy1: number, cx2: number, cy2: number): Coverage {
-  const x0 = Math.max(0, Math.min(g.gw - 1, Math.floor(cx1)));
-  const y0 = Math.max(0, Math.min(g.gh - 1, Math.floor(cy1)));
-  const x1 = Math.max(x0 + 1, Math.min(g.gw, Math.ceil(cx2)));
-  const y1 = Math.max(y0 + 1, Math.min(g.gh, Math.ceil(cy2)));
-  return { x0, y0, w: x1 - x0, h: y1 - y0, data: takeBytes((x1 - x0) * (y1 - y0)) };
-}
-
-/** A box (normalised 0..1 corners) as coverage, with partial cells at its edges. */
-export function boxCoverage(g: Grid, x1: number, y1: number, x2: number, y2: number): Coverage {
-  const cx1 = x1 * g.gw;
-  const cx2 = x2 * g.gw;
-  const cy1 = y1 * g.gh;
-  const cy2 = y2 * g.gh;
-  const m = emptyWindow(g, cx1, cy1, cx2, cy2);
-  for (let yy = 0; yy < m.h; yy++) {
-    const gy = m.y0 + yy;
-    const fy = Math.min(gy + 1, cy2) - Math.max(gy, cy1);
-    if (fy <= 0) continue;
-    for (let xx = 0; xx < m.w; xx++) {
-      const gx = m.x0 + xx;
-      const fx = Math.min(gx + 1, cx2) - Math.max(gx, cx1);
-      if (fx > 0) m.data[yy * m.w + xx] = Math.round(FULL * fx * fy);
-    }
-  }
-  return m;
-}
-
-// Scratch space for polygon coverage, reused across calls (one thread each):
-// signed area per cell, rows of width w + 2 (an edge at the window's right
-// side spills into the two extra cells), and the union of several rings.
-let accBuf = new Float32Array(GRID_MAX * (GRID_MAX + 2));
-let unionBuf = new Float64Array(GRID_MAX * GRID_MAX);
 
 /**
- * The cells each row's edges touched, as up to MAX_SPANS [first, last]
- * pairs per row (a row with more is marked SPANS_OVERFLOW and scanned whole).
- * Every other cell of the row holds 0 in the signed-area buffer, so the
- * running sum is constant across it: the single-ring pass fills such runs
- * without reading them. Scanning them for zeros was 38% of polygon
- * coverage's own time.
+ * Scratch for the mask being made (one thread each): its spans and row
+ * starts, copied into slab views of the right size when it is done.
  */
-const MAX_SPANS = 8;
-const SPANS_OVERFLOW = MAX_SPANS + 1;
-let spanBuf = new Int32Array(GRID_MAX * MAX_SPANS * 2);
-let spanCount = new Int32Array(GRID_MAX);
+let outSpans = new Float64Array(4096);
+let outStarts = new Int32Array(GRID_MAX + 1);
+let outCount = 0;
 
-function noteSpan(y: number, first: number, last: number): void {
-  const k = spanCount[y]!;
-  if (k >= MAX_SPANS) {
-    spanCount[y] = SPANS_OVERFLOW;
-    return;
-  }
-  const at = (y * MAX_SPANS + k) * 2;
-  spanBuf[at] = first;
-  spanBuf[at + 1] = last;
-  spanCount[y] = k + 1;
+function beginMask(rows: number): void {
+  if (outStarts.length < rows + 1) outStarts = new Int32Array(rows + 1);
+  outCount = 0;
 }
 
-/**
- * Add one polygon edge (window cell coordinates) to the signed-area buffer:
- * for every row it crosses, each cell gets the share of the row's height
- * the edge passes times the part of the cell to the edge's right, so that a
- * running sum along the row is the exact covered fraction of each cell (the
- * accumulation rasteriser of font-rs). Parts of an edge left of the window
- * count as on its left side, right of it as on its right side; rows outside
- * the window are skipped.
- */
-function addEdge(acc: Float32Array, stride: number, w: number, h: number, xStart: number, yStart: number, xEnd: number, yEnd: number): void {
-  if (yStart === yEnd) return;
-  let x0 = xStart;
-  let y0 = yStart;
-  let y1 = yEnd;
-  let dir = 1;
-  if (y0 > y1) {
-    x0 = xEnd;
-    y0 = yEnd;
-    y1 = yStart;
-    dir = -1;
+function pushSpan(from: number, to: number): void {
+  if (2 * outCount + 2 > outSpans.length) {
+    const bigger = new Float64Array(outSpans.length * 2);
+    bigger.set(outSpans);
+    outSpans = bigger;
   }
-  const dxdy = ((dir === 1 ? xEnd : xStart) - x0) / (y1 - y0);
-  let x = x0;
-  if (y0 < 0) {
-    x -= y0 * dxdy;
-    y0 = 0;
-  }
-  if (y1 > h) y1 = h;
-  for (let y = Math.floor(y0); y < y1; y++) {
-    const line = y * stride;
-    const dy = Math.min(y + 1, y1) - Math.max(y, y0);
-    const xNext = x + dxdy * dy;
-    const d = dy * dir;
-    let xa = x < xNext ? x : xNext;
-    let xb = x < xNext ? xNext : x;
-    xa = xa < 0 ? 0 : xa > w ? w : xa;
-    xb = xb < 0 ? 0 : xb > w ? w : xb;
-    const xaFloor = Math.floor(xa);
-    const ia = xaFloor | 0;
-    const xbCeil = Math.ceil(xb);
-    const ib = xbCeil | 0;
-    if (ib <= ia + 1) {
-      // Within one cell: split by where the edge's middle falls.
-      const mid = 0.5 * (xa + xb) - xaFloor;
-      acc[line + ia]! += d - d * mid;
-      acc[line + ia + 1]! += d * mid;
-      noteSpan(y, ia, ia + 1);
-    } else {
-      noteSpan(y, ia, ib);
-      const s = 1 / (xb - xa);
-      const fa = xa - xaFloor;
-      const a0 = 0.5 * s * (1 - fa) * (1 - fa);
-      const fb = xb - xbCeil + 1;
-      const am = 0.5 * s * fb * fb;
-      acc[line + ia]! += d * a0;
-      if (ib === ia + 2) acc[line + ia + 1]! += d * (1 - a0 - am);
-      else {
-        const a1 = s * (1.5 - fa);
-        acc[line + ia + 1]! += d * (a1 - a0);
-        for (let i = ia + 2; i < ib - 1; i++) acc[line + i]! += d * s;
-        const a2 = a1 + (ib - ia - 3) * s;
-        acc[line + ib - 1]! += d * (1 - a2 - am);
-      }
-      acc[line + ib]! += d * am;
-    }
-    x = xNext;
-  }
+  outSpans[2 * outCount] = from;
+  outSpans[2 * outCount + 1] = to;
+  outCount++;
 }
 
-/** A cell's coverage (0..255) from the running signed area at it (its sign is the ring's direction). */
-function coverageByte(sum: number): number {
-  const c = sum < 0 ? -sum : sum;
-  return c >= 1 ? FULL : (c * FULL + 0.5) | 0;
+/** The mask made in the scratch: rows y0 .. y0 + h - 1, with outStarts[0 .. h] filled in. */
+function finishMask(y0: number, h: number, area: number, spanArea: number): Coverage {
+  const starts = intSlab.take(h + 1);
+  starts.set(outStarts.subarray(0, h + 1));
+  const spans = floatSlab.take(2 * outCount);
+  spans.set(outSpans.subarray(0, 2 * outCount));
+  return { y0, h, starts, spans, area, spanArea };
 }
 
-/**
- * Cells [from, to) of the row starting at `row` all get `v`: one fill, and
- * their column sums go in through the difference array `runCols`. Returns
- * what they add to the row's sum.
- */
-function fillRun(data: Uint8Array, runCols: Float64Array, row: number, from: number, to: number, v: number): number {
-  if (!v) return 0;
-  data.fill(v, row + from, row + to);
-  runCols[from]! += v;
-  runCols[to]! -= v;
-  return v * (to - from);
-}
-
-/** Order row y's spans by their first cell (a handful each: insertion sort). */
-function sortSpans(y: number, n: number): void {
-  const base = y * MAX_SPANS * 2;
-  for (let i = 1; i < n; i++) {
-    const first = spanBuf[base + 2 * i]!;
-    const last = spanBuf[base + 2 * i + 1]!;
-    let j = i - 1;
-    while (j >= 0 && spanBuf[base + 2 * j]! > first) {
-      spanBuf[base + 2 * j + 2] = spanBuf[base + 2 * j]!;
-      spanBuf[base + 2 * j + 3] = spanBuf[base + 2 * j + 1]!;
-      j--;
-    }
-    spanBuf[base + 2 * j + 2] = first;
-    spanBuf[base + 2 * j + 3] = last;
-  }
-}
+const EMPTY: Coverage = { y0: 0, h: 0, starts: new Int32Array(1), spans: new Float64Array(0), area: 0, spanArea: 0 };
 
 /**
  * Polygon rings as one flat list of coordinates: ring r is
@@ -417,12 +268,25 @@ function skipSpace(s: string, i: number): number {
   return i;
 }
 
+// Scratch for sampling polygons (one thread each): per row, where edges
+// cross its sample line (x, and ring << 1 | 1 for an edge going down the
+// image); per ring, its winding number so far, where it went inside, and
+// the length it covers on the sampled lines.
+let crossX = new Float64Array(1024);
+let crossTag = new Int32Array(1024);
+let rowFill = new Int32Array(GRID_MAX + 2);
+let ringWind = new Int32Array(64);
+let ringFrom = new Float64Array(64);
+let ringLen = new Float64Array(64);
+let ringShoelace = new Float64Array(64);
+
 /**
- * Polygons (pixel coordinates of the image the grid covers) as coverage:
- * the exact fraction of each cell inside, from signed areas accumulated
- * along each row (cost: the rows each edge crosses plus one pass over the
- * window, whatever the object's size). Several rings are united, as COCO
- * draws them; within a ring, crossings follow the non-zero rule.
+ * Polygons (pixel coordinates of the image the grid covers) as spans. Each
+ * edge is sampled on the lines y = row + shift it crosses (half-open in y,
+ * so a vertex on a line counts once); along a line the crossings, in x
+ * order, give each ring's inside by the non-zero rule, and the rings are
+ * united, as COCO draws them. Cost: the rows each edge crosses, plus the
+ * crossings of each row; not the cells covered.
  */
 export function polygonCoverage(g: Grid, rings: readonly (readonly number[])[]): Coverage {
   return ringsCoverage(g, flatFrom(rings));
@@ -446,174 +310,234 @@ function ringsCoverage(g: Grid, rings: FlatRings): Coverage {
       if (y > maxY) maxY = y;
     }
   }
-  const m = emptyWindow(g, minX, minY, maxX, maxY);
-  const stride = m.w + 2;
-  const cellsN = m.w * m.h;
-  if (accBuf.length < stride * m.h) accBuf = new Float32Array(stride * m.h);
-  if (unionBuf.length < cellsN) unionBuf = new Float64Array(cellsN);
-  const acc = accBuf;
-  const several = count > 1;
-  if (several) unionBuf.fill(0, 0, cellsN);
-  if (spanCount.length < m.h) {
-    spanCount = new Int32Array(m.h);
-    spanBuf = new Int32Array(m.h * MAX_SPANS * 2);
+  if (!(maxY > minY)) return EMPTY;
+  // Rows whose middle line the shape crosses; a shape between two such
+  // lines gets one line, through its own middle.
+  let shift = 0.5;
+  let rowLo = Math.max(0, Math.ceil(minY - 0.5));
+  let rowHi = Math.min(g.gh, Math.ceil(maxY - 0.5));
+  if (rowHi <= rowLo) {
+    const mid = (minY + maxY) / 2;
+    if (!(mid >= 0 && mid < g.gh)) return EMPTY;
+    rowLo = Math.floor(mid);
+    rowHi = rowLo + 1;
+    shift = mid - rowLo;
   }
-  const data = m.data;
-  const cols = takeFloats(m.w);
-  const rows = takeFloats(m.h);
-  let total = 0;
+  const rows = rowHi - rowLo;
+  if (count > ringWind.length) {
+    ringWind = new Int32Array(count);
+    ringFrom = new Float64Array(count);
+    ringLen = new Float64Array(count);
+    ringShoelace = new Float64Array(count);
+  }
+  if (rowFill.length < rows + 1) rowFill = new Int32Array(rows + 1);
+
+  // Pass 1: how many crossings each row gets (a difference array: an edge
+  // crosses a run of rows), and each ring's shoelace sum on the way.
+  rowFill.fill(0, 0, rows + 1);
   for (let r = 0; r < count; r++) {
     const at = starts[r]!;
     const n = (starts[r + 1]! - at) >> 1;
-    if (n < 3) continue;
-    acc.fill(0, 0, stride * m.h);
-    spanCount.fill(0, 0, m.h);
+    let shoelace = 0;
     for (let i = 0, j = n - 1; i < n; j = i++) {
-      addEdge(acc, stride, m.w, m.h, coords[at + 2 * j]! * kx - m.x0, coords[at + 2 * j + 1]! * ky - m.y0, coords[at + 2 * i]! * kx - m.x0, coords[at + 2 * i + 1]! * ky - m.y0);
+      const xa = coords[at + 2 * j]! * kx;
+      const ya = coords[at + 2 * j + 1]! * ky;
+      const xb = coords[at + 2 * i]! * kx;
+      const yb = coords[at + 2 * i + 1]! * ky;
+      shoelace += xa * yb - xb * ya;
+      if (ya === yb) continue;
+      const first = Math.max(rowLo, Math.ceil((ya < yb ? ya : yb) - shift));
+      const end = Math.min(rowHi, Math.ceil((ya < yb ? yb : ya) - shift));
+      if (end > first) {
+        rowFill[first - rowLo]!++;
+        rowFill[end - rowLo]!--;
+      }
     }
-    // The running sum along a row is the covered fraction of each cell (its sign is the ring's direction).
-    if (!several) {
-      // Between the cells an edge touches, the running sum does not change:
-      // such a run is found by its zeros, written with one fill, and added
-      // to the column sums through a difference array (`runCols`), so the
-      // full per-cell work is only done where edges are.
-      const runCols = takeFloats(m.w + 1);
-      for (let y = 0, row = 0; y < m.h; y++, row += m.w) {
-        let sum = 0;
-        let rowSum = 0;
-        const base = y * stride;
-        const spans = spanCount[y]!;
-        if (spans <= MAX_SPANS) {
-          // Only the touched cells are read; between them the sum holds, so a run is one fill.
-          sortSpans(y, spans);
-          let x = 0;
-          for (let k = 0; k < spans && x < m.w; k++) {
-            const at = (y * MAX_SPANS + k) * 2;
-            const first = spanBuf[at]! > x ? spanBuf[at]! : x;
-            const last = spanBuf[at + 1]! < m.w - 1 ? spanBuf[at + 1]! : m.w - 1;
-            if (last < first) continue;
-            if (first > x) rowSum += fillRun(data, runCols, row, x, first, coverageByte(sum));
-            for (let cx = first; cx <= last; cx++) {
-              sum += acc[base + cx]!;
-              const v = coverageByte(sum);
-              data[row + cx] = v;
-              cols[cx]! += v;
-              rowSum += v;
-            }
-            x = last + 1;
-          }
-          if (x < m.w) rowSum += fillRun(data, runCols, row, x, m.w, coverageByte(sum));
-          rows[y] = rowSum;
-          total += rowSum;
-          continue;
-        }
-        for (let x = 0; x < m.w; ) {
-          const d = acc[base + x]!;
-          if (d === 0) {
-            let e = x + 1;
-            while (e < m.w && acc[base + e] === 0) e++;
-            rowSum += fillRun(data, runCols, row, x, e, coverageByte(sum));
-            x = e;
-            continue;
-          }
-          sum += d;
-          const v = coverageByte(sum);
-          data[row + x] = v;
-          cols[x]! += v;
-          rowSum += v;
-          x++;
-        }
-        rows[y] = rowSum;
-        total += rowSum;
-      }
-      for (let x = 0, run = 0; x < m.w; x++) {
-        run += runCols[x]!;
-        cols[x]! += run;
-      }
-    } else {
-      for (let y = 0, i = 0; y < m.h; y++) {
-        let sum = 0;
-        for (let a = y * stride, end = a + m.w; a < end; a++, i++) {
-          sum += acc[a]!;
-          const c = sum < 0 ? -sum : sum;
-          unionBuf[i]! += c > 1 ? 1 : c;
-        }
+    ringShoelace[r] = Math.abs(shoelace) / 2;
+  }
+  // Running sums give each row's count, then where its crossings start.
+  let total = 0;
+  for (let k = 0, running = 0; k < rows; k++) {
+    running += rowFill[k]!;
+    rowFill[k] = total;
+    total += running;
+  }
+  rowFill[rows] = total;
+  if (crossX.length < total) {
+    crossX = new Float64Array(Math.max(total, crossX.length * 2));
+    crossTag = new Int32Array(crossX.length);
+  }
+  // Pass 2: the crossings themselves. rowFill[k] advances as row k fills,
+  // and ends where row k + 1 starts: each row's start is its predecessor's end.
+  for (let r = 0; r < count; r++) {
+    const at = starts[r]!;
+    const n = (starts[r + 1]! - at) >> 1;
+    for (let i = 0, j = n - 1; i < n; j = i++) {
+      const xa = coords[at + 2 * j]! * kx;
+      const ya = coords[at + 2 * j + 1]! * ky;
+      const xb = coords[at + 2 * i]! * kx;
+      const yb = coords[at + 2 * i + 1]! * ky;
+      if (ya === yb) continue;
+      const down = ya < yb;
+      const first = Math.max(rowLo, Math.ceil((down ? ya : yb) - shift));
+      const end = Math.min(rowHi, Math.ceil((down ? yb : ya) - shift));
+      const dxdy = (xb - xa) / (yb - ya);
+      const tag = (r << 1) | (down ? 1 : 0);
+      for (let row = first; row < end; row++) {
+        const p = rowFill[row - rowLo]!++;
+        crossX[p] = xa + (row + shift - ya) * dxdy;
+        crossTag[p] = tag;
       }
     }
   }
-  if (several) {
-    for (let i = 0; i < cellsN; i++) {
-      const c = unionBuf[i]!;
-      data[i] = c >= 1 ? FULL : (c * FULL + 0.5) | 0;
+
+  // Each row: crossings in x order; a ring is inside while its winding is
+  // not zero, the shape while any ring is.
+  beginMask(rows);
+  ringLen.fill(0, 0, count);
+  const right = g.gw;
+  let spanArea = 0;
+  for (let k = 0, from = 0; k < rows; k++) {
+    outStarts[k] = outCount;
+    const to = rowFill[k]!;
+    // Insertion sort: a row holds two crossings per ring it meets, in most rows two.
+    for (let i = from + 1; i < to; i++) {
+      const x = crossX[i]!;
+      const tag = crossTag[i]!;
+      let j = i - 1;
+      while (j >= from && crossX[j]! > x) {
+        crossX[j + 1] = crossX[j]!;
+        crossTag[j + 1] = crossTag[j]!;
+        j--;
+      }
+      crossX[j + 1] = x;
+      crossTag[j + 1] = tag;
     }
-    return m;
+    let inside = 0;
+    let spanFrom = 0;
+    for (let i = from; i < to; i++) {
+      const x = crossX[i]!;
+      const tag = crossTag[i]!;
+      const ring = tag >> 1;
+      const before = ringWind[ring]!;
+      const after = before + (tag & 1 ? 1 : -1);
+      ringWind[ring] = after;
+      if (before === 0) {
+        ringFrom[ring] = x;
+        if (inside++ === 0) spanFrom = x;
+      } else if (after === 0) {
+        ringLen[ring]! += x - ringFrom[ring]!;
+        if (--inside === 0) {
+          const a = spanFrom < 0 ? 0 : spanFrom;
+          const b = x > right ? right : x;
+          if (b > a) {
+            pushSpan(a, b);
+            spanArea += b - a;
+          }
+        }
+      }
+    }
+    from = to;
   }
-  // One ring (or none drawable: all sums 0), summed as it was written.
-  m.sums = { cols, rows, total };
-  return m;
+  outStarts[rows] = outCount;
+
+  // The exact area where the rings give it: inside the image, not
+  // overlapping each other (their lengths add up to the union's), and each
+  // ring's shoelace sum near its sampled length (a ring that crosses itself
+  // has a shoelace sum that cancels in part, and keeps the sampled area).
+  let area = spanArea;
+  if (minX >= 0 && maxX <= g.gw && minY >= 0 && maxY <= g.gh) {
+    let exact = 0;
+    let sampled = 0;
+    let agree = true;
+    for (let r = 0; r < count && agree; r++) {
+      exact += ringShoelace[r]!;
+      sampled += ringLen[r]!;
+      agree = Math.abs(ringShoelace[r]! - ringLen[r]!) <= 0.25 * ringLen[r]! + 2;
+    }
+    if (agree && sampled - spanArea <= 1e-9 * sampled) area = exact;
+  }
+  return finishMask(rowLo, rows, area, spanArea);
+}
+
+/** A box (normalised 0..1 corners) as coverage: the rectangle as a polygon. */
+export function boxCoverage(g: Grid, x1: number, y1: number, x2: number, y2: number): Coverage {
+  flatRoom(8, 1);
+  const c = flat.coords;
+  const [px1, py1, px2, py2] = [x1 * g.width, y1 * g.height, x2 * g.width, y2 * g.height];
+  c[0] = px1;
+  c[1] = py1;
+  c[2] = px2;
+  c[3] = py1;
+  c[4] = px2;
+  c[5] = py2;
+  c[6] = px1;
+  c[7] = py2;
+  flat.starts[0] = 0;
+  flat.starts[1] = 8;
+  flat.count = 1;
+  return ringsCoverage(g, flat);
 }
 
 /**
  * RLE counts (column-major runs, starting with background) over an h x w
- * mask, as coverage: every foreground pixel is counted into its cell.
+ * mask, as spans: each grid row reads the pixel row under its sample line.
+ * The area is the exact count of foreground pixels.
  */
-export function rleCoverage(g: Grid, counts: number[], h: number, w: number): Coverage {
-  const pixels = new Float64Array(g.gw * g.gh);
-  const cellW = w / g.gw;
-  const cellH = h / g.gh;
+export function rleCoverage(g: Grid, counts: readonly number[], h: number, w: number): Coverage {
+  const gh = g.gh;
+  // The pixel row each grid row reads, and for each pixel row the first grid row reading it or one below.
+  const pixelRow = new Int32Array(gh);
+  for (let r = 0; r < gh; r++) pixelRow[r] = Math.min(h - 1, Math.floor(((r + 0.5) * h) / gh));
+  const firstRowFrom = new Int32Array(h + 1).fill(gh);
+  for (let r = gh - 1; r >= 0; r--) firstRowFrom[pixelRow[r]!] = r;
+  for (let y = h - 1; y >= 0; y--) if (firstRowFrom[y]! > firstRowFrom[y + 1]!) firstRowFrom[y] = firstRowFrom[y + 1]!;
+  const marks = new Uint8Array(gh * w);
+  let foreground = 0;
   let pos = 0;
   for (let i = 0; i < counts.length; i++) {
     const run = counts[i]!;
     if (i % 2 === 1 && run > 0) {
-      // Foreground pixels pos .. pos+run-1, walked one column piece at a time.
-      let p = pos;
-      const end = pos + run;
-      while (p < end) {
+      foreground += run;
+      // Foreground pixels pos .. pos + run - 1, one column piece at a time.
+      for (let p = pos, end = pos + run; p < end; ) {
         const x = Math.floor(p / h);
-        const y0 = p % h;
-        const y1 = Math.min(h, y0 + (end - p));
-        const gx = Math.min(g.gw - 1, Math.floor(x / cellW));
-        for (let y = y0; y < y1; ) {
-          const gy = Math.min(g.gh - 1, Math.floor(y / cellH));
-          const cellEnd = Math.min(y1, Math.ceil((gy + 1) * cellH));
-          const take = Math.max(1, cellEnd - y);
-          pixels[gy * g.gw + gx]! += take;
-          y += take;
-        }
-        p += y1 - y0;
+        const ya = p % h;
+        const yb = Math.min(h, ya + (end - p));
+        if (x < w) for (let r = firstRowFrom[ya]!; r < gh && pixelRow[r]! < yb; r++) marks[r * w + x] = 1;
+        p += yb - ya;
       }
     }
     pos += run;
   }
-  // Cells do not all hold the same number of pixels when the grid does not
-  // divide the image evenly: divide by each cell's own count, so a full cell
-  // is exactly full and no area is lost to clipping.
-  const colPixels = new Float64Array(g.gw);
-  const rowPixels = new Float64Array(g.gh);
-  for (let x = 0; x < w; x++) colPixels[Math.min(g.gw - 1, Math.floor(x / cellW))]!++;
-  for (let y = 0; y < h; y++) rowPixels[Math.min(g.gh - 1, Math.floor(y / cellH))]!++;
-  let gx1 = g.gw;
-  let gy1 = g.gh;
-  let gx2 = 0;
-  let gy2 = 0;
-  for (let i = 0; i < pixels.length; i++) {
-    if (!pixels[i]) continue;
-    const gx = i % g.gw;
-    const gy = Math.floor(i / g.gw);
-    if (gx < gx1) gx1 = gx;
-    if (gx + 1 > gx2) gx2 = gx + 1;
-    if (gy < gy1) gy1 = gy;
-    if (gy + 1 > gy2) gy2 = gy + 1;
-  }
-  if (gx2 === 0) return emptyWindow(g, 0, 0, 1, 1);
-  const m = emptyWindow(g, gx1, gy1, gx2, gy2);
-  for (let yy = 0; yy < m.h; yy++) {
-    for (let xx = 0; xx < m.w; xx++) {
-      const i = (m.y0 + yy) * g.gw + m.x0 + xx;
-      if (pixels[i]) m.data[yy * m.w + xx] = Math.min(FULL, Math.round((FULL * pixels[i]!) / (colPixels[m.x0 + xx]! * rowPixels[m.y0 + yy]!)));
+  let lo = gh;
+  let hi = -1;
+  for (let r = 0; r < gh; r++) {
+    if (marks.subarray(r * w, (r + 1) * w).includes(1)) {
+      if (r < lo) lo = r;
+      hi = r;
     }
   }
-  return m;
+  if (hi < 0) return EMPTY;
+  const sx = g.gw / w;
+  beginMask(hi - lo + 1);
+  let spanArea = 0;
+  for (let r = lo; r <= hi; r++) {
+    outStarts[r - lo] = outCount;
+    for (let x = 0, row = r * w; x < w; ) {
+      if (!marks[row + x]) {
+        x++;
+        continue;
+      }
+      let e = x + 1;
+      while (e < w && marks[row + e]) e++;
+      pushSpan(x * sx, e * sx);
+      spanArea += (e - x) * sx;
+      x = e;
+    }
+  }
+  outStarts[hi - lo + 1] = outCount;
+  return finishMask(lo, hi - lo + 1, (foreground * g.gw * gh) / (w * h), spanArea);
 }
 
 /** The coverage of a dataset mask, or null when it cannot be read (the caller falls back to the box). */
@@ -647,80 +571,194 @@ export function maskCoverage(g: Grid, mask: Mask): Coverage | null {
   return null;
 }
 
-/** Sum of coverage, in cells (a full cell counts 1). */
+/** The object's area, in cells (a full cell counts 1). */
 export function area(m: Coverage): number {
-  return marginals(m).total / FULL;
+  return m.area;
+}
+
+/** Length shared by two rows' spans. */
+function rowOverlap(a: Float64Array, ai: number, aEnd: number, b: Float64Array, bi: number, bEnd: number): number {
+  let s = 0;
+  while (ai < aEnd && bi < bEnd) {
+    const af = a[2 * ai]!;
+    const at = a[2 * ai + 1]!;
+    const bf = b[2 * bi]!;
+    const bt = b[2 * bi + 1]!;
+    const lo = af > bf ? af : bf;
+    const hi = at < bt ? at : bt;
+    if (hi > lo) s += hi - lo;
+    if (at < bt) ai++;
+    else bi++;
+  }
+  return s;
 }
 
 /**
- * Overlap of two coverages, in cells: the smaller coverage per cell, over
- * where both windows meet. With `stopArea` and `stopShare` it stops after
- * the first row where overlap / stopArea passes stopShare (the containment
- * test) and returns the overlap so far: the sum only grows, so the test
- * gives the answer the whole sum would. Most such tests in COCO-like images
- * pass (87%), usually long before the last row.
+ * Overlap of two coverages on their shared sample lines, in cells. With
+ * `stopShare` it stops after the first row where the overlap passes that
+ * share of a's spans (the containment test) and returns the overlap so
+ * far: the sum only grows, so the test gives the answer the whole sum would.
  */
-export function overlap(a: Coverage, b: Coverage, stopArea = 1, stopShare = Infinity): number {
-  const x1 = Math.max(a.x0, b.x0);
-  const y1 = Math.max(a.y0, b.y0);
-  const x2 = Math.min(a.x0 + a.w, b.x0 + b.w);
-  const y2 = Math.min(a.y0 + a.h, b.y0 + b.h);
+export function overlap(a: Coverage, b: Coverage, stopShare = Infinity): number {
+  const from = Math.max(a.y0, b.y0);
+  const to = Math.min(a.y0 + a.h, b.y0 + b.h);
+  const stopAt = stopShare * a.spanArea;
   let s = 0;
-  for (let y = y1; y < y2; y++) {
-    let ia = (y - a.y0) * a.w + (x1 - a.x0);
-    let ib = (y - b.y0) * b.w + (x1 - b.x0);
-    for (let x = x1; x < x2; x++, ia++, ib++) {
-      const p = a.data[ia]!;
-      if (p) {
-        const q = b.data[ib]!;
-        s += p < q ? p : q;
-      }
-    }
-    if (s / FULL / stopArea > stopShare) break;
+  for (let y = from; y < to; y++) {
+    const ra = y - a.y0;
+    const rb = y - b.y0;
+    s += rowOverlap(a.spans, a.starts[ra]!, a.starts[ra + 1]!, b.spans, b.starts[rb]!, b.starts[rb + 1]!);
+    if (s > stopAt) break;
   }
-  return s / FULL;
+  return s;
 }
 
+/** The share of a's spans that lie inside b's, stopping early once it passes `stopShare` (the answer is then above it). */
+export function insideShare(a: Coverage, b: Coverage, stopShare = Infinity): number {
+  return a.spanArea > 0 ? overlap(a, b, stopShare) / a.spanArea : 0;
+}
+
+/** Intersection over union of two coverages' spans. */
 export function iou(a: Coverage, b: Coverage): number {
   const inter = overlap(a, b);
-  const u = area(a) + area(b) - inter;
+  const u = a.spanArea + b.spanArea - inter;
   return u > 0 ? inter / u : 0;
 }
 
-/** Cell-wise union (max), for merged objects. */
+/** The union of two coverages, for merged objects. Its area: both areas less their overlap. */
 export function union(a: Coverage, b: Coverage): Coverage {
-  const x0 = Math.min(a.x0, b.x0);
   const y0 = Math.min(a.y0, b.y0);
-  const w = Math.max(a.x0 + a.w, b.x0 + b.w) - x0;
-  const h = Math.max(a.y0 + a.h, b.y0 + b.h) - y0;
-  const m: Coverage = { x0, y0, w, h, data: takeBytes(w * h) };
-  for (const src of [a, b]) {
-    for (let y = 0; y < src.h; y++) {
-      const to = (src.y0 - y0 + y) * w + (src.x0 - x0);
-      for (let x = 0; x < src.w; x++) {
-        const v = src.data[y * src.w + x]!;
-        if (v > m.data[to + x]!) m.data[to + x] = v;
+  const y1 = Math.max(a.y0 + a.h, b.y0 + b.h);
+  beginMask(y1 - y0);
+  let spanArea = 0;
+  for (let y = y0; y < y1; y++) {
+    outStarts[y - y0] = outCount;
+    const ra = y - a.y0;
+    const rb = y - b.y0;
+    let ai = ra >= 0 && ra < a.h ? a.starts[ra]! : 0;
+    const aEnd = ra >= 0 && ra < a.h ? a.starts[ra + 1]! : 0;
+    let bi = rb >= 0 && rb < b.h ? b.starts[rb]! : 0;
+    const bEnd = rb >= 0 && rb < b.h ? b.starts[rb + 1]! : 0;
+    // Merge by start; a span that reaches the open one extends it.
+    let open = false;
+    let from = 0;
+    let to = 0;
+    while (ai < aEnd || bi < bEnd) {
+      let f: number;
+      let t: number;
+      if (bi >= bEnd || (ai < aEnd && a.spans[2 * ai]! <= b.spans[2 * bi]!)) {
+        f = a.spans[2 * ai]!;
+        t = a.spans[2 * ai + 1]!;
+        ai++;
+      } else {
+        f = b.spans[2 * bi]!;
+        t = b.spans[2 * bi + 1]!;
+        bi++;
+      }
+      if (open && f <= to) {
+        if (t > to) to = t;
+        continue;
+      }
+      if (open) {
+        pushSpan(from, to);
+        spanArea += to - from;
+      }
+      open = true;
+      from = f;
+      to = t;
+    }
+    if (open) {
+      pushSpan(from, to);
+      spanArea += to - from;
+    }
+  }
+  outStarts[y1 - y0] = outCount;
+  const inter = overlap(a, b);
+  const est = a.area + b.area - (inter * (a.area + b.area)) / Math.max(1e-12, a.spanArea + b.spanArea);
+  return finishMask(y0, y1 - y0, Math.max(a.area, b.area, est), spanArea);
+}
+
+// Per column of the grid: partial lengths, and a difference array for the
+// whole cells spans pass over (so a span costs the same whatever its length).
+let colPart = new Float64Array(GRID_MAX + 2);
+let colWhole = new Float64Array(GRID_MAX + 2);
+
+/**
+ * Weighted median of bins hist[from .. to), interpolated inside the bin
+ * that crosses half the total; bin i stands for position offset + i, and
+ * the answer is a share of n positions.
+ */
+function medianOf(hist: Float64Array, from: number, to: number, offset: number, n: number, half: number): number {
+  let acc = 0;
+  for (let i = from; i < to; i++) {
+    const v = hist[i]!;
+    if (v > 0 && acc + v >= half) return (offset + i + (half - acc) / v) / n;
+    acc += v;
+  }
+  return (offset + to) / n;
+}
+
+/** Coverage-weighted median position, normalised to 0..1 of the whole grid (top-left origin). */
+export function medianPosition(g: Grid, m: Coverage): { x: number; y: number } | null {
+  if (m.spanArea <= 0) return null;
+  const half = m.spanArea / 2;
+  // The columns the spans reach: only those are cleared and summed.
+  const n = m.starts[m.h]!;
+  let left = g.gw;
+  let right = 0;
+  for (let k = 0; k < n; k++) {
+    if (m.spans[2 * k]! < left) left = m.spans[2 * k]!;
+    if (m.spans[2 * k + 1]! > right) right = m.spans[2 * k + 1]!;
+  }
+  const c0 = Math.floor(left);
+  const c1 = Math.ceil(right);
+  if (colPart.length < g.gw + 2) {
+    colPart = new Float64Array(g.gw + 2);
+    colWhole = new Float64Array(g.gw + 2);
+  }
+  colPart.fill(0, c0, c1 + 1);
+  colWhole.fill(0, c0, c1 + 1);
+  const rows = floatSlab.take(m.h);
+  for (let r = 0; r < m.h; r++) {
+    let len = 0;
+    for (let k = m.starts[r]!, end = m.starts[r + 1]!; k < end; k++) {
+      const f = m.spans[2 * k]!;
+      const t = m.spans[2 * k + 1]!;
+      len += t - f;
+      // The cell where the span starts and the one where it ends take their parts; those between, whole.
+      const cf = Math.floor(f);
+      const ct = Math.ceil(t) - 1;
+      if (ct <= cf) colPart[cf]! += t - f;
+      else {
+        colPart[cf]! += cf + 1 - f;
+        colPart[ct]! += t - ct;
+        colWhole[cf + 1]! += 1;
+        colWhole[ct]! -= 1;
+      }
+    }
+    rows[r] = len;
+  }
+  for (let c = c0, whole = 0; c < c1; c++) {
+    whole += colWhole[c]!;
+    colPart[c]! += whole;
+  }
+  return { x: medianOf(colPart, c0, c1, 0, g.gw, half), y: medianOf(rows, 0, m.h, m.y0, g.gh, half) };
+}
+
+/**
+ * The cells under a coverage, each with the length of its sample line the
+ * object covers (0..1): for reading a per-cell map (depth) under a mask.
+ */
+export function forEachCell(m: Coverage, gridWidth: number, visit: (cell: number, weight: number) => void): void {
+  for (let r = 0; r < m.h; r++) {
+    const row = (m.y0 + r) * gridWidth;
+    for (let k = m.starts[r]!; k < m.starts[r + 1]!; k++) {
+      const f = m.spans[2 * k]!;
+      const t = m.spans[2 * k + 1]!;
+      for (let c = Math.floor(f); c < t && c < gridWidth; c++) {
+        const w = Math.min(t, c + 1) - Math.max(f, c);
+        if (w > 0) visit(row + c, w);
       }
     }
   }
-  return m;
-}
-
-/** Coverage-weighted median cell position, normalised to 0..1 of the whole grid (top-left origin). */
-export function medianPosition(g: Grid, m: Coverage): { x: number; y: number } | null {
-  const { cols, rows, total } = marginals(m);
-  if (total <= 0) return null;
-  const median = (hist: Float64Array, offset: number, n: number): number => {
-    let acc = 0;
-    for (let i = 0; i < hist.length; i++) {
-      acc += hist[i]!;
-      if (acc >= total / 2) {
-        // Interpolate inside the cell that crosses the half-way mark.
-        const before = acc - hist[i]!;
-        return (offset + i + (total / 2 - before) / hist[i]!) / n;
-      }
-    }
-    return (offset + hist.length) / n;
-  };
-  return { x: median(cols, m.x0, g.gw), y: median(rows, m.y0, g.gh) };
 }
