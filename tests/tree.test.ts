@@ -66,7 +66,7 @@ describe('the tree on real COCO images', async () => {
           truth[name] = (truth[name] ?? 0) + 1;
         }
         // Counts are keyed by the singular label (COCO's "skis" counts as "ski").
-        expect(t.counts).toEqual(Object.fromEntries(Object.entries(truth).map(([k, v]) => [pluralize.singular(k), v])));
+        expect(Object.fromEntries(t.counts)).toEqual(Object.fromEntries(Object.entries(truth).map(([k, v]) => [pluralize.singular(k), v])));
       }
     }
     expect(unmerged).toBeGreaterThan(60);

@@ -51,7 +51,7 @@ export interface Tree {
   roots: TreeNode[];
   text: string;
   /** Object counts by singular primary label. */
-  counts: Record<string, number>;
+  counts: Map<string, number>;
 }
 
 interface Work {
@@ -217,11 +217,11 @@ export function buildTree(input: TreeInput, options: Partial<TreeOptions> = {}):
   };
   const rootNodes = [...roots].sort(compareSiblings).map(toNode);
 
-  const counts: Record<string, number> = {};
+  const counts = new Map<string, number>();
   const countAll = (nodes: TreeNode[]) => {
     for (const n of nodes) {
       const k = singular(n.labels[0]!);
-      counts[k] = (counts[k] ?? 0) + 1;
+      counts.set(k, (counts.get(k) ?? 0) + 1);
       countAll(n.children);
     }
   };
@@ -229,8 +229,20 @@ export function buildTree(input: TreeInput, options: Partial<TreeOptions> = {}):
   return { roots: rootNodes, counts, text: renderTree(rootNodes, counts, o) };
 }
 
+// Rounded positions take few values (21 at the default step): their text is
+// made once per step and value, not formatted for every node.
+const stepTexts = new Map<number, Map<number, string>>();
+
 function fmt(v: number, step: number): string {
-  return (Math.round(v / step) * step).toFixed(2);
+  const k = Math.round(v / step);
+  let texts = stepTexts.get(step);
+  if (!texts) stepTexts.set(step, (texts = new Map()));
+  let t = texts.get(k);
+  if (t === undefined) {
+    t = (k * step).toFixed(2);
+    if (texts.size < 10_000) texts.set(k, t);
+  }
+  return t;
 }
 
 function fmtPct(p: number): string {
@@ -243,9 +255,8 @@ function nodeLabel(n: TreeNode): string {
 
 function attrs(x: number, y: number, pct: number, depths: number[] | null, o: TreeOptions, average = false): string {
   const a = average ? 'Average ' : '';
-  const parts = [`${a}X: ${fmt(x, o.round)}`, `${a}Y: ${fmt(y, o.round)}`, `${a}Pixel Size: ${fmtPct(pct)}%`];
-  if (depths && depths.length) parts.push(`Relative Depths: ${depths.join(', ')}`);
-  return `[${parts.join(', ')}]`;
+  const depthText = depths && depths.length ? `, Relative Depths: ${depths.join(', ')}` : '';
+  return `[${a}X: ${fmt(x, o.round)}, ${a}Y: ${fmt(y, o.round)}, ${a}Pixel Size: ${fmtPct(pct)}%${depthText}]`;
 }
 
 /** Same-label siblings close in position and depth, found by single linkage. */
@@ -272,7 +283,7 @@ function groupSiblings(nodes: TreeNode[], o: TreeOptions): TreeNode[][] {
   return groups;
 }
 
-export function renderTree(roots: TreeNode[], counts: Record<string, number>, o: TreeOptions = DEFAULT_TREE_OPTIONS): string {
+export function renderTree(roots: TreeNode[], counts: ReadonlyMap<string, number>, o: TreeOptions = DEFAULT_TREE_OPTIONS): string {
   const lines: string[] = [];
   const emitNode = (n: TreeNode, level: number) => {
     const head = `${'    '.repeat(level)}${level > 0 ? '-> ' : ''}${nodeLabel(n)} ${attrs(n.cx, n.cy, n.pixelPct, n.depths, o)}`;
@@ -304,7 +315,7 @@ export function renderTree(roots: TreeNode[], counts: Record<string, number>, o:
     }
   };
   emit(roots, 0);
-  const types = Object.entries(counts).sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1));
+  const types = [...counts].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1));
   if (types.length) {
     lines.push('', 'Object Counts:');
     for (const [label, n] of types) lines.push(`${plural(label)}: ${n}`);

@@ -296,14 +296,15 @@ function ringsCoverage(g: Grid, rings: FlatRings): Coverage {
   const { coords, starts, count } = rings;
   const kx = g.gw / g.width;
   const ky = g.gh / g.height;
+  // Into grid units, in place (the rings are this thread's scratch), and the extent.
   let minX = Infinity;
   let minY = Infinity;
   let maxX = -Infinity;
   let maxY = -Infinity;
   for (let r = 0; r < count; r++) {
     for (let i = starts[r]!, end = starts[r + 1]!; i + 1 < end; i += 2) {
-      const x = coords[i]! * kx;
-      const y = coords[i + 1]! * ky;
+      const x = (coords[i] = coords[i]! * kx);
+      const y = (coords[i + 1] = coords[i + 1]! * ky);
       if (x < minX) minX = x;
       if (x > maxX) maxX = x;
       if (y < minY) minY = y;
@@ -331,26 +332,28 @@ function ringsCoverage(g: Grid, rings: FlatRings): Coverage {
     ringShoelace = new Float64Array(count);
   }
   if (rowFill.length < rows + 1) rowFill = new Int32Array(rows + 1);
+  const fill = rowFill;
 
   // Pass 1: how many crossings each row gets (a difference array: an edge
   // crosses a run of rows), and each ring's shoelace sum on the way.
-  rowFill.fill(0, 0, rows + 1);
+  fill.fill(0, 0, rows + 1);
   for (let r = 0; r < count; r++) {
+    // The ring's last x, y pair (an odd number left at its end is not a point).
     const at = starts[r]!;
-    const n = (starts[r + 1]! - at) >> 1;
+    const last = at + (((starts[r + 1]! - at) >> 1) << 1) - 2;
     let shoelace = 0;
-    for (let i = 0, j = n - 1; i < n; j = i++) {
-      const xa = coords[at + 2 * j]! * kx;
-      const ya = coords[at + 2 * j + 1]! * ky;
-      const xb = coords[at + 2 * i]! * kx;
-      const yb = coords[at + 2 * i + 1]! * ky;
+    for (let i = at, j = last; i <= last; j = i, i += 2) {
+      const xa = coords[j]!;
+      const ya = coords[j + 1]!;
+      const xb = coords[i]!;
+      const yb = coords[i + 1]!;
       shoelace += xa * yb - xb * ya;
       if (ya === yb) continue;
       const first = Math.max(rowLo, Math.ceil((ya < yb ? ya : yb) - shift));
       const end = Math.min(rowHi, Math.ceil((ya < yb ? yb : ya) - shift));
       if (end > first) {
-        rowFill[first - rowLo]!++;
-        rowFill[end - rowLo]!--;
+        fill[first - rowLo]!++;
+        fill[end - rowLo]!--;
       }
     }
     ringShoelace[r] = Math.abs(shoelace) / 2;
@@ -358,25 +361,28 @@ function ringsCoverage(g: Grid, rings: FlatRings): Coverage {
   // Running sums give each row's count, then where its crossings start.
   let total = 0;
   for (let k = 0, running = 0; k < rows; k++) {
-    running += rowFill[k]!;
-    rowFill[k] = total;
+    running += fill[k]!;
+    fill[k] = total;
     total += running;
   }
-  rowFill[rows] = total;
+  fill[rows] = total;
   if (crossX.length < total) {
     crossX = new Float64Array(Math.max(total, crossX.length * 2));
     crossTag = new Int32Array(crossX.length);
   }
-  // Pass 2: the crossings themselves. rowFill[k] advances as row k fills,
+  const xs = crossX;
+  const tags = crossTag;
+  // Pass 2: the crossings themselves. fill[k] advances as row k fills,
   // and ends where row k + 1 starts: each row's start is its predecessor's end.
   for (let r = 0; r < count; r++) {
+    // The ring's last x, y pair (an odd number left at its end is not a point).
     const at = starts[r]!;
-    const n = (starts[r + 1]! - at) >> 1;
-    for (let i = 0, j = n - 1; i < n; j = i++) {
-      const xa = coords[at + 2 * j]! * kx;
-      const ya = coords[at + 2 * j + 1]! * ky;
-      const xb = coords[at + 2 * i]! * kx;
-      const yb = coords[at + 2 * i + 1]! * ky;
+    const last = at + (((starts[r + 1]! - at) >> 1) << 1) - 2;
+    for (let i = at, j = last; i <= last; j = i, i += 2) {
+      const xa = coords[j]!;
+      const ya = coords[j + 1]!;
+      const xb = coords[i]!;
+      const yb = coords[i + 1]!;
       if (ya === yb) continue;
       const down = ya < yb;
       const first = Math.max(rowLo, Math.ceil((down ? ya : yb) - shift));
@@ -384,54 +390,63 @@ function ringsCoverage(g: Grid, rings: FlatRings): Coverage {
       const dxdy = (xb - xa) / (yb - ya);
       const tag = (r << 1) | (down ? 1 : 0);
       for (let row = first; row < end; row++) {
-        const p = rowFill[row - rowLo]!++;
-        crossX[p] = xa + (row + shift - ya) * dxdy;
-        crossTag[p] = tag;
+        const p = fill[row - rowLo]!++;
+        xs[p] = xa + (row + shift - ya) * dxdy;
+        tags[p] = tag;
       }
     }
   }
 
   // Each row: crossings in x order; a ring is inside while its winding is
-  // not zero, the shape while any ring is.
+  // not zero, the shape while any ring is. A row gives at most half its
+  // crossings as spans, so the scratch is made large enough first.
   beginMask(rows);
-  ringLen.fill(0, 0, count);
+  if (outSpans.length < total) outSpans = new Float64Array(Math.max(total, 2 * outSpans.length));
+  const out = outSpans;
+  const outRows = outStarts;
+  const wind = ringWind;
+  const wentIn = ringFrom;
+  const length = ringLen;
+  length.fill(0, 0, count);
   const right = g.gw;
+  let n = 0;
   let spanArea = 0;
   for (let k = 0, from = 0; k < rows; k++) {
-    outStarts[k] = outCount;
-    const to = rowFill[k]!;
+    outRows[k] = n >> 1;
+    const to = fill[k]!;
     // Insertion sort: a row holds two crossings per ring it meets, in most rows two.
     for (let i = from + 1; i < to; i++) {
-      const x = crossX[i]!;
-      const tag = crossTag[i]!;
+      const x = xs[i]!;
+      const tag = tags[i]!;
       let j = i - 1;
-      while (j >= from && crossX[j]! > x) {
-        crossX[j + 1] = crossX[j]!;
-        crossTag[j + 1] = crossTag[j]!;
+      while (j >= from && xs[j]! > x) {
+        xs[j + 1] = xs[j]!;
+        tags[j + 1] = tags[j]!;
         j--;
       }
-      crossX[j + 1] = x;
-      crossTag[j + 1] = tag;
+      xs[j + 1] = x;
+      tags[j + 1] = tag;
     }
     let inside = 0;
     let spanFrom = 0;
     for (let i = from; i < to; i++) {
-      const x = crossX[i]!;
-      const tag = crossTag[i]!;
+      const x = xs[i]!;
+      const tag = tags[i]!;
       const ring = tag >> 1;
-      const before = ringWind[ring]!;
+      const before = wind[ring]!;
       const after = before + (tag & 1 ? 1 : -1);
-      ringWind[ring] = after;
+      wind[ring] = after;
       if (before === 0) {
-        ringFrom[ring] = x;
+        wentIn[ring] = x;
         if (inside++ === 0) spanFrom = x;
       } else if (after === 0) {
-        ringLen[ring]! += x - ringFrom[ring]!;
+        length[ring]! += x - wentIn[ring]!;
         if (--inside === 0) {
           const a = spanFrom < 0 ? 0 : spanFrom;
           const b = x > right ? right : x;
           if (b > a) {
-            pushSpan(a, b);
+            out[n++] = a;
+            out[n++] = b;
             spanArea += b - a;
           }
         }
@@ -439,7 +454,8 @@ function ringsCoverage(g: Grid, rings: FlatRings): Coverage {
     }
     from = to;
   }
-  outStarts[rows] = outCount;
+  outRows[rows] = n >> 1;
+  outCount = n >> 1;
 
   // The exact area where the rings give it: inside the image, not
   // overlapping each other (their lengths add up to the union's), and each
@@ -452,8 +468,8 @@ function ringsCoverage(g: Grid, rings: FlatRings): Coverage {
     let agree = true;
     for (let r = 0; r < count && agree; r++) {
       exact += ringShoelace[r]!;
-      sampled += ringLen[r]!;
-      agree = Math.abs(ringShoelace[r]! - ringLen[r]!) <= 0.25 * ringLen[r]! + 2;
+      sampled += length[r]!;
+      agree = Math.abs(ringShoelace[r]! - length[r]!) <= 0.25 * length[r]! + 2;
     }
     if (agree && sampled - spanArea <= 1e-9 * sampled) area = exact;
   }
@@ -679,9 +695,12 @@ export function union(a: Coverage, b: Coverage): Coverage {
 }
 
 // Per column of the grid: partial lengths, and a difference array for the
-// whole cells spans pass over (so a span costs the same whatever its length).
+// whole cells spans pass over (so a span costs the same whatever its
+// length); per row, its length. All zero between calls: each call clears
+// the columns it used.
 let colPart = new Float64Array(GRID_MAX + 2);
 let colWhole = new Float64Array(GRID_MAX + 2);
+let rowLength = new Float64Array(GRID_MAX);
 
 /**
  * Weighted median of bins hist[from .. to), interpolated inside the bin
@@ -702,47 +721,46 @@ function medianOf(hist: Float64Array, from: number, to: number, offset: number, 
 export function medianPosition(g: Grid, m: Coverage): { x: number; y: number } | null {
   if (m.spanArea <= 0) return null;
   const half = m.spanArea / 2;
-  // The columns the spans reach: only those are cleared and summed.
-  const n = m.starts[m.h]!;
-  let left = g.gw;
-  let right = 0;
-  for (let k = 0; k < n; k++) {
-    if (m.spans[2 * k]! < left) left = m.spans[2 * k]!;
-    if (m.spans[2 * k + 1]! > right) right = m.spans[2 * k + 1]!;
-  }
-  const c0 = Math.floor(left);
-  const c1 = Math.ceil(right);
   if (colPart.length < g.gw + 2) {
     colPart = new Float64Array(g.gw + 2);
     colWhole = new Float64Array(g.gw + 2);
   }
-  colPart.fill(0, c0, c1 + 1);
-  colWhole.fill(0, c0, c1 + 1);
-  const rows = floatSlab.take(m.h);
+  if (rowLength.length < m.h) rowLength = new Float64Array(m.h);
+  const part = colPart;
+  const whole = colWhole;
+  const { starts, spans } = m;
+  let c0 = g.gw;
+  let c1 = 0;
   for (let r = 0; r < m.h; r++) {
     let len = 0;
-    for (let k = m.starts[r]!, end = m.starts[r + 1]!; k < end; k++) {
-      const f = m.spans[2 * k]!;
-      const t = m.spans[2 * k + 1]!;
+    for (let k = starts[r]!, end = starts[r + 1]!; k < end; k++) {
+      const f = spans[2 * k]!;
+      const t = spans[2 * k + 1]!;
       len += t - f;
       // The cell where the span starts and the one where it ends take their parts; those between, whole.
       const cf = Math.floor(f);
       const ct = Math.ceil(t) - 1;
-      if (ct <= cf) colPart[cf]! += t - f;
+      if (cf < c0) c0 = cf;
+      if (ct >= c1) c1 = ct + 1;
+      if (ct <= cf) part[cf]! += t - f;
       else {
-        colPart[cf]! += cf + 1 - f;
-        colPart[ct]! += t - ct;
-        colWhole[cf + 1]! += 1;
-        colWhole[ct]! -= 1;
+        part[cf]! += cf + 1 - f;
+        part[ct]! += t - ct;
+        whole[cf + 1]! += 1;
+        whole[ct]! -= 1;
       }
     }
-    rows[r] = len;
+    rowLength[r] = len;
   }
-  for (let c = c0, whole = 0; c < c1; c++) {
-    whole += colWhole[c]!;
-    colPart[c]! += whole;
+  for (let c = c0, run = 0; c < c1; c++) {
+    run += whole[c]!;
+    part[c]! += run;
   }
-  return { x: medianOf(colPart, c0, c1, 0, g.gw, half), y: medianOf(rows, 0, m.h, m.y0, g.gh, half) };
+  const x = medianOf(part, c0, c1, 0, g.gw, half);
+  const y = medianOf(rowLength, 0, m.h, m.y0, g.gh, half);
+  part.fill(0, c0, c1 + 1);
+  whole.fill(0, c0, c1 + 1);
+  return { x, y };
 }
 
 /**
