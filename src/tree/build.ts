@@ -259,20 +259,32 @@ function attrs(x: number, y: number, pct: number, depths: number[] | null, o: Tr
   return `[${a}X: ${fmt(x, o.round)}, ${a}Y: ${fmt(y, o.round)}, ${a}Pixel Size: ${fmtPct(pct)}%${depthText}]`;
 }
 
-/** Same-label siblings close in position and depth, found by single linkage. */
+/**
+ * Same-label siblings close in position and depth, found by single linkage.
+ * Only nodes of one label can link, so each label's nodes are searched on
+ * their own (in their order among the siblings, which keeps the groups and
+ * their order what a search over all siblings gives).
+ */
 function groupSiblings(nodes: TreeNode[], o: TreeOptions): TreeNode[][] {
+  const byLabel = new Map<string, TreeNode[]>();
+  for (const n of nodes) {
+    const k = singular(n.labels[0]!);
+    const same = byLabel.get(k);
+    if (same) same.push(n);
+    else byLabel.set(k, [n]);
+  }
   const groups: TreeNode[][] = [];
   const taken = new Set<TreeNode>();
   for (const n of nodes) {
     if (taken.has(n)) continue;
+    const candidates = byLabel.get(singular(n.labels[0]!))!;
     const group = [n];
     taken.add(n);
-    for (let i = 0; i < group.length; i++) {
-      for (const m of nodes) {
-        if (taken.has(m) || singular(m.labels[0]!) !== singular(n.labels[0]!)) continue;
-        const g = group[i]!;
-        const close = Math.hypot(g.cx - m.cx, g.cy - m.cy) <= o.groupDistance && depthsOverlap(g.depths, m.depths, o.depthGrace);
-        if (close) {
+    for (let i = 0; i < group.length && group.length < candidates.length; i++) {
+      const g = group[i]!;
+      for (const m of candidates) {
+        if (taken.has(m)) continue;
+        if (Math.hypot(g.cx - m.cx, g.cy - m.cy) <= o.groupDistance && depthsOverlap(g.depths, m.depths, o.depthGrace)) {
           group.push(m);
           taken.add(m);
         }
