@@ -8,22 +8,31 @@ import { preparedSchema } from './schema.js';
 /**
  * zstd, row groups of `rowGroupRows`, the schema version in the file's own
  * key-value metadata (Arrow schema metadata only reaches Parquet inside
- * ARROW:schema). Dictionary encoding only on the short repeated columns: on
- * long unique text (polygons, captions) it doubled encoding time for 2%
- * smaller files. Built fresh per file: parquet-wasm takes ownership of the
+ * ARROW:schema). Built fresh per file: parquet-wasm takes ownership of the
  * properties it is given, and a reused object silently means "defaults",
  * i.e. uncompressed.
+ *
+ * No dictionary encoding: on long unique text (polygons, captions, trees)
+ * it doubled encoding time for 2% smaller files, and parquet-wasm cannot
+ * turn it on for single nested columns (it reads a column path as one name,
+ * so `boxes.list.item.label` names no column; only top-level ones match).
+ *
+ * Statistics (min and max) only for the top-level columns a reader may
+ * filter row groups by: computed per page for every column, as by default,
+ * they cost 5-15% of encoding (string comparisons over every polygon) and
+ * serve no query on nested lists.
  */
+export const STATISTICS_COLUMNS = ['image', 'width', 'height'] as const;
+
 export function writerProperties(pq: ParquetWasm, rowGroupRows: number, metadata: [string, string][]): import('parquet-wasm/esm').WriterProperties {
   let b = new pq.WriterPropertiesBuilder()
     .setCompression(pq.Compression.ZSTD)
     .setMaxRowGroupSize(rowGroupRows)
     .setDictionaryEnabled(false)
+    .setStatisticsEnabled(pq.EnabledStatistics.None)
     .setCreatedBy('instructify')
     .setKeyValueMetadata(new Map(metadata));
-  for (const col of ['sources.list.item', 'captions.list.item.source', 'facts.list.item.source', 'boxes.list.item.label', 'boxes.list.item.source', 'qa.list.item.source', 'regions.list.item.source']) {
-    b = b.setColumnDictionaryEnabled(col, true);
-  }
+  for (const col of STATISTICS_COLUMNS) b = b.setColumnStatisticsEnabled(col, pq.EnabledStatistics.Chunk);
   return b.build();
 }
 

@@ -50,6 +50,19 @@ describe('Parquet shards', () => {
       const meta = await duckdb<{ key: string; value: string }>(`select decode(key) as key, decode(value) as value from parquet_kv_metadata('${out}/${name}')`);
       expect(meta.find((m) => m.key === 'instructify.schema')?.value).toBe(PREPARED_SCHEMA_VERSION);
     }
+    // Min and max are kept for the top-level columns a reader filters row
+    // groups by, and left out of the nested ones (no query uses them there).
+    const stats = await duckdb<{ col: string; lo: string | null; hi: string | null; n: string }>(
+      `select path_in_schema as col, stats_min_value as lo, stats_max_value as hi, row_group_num_rows::varchar as n from parquet_metadata('${out}/part-0-00000.parquet') where row_group_id = 0`,
+    );
+    const groupRows = Number(stats[0]!.n);
+    const firstGroup = await duckdb<{ lo: string; hi: string }>(`select min(image) as lo, max(image) as hi from read_parquet('${out}/part-0-00000.parquet', file_row_number = true) where file_row_number < ${groupRows}`);
+    expect(groupRows).toBe(10);
+    expect(stats.find((c) => c.col === 'image')).toMatchObject(firstGroup[0]!);
+    expect(stats.find((c) => c.col === 'width')!.lo).not.toBeNull();
+    const nested = stats.filter((c) => c.col.includes(','));
+    expect(nested.length).toBeGreaterThan(10);
+    expect(nested.filter((c) => c.lo !== null || c.hi !== null)).toEqual([]);
     const groups = await duckdb<{ n: string }>(`select count(distinct row_group_id)::varchar as n from parquet_metadata('${out}/part-0-00000.parquet')`);
     expect(groups).toEqual([{ n: '3' }]);
 
