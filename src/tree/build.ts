@@ -62,6 +62,8 @@ interface Work {
   y2: number;
   mask: Coverage;
   area: number;
+  /** The box's area (0..1 of the image): sorting compares it often. */
+  boxArea: number;
   merged: number;
   depths: number[] | null;
   /** Closest depth layer (0 without depth): sorting compares it often. */
@@ -96,6 +98,7 @@ function absorb(into: Work, other: Work, o: TreeOptions): void {
   into.y1 = Math.min(into.y1, other.y1);
   into.x2 = Math.max(into.x2, other.x2);
   into.y2 = Math.max(into.y2, other.y2);
+  into.boxArea = boxArea(into);
   into.mask = union(into.mask, other.mask);
   into.area = area(into.mask);
   into.merged += other.merged;
@@ -118,8 +121,22 @@ export interface TreeInput {
   depth?: DepthLayers | null;
 }
 
-export function buildTree(input: TreeInput, options: Partial<TreeOptions> = {}): Tree {
-  const o = { ...DEFAULT_TREE_OPTIONS, ...options };
+// The stage passes the same options object for every record: merge it with
+// the defaults once, not per tree.
+const NO_OPTIONS: Partial<TreeOptions> = {};
+let lastOptions: Partial<TreeOptions> | null = null;
+let lastWithDefaults: TreeOptions = DEFAULT_TREE_OPTIONS;
+
+function withDefaults(options: Partial<TreeOptions>): TreeOptions {
+  if (options !== lastOptions) {
+    lastWithDefaults = { ...DEFAULT_TREE_OPTIONS, ...options };
+    lastOptions = options;
+  }
+  return lastWithDefaults;
+}
+
+export function buildTree(input: TreeInput, options: Partial<TreeOptions> = NO_OPTIONS): Tree {
+  const o = withDefaults(options);
   const g: Grid = gridFor(input.width ?? 1, input.height ?? 1);
   const cells = g.gw * g.gh;
 
@@ -133,9 +150,9 @@ export function buildTree(input: TreeInput, options: Partial<TreeOptions> = {}):
         mask = boxCoverage(g, b.x1, b.y1, b.x2, b.y2);
         a = area(mask);
       }
-      return { labels: labelsOf(b), x1: b.x1, y1: b.y1, x2: b.x2, y2: b.y2, mask, area: a, merged: 1, depths: null, nearest: 0, parent: null, children: [] };
+      return { labels: labelsOf(b), x1: b.x1, y1: b.y1, x2: b.x2, y2: b.y2, mask, area: a, boxArea: boxArea(b), merged: 1, depths: null, nearest: 0, parent: null, children: [] };
     });
-  work.sort((a, b) => boxArea(b) - boxArea(a) || (a.labels[0]! < b.labels[0]! ? -1 : a.labels[0]! > b.labels[0]! ? 1 : 0) || a.x1 - b.x1 || a.y1 - b.y1);
+  work.sort((a, b) => b.boxArea - a.boxArea || (a.labels[0]! < b.labels[0]! ? -1 : a.labels[0]! > b.labels[0]! ? 1 : 0) || a.x1 - b.x1 || a.y1 - b.y1);
 
   // 2. Near-duplicate boxes are one object; then boxes whose masks also agree,
   //    unless their labels are one word in two numbers (two cars are not one).
@@ -165,7 +182,7 @@ export function buildTree(input: TreeInput, options: Partial<TreeOptions> = {}):
   //    parent (ties: the earlier object, as a scan in order would pick) and
   //    no mask overlap is counted past it; the cheap tests (box overlap)
   //    come before labels and masks.
-  const boxAreas = work.map(boxArea);
+  const boxAreas = work.map((w) => w.boxArea);
   const singulars = work.map((w) => singular(w.labels[0]!));
   const bySize = work.map((_, i) => i).sort((x, y) => boxAreas[x]! - boxAreas[y]! || x - y);
   for (let i = 0; i < work.length; i++) {
@@ -212,10 +229,10 @@ export function buildTree(input: TreeInput, options: Partial<TreeOptions> = {}):
       pixelPct: (100 * w.area) / cells,
       depths: w.depths,
       merged: w.merged,
-      children: [...w.children].sort(compareSiblings).map(toNode),
+      children: w.children.length ? w.children.sort(compareSiblings).map(toNode) : [],
     };
   };
-  const rootNodes = [...roots].sort(compareSiblings).map(toNode);
+  const rootNodes = roots.sort(compareSiblings).map(toNode);
 
   const counts = new Map<string, number>();
   const countAll = (nodes: TreeNode[]) => {
@@ -266,6 +283,7 @@ function attrs(x: number, y: number, pct: number, depths: number[] | null, o: Tr
  * their order what a search over all siblings gives).
  */
 function groupSiblings(nodes: TreeNode[], o: TreeOptions): TreeNode[][] {
+  if (nodes.length < 2) return nodes.map((n) => [n]);
   const byLabel = new Map<string, TreeNode[]>();
   for (const n of nodes) {
     const k = singular(n.labels[0]!);
