@@ -360,10 +360,12 @@ function ringsCoverage(g: Grid, rings: FlatRings): Coverage {
   }
   // Running sums give each row's count, then where its crossings start.
   let total = 0;
+  let twoPerRow = count === 1;
   for (let k = 0, running = 0; k < rows; k++) {
     running += fill[k]!;
     fill[k] = total;
     total += running;
+    if (running !== 2) twoPerRow = false;
   }
   fill[rows] = total;
   if (crossX.length < total) {
@@ -404,6 +406,33 @@ function ringsCoverage(g: Grid, rings: FlatRings): Coverage {
   if (outSpans.length < total) outSpans = new Float64Array(Math.max(total, 2 * outSpans.length));
   const out = outSpans;
   const outRows = outStarts;
+  if (twoPerRow) {
+    // One ring crossing every line twice (most masks): the two crossings go
+    // opposite ways, so the span lies between them; no sorting or winding.
+    let n = 0;
+    let spanArea = 0;
+    let ringIn = 0;
+    const right = g.gw;
+    for (let k = 0; k < rows; k++) {
+      outRows[k] = n >> 1;
+      const p = xs[2 * k]!;
+      const q = xs[2 * k + 1]!;
+      const lo = p < q ? p : q;
+      const hi = p < q ? q : p;
+      ringIn += hi - lo;
+      const a = lo < 0 ? 0 : lo;
+      const b = hi > right ? right : hi;
+      if (b > a) {
+        out[n++] = a;
+        out[n++] = b;
+        spanArea += b - a;
+      }
+    }
+    outRows[rows] = n >> 1;
+    outCount = n >> 1;
+    ringLen[0] = ringIn;
+    return finishMask(rowLo, rows, exactArea(g, count, minX, maxX, minY, maxY, spanArea), spanArea);
+  }
   const wind = ringWind;
   const wentIn = ringFrom;
   const length = ringLen;
@@ -457,23 +486,26 @@ function ringsCoverage(g: Grid, rings: FlatRings): Coverage {
   outRows[rows] = n >> 1;
   outCount = n >> 1;
 
-  // The exact area where the rings give it: inside the image, not
-  // overlapping each other (their lengths add up to the union's), and each
-  // ring's shoelace sum near its sampled length (a ring that crosses itself
-  // has a shoelace sum that cancels in part, and keeps the sampled area).
-  let area = spanArea;
-  if (minX >= 0 && maxX <= g.gw && minY >= 0 && maxY <= g.gh) {
-    let exact = 0;
-    let sampled = 0;
-    let agree = true;
-    for (let r = 0; r < count && agree; r++) {
-      exact += ringShoelace[r]!;
-      sampled += length[r]!;
-      agree = Math.abs(ringShoelace[r]! - length[r]!) <= 0.25 * length[r]! + 2;
-    }
-    if (agree && sampled - spanArea <= 1e-9 * sampled) area = exact;
+  return finishMask(rowLo, rows, exactArea(g, count, minX, maxX, minY, maxY, spanArea), spanArea);
+}
+
+/**
+ * The exact area where the rings give it: inside the image, not
+ * overlapping each other (their sampled lengths add up to the union's), and
+ * each ring's shoelace sum near its sampled length (a ring that crosses
+ * itself has a shoelace sum that cancels in part, and keeps the sampled
+ * area). Reads the ring sums the sampling left in the scratch.
+ */
+function exactArea(g: Grid, count: number, minX: number, maxX: number, minY: number, maxY: number, spanArea: number): number {
+  if (!(minX >= 0 && maxX <= g.gw && minY >= 0 && maxY <= g.gh)) return spanArea;
+  let exact = 0;
+  let sampled = 0;
+  for (let r = 0; r < count; r++) {
+    exact += ringShoelace[r]!;
+    sampled += ringLen[r]!;
+    if (Math.abs(ringShoelace[r]! - ringLen[r]!) > 0.25 * ringLen[r]! + 2) return spanArea;
   }
-  return finishMask(rowLo, rows, area, spanArea);
+  return sampled - spanArea <= 1e-9 * sampled ? exact : spanArea;
 }
 
 /** A box (normalised 0..1 corners) as coverage: the rectangle as a polygon. */
