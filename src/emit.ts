@@ -115,7 +115,8 @@ export async function processPartition(input: PartitionInput, cfg: EmitConfig, e
       rejects.push(...built.rejects);
       const rec = built.value!;
       const t3 = performance.now();
-      const depthProblem = await addTree(rec, cfg.tree);
+      const pending = addTree(rec, cfg.tree);
+      const depthProblem = pending && (await pending);
       ms.tree += performance.now() - t3;
       if (depthProblem) rejects.push(depthProblem);
       records.push(rec);

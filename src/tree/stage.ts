@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { access } from 'node:fs/promises';
 import type { ImageRecord, Reject, TreeNodeRow } from '../types.js';
-import { buildTree, DEFAULT_TREE_OPTIONS, flatBoxes, type TreeNode, type TreeOptions } from './build.js';
+import { buildTree, DEFAULT_TREE_OPTIONS, flatBoxes, type Tree, type TreeNode, type TreeOptions } from './build.js';
 import { depthLayers, loadDepthMap } from './depth.js';
 import { gridFor } from './masks.js';
 
@@ -37,31 +37,45 @@ export function depthFileFor(depthDir: string, image: string): string {
   return path.join(depthDir, `${ext ? image.slice(0, -ext.length) : image}.png`);
 }
 
-/** Add the tree to a record; returns a reject when a depth map exists but cannot be read. */
-export async function addTree(rec: ImageRecord, o: TreeStageOptions): Promise<Reject | null> {
+/**
+ * Add the tree to a record; returns a reject when a depth map exists but
+ * cannot be read. Without a depth folder nothing waits, so the caller need
+ * not either: the answer is then null, not a promise (an await per record
+ * let the run's other queued work in, timed as the tree's).
+ */
+export function addTree(rec: ImageRecord, o: TreeStageOptions): Promise<Reject | null> | null {
   if (o.mode === 'none' || rec.boxes.length === 0) return null;
   if (o.mode === 'flat') {
     rec.tree = flatBoxes(rec.boxes);
     return null;
   }
-  let depth = null;
-  let problem: Reject | null = null;
-  if (o.depthDir !== null) {
-    const file = depthFileFor(o.depthDir, rec.image);
-    const exists = await access(file).then(
-      () => true,
-      () => false,
-    );
-    if (exists) {
-      try {
-        depth = depthLayers(await loadDepthMap(file, gridFor(rec.width ?? 1, rec.height ?? 1), o.depthLargerIsFarther));
-      } catch (err) {
-        problem = { reason: 'depth-unreadable', detail: `${file}: ${(err as Error).message}`, source: null, file, offset: null, image: rec.image };
-      }
-    }
+  if (o.depthDir === null) {
+    setTree(rec, buildTree({ boxes: rec.boxes, width: rec.width, height: rec.height, depth: null }, o.tree));
+    return null;
   }
-  const tree = buildTree({ boxes: rec.boxes, width: rec.width, height: rec.height, depth }, o.tree);
+  return addTreeWithDepth(rec, o, o.depthDir);
+}
+
+function setTree(rec: ImageRecord, tree: Tree): void {
   rec.tree = tree.text;
   rec.treeNodes = flattenNodes(tree.roots);
+}
+
+async function addTreeWithDepth(rec: ImageRecord, o: TreeStageOptions, depthDir: string): Promise<Reject | null> {
+  let depth = null;
+  let problem: Reject | null = null;
+  const file = depthFileFor(depthDir, rec.image);
+  const exists = await access(file).then(
+    () => true,
+    () => false,
+  );
+  if (exists) {
+    try {
+      depth = depthLayers(await loadDepthMap(file, gridFor(rec.width ?? 1, rec.height ?? 1), o.depthLargerIsFarther));
+    } catch (err) {
+      problem = { reason: 'depth-unreadable', detail: `${file}: ${(err as Error).message}`, source: null, file, offset: null, image: rec.image };
+    }
+  }
+  setTree(rec, buildTree({ boxes: rec.boxes, width: rec.width, height: rec.height, depth }, o.tree));
   return problem;
 }
