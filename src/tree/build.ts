@@ -92,14 +92,14 @@ function labelsOf(b: Box): string[] {
   return labels;
 }
 
-function absorb(into: Work, other: Work, o: TreeOptions): void {
+function absorb(g: Grid, into: Work, other: Work, o: TreeOptions): void {
   for (const l of other.labels) mergeLabels(into.labels, l, o.labelEditRatio);
   into.x1 = Math.min(into.x1, other.x1);
   into.y1 = Math.min(into.y1, other.y1);
   into.x2 = Math.max(into.x2, other.x2);
   into.y2 = Math.max(into.y2, other.y2);
   into.boxArea = boxArea(into);
-  into.mask = union(into.mask, other.mask);
+  into.mask = union(g, into.mask, other.mask);
   into.area = area(into.mask);
   into.merged += other.merged;
 }
@@ -159,13 +159,13 @@ export function buildTree(input: TreeInput, options: Partial<TreeOptions> = NO_O
   const merged: Work[] = [];
   for (const w of work) {
     const same = merged.find((m) => boxIou(m, w) > o.boxMergeIou);
-    if (same) absorb(same, w, o);
+    if (same) absorb(g, same, w, o);
     else merged.push(w);
   }
   work = [];
   for (const w of merged) {
     const same = work.find((m) => boxIou(m, w) > o.maskMergeIou && !isSingularPluralPair(m.labels[0]!, w.labels[0]!) && iou(m.mask, w.mask) > o.maskMergeIou);
-    if (same) absorb(same, w, o);
+    if (same) absorb(g, same, w, o);
     else work.push(w);
   }
 
@@ -217,7 +217,7 @@ export function buildTree(input: TreeInput, options: Partial<TreeOptions> = NO_O
   const roots = work.filter((w) => w.parent === null);
 
   const toNode = (w: Work): TreeNode => {
-    const pos = medianPosition(g, w.mask) ?? { x: (w.x1 + w.x2) / 2, y: (w.y1 + w.y2) / 2 };
+    const pos = medianPosition(w.mask) ?? { x: (w.x1 + w.x2) / 2, y: (w.y1 + w.y2) / 2 };
     return {
       labels: w.labels,
       x1: w.x1,

@@ -54,6 +54,9 @@ export interface Coverage {
   area: number;
   /** The spans' total length (each row counts 1 high): what overlaps are measured against. */
   spanArea: number;
+  /** The spans' median position, normalised to 0..1 of the whole grid (top-left origin); NaN without spans. */
+  mx: number;
+  my: number;
 }
 
 /**
@@ -115,16 +118,21 @@ function pushSpan(from: number, to: number): void {
   outCount++;
 }
 
-/** The mask made in the scratch: rows y0 .. y0 + h - 1, with outStarts[0 .. h] filled in. */
-function finishMask(y0: number, h: number, area: number, spanArea: number): Coverage {
+/**
+ * The mask made in the scratch: rows y0 .. y0 + h - 1, with outStarts[0 .. h]
+ * filled in. Its median position is taken here, while its spans are still
+ * in the cache: read back later, from the slab, it cost three times as much.
+ */
+function finishMask(g: Grid, y0: number, h: number, area: number, spanArea: number): Coverage {
   const starts = intSlab.take(h + 1);
   starts.set(outStarts.subarray(0, h + 1));
   const spans = floatSlab.take(2 * outCount);
   spans.set(outSpans.subarray(0, 2 * outCount));
-  return { y0, h, starts, spans, area, spanArea };
+  spansMedian(g, y0, h, outStarts, outSpans, spanArea);
+  return { y0, h, starts, spans, area, spanArea, mx: medianX, my: medianY };
 }
 
-const EMPTY: Coverage = { y0: 0, h: 0, starts: new Int32Array(1), spans: new Float64Array(0), area: 0, spanArea: 0 };
+const EMPTY: Coverage = { y0: 0, h: 0, starts: new Int32Array(1), spans: new Float64Array(0), area: 0, spanArea: 0, mx: NaN, my: NaN };
 
 /**
  * Polygon rings as one flat list of coordinates: ring r is
@@ -431,7 +439,7 @@ function ringsCoverage(g: Grid, rings: FlatRings): Coverage {
     outRows[rows] = n >> 1;
     outCount = n >> 1;
     ringLen[0] = ringIn;
-    return finishMask(rowLo, rows, exactArea(g, count, minX, maxX, minY, maxY, spanArea), spanArea);
+    return finishMask(g, rowLo, rows, exactArea(g, count, minX, maxX, minY, maxY, spanArea), spanArea);
   }
   const wind = ringWind;
   const wentIn = ringFrom;
@@ -486,7 +494,7 @@ function ringsCoverage(g: Grid, rings: FlatRings): Coverage {
   outRows[rows] = n >> 1;
   outCount = n >> 1;
 
-  return finishMask(rowLo, rows, exactArea(g, count, minX, maxX, minY, maxY, spanArea), spanArea);
+  return finishMask(g, rowLo, rows, exactArea(g, count, minX, maxX, minY, maxY, spanArea), spanArea);
 }
 
 /**
@@ -585,7 +593,7 @@ export function rleCoverage(g: Grid, counts: readonly number[], h: number, w: nu
     }
   }
   outStarts[hi - lo + 1] = outCount;
-  return finishMask(lo, hi - lo + 1, (foreground * g.gw * gh) / (w * h), spanArea);
+  return finishMask(g, lo, hi - lo + 1, (foreground * g.gw * gh) / (w * h), spanArea);
 }
 
 /** The coverage of a dataset mask, or null when it cannot be read (the caller falls back to the box). */
@@ -674,7 +682,7 @@ export function iou(a: Coverage, b: Coverage): number {
 }
 
 /** The union of two coverages, for merged objects. Its area: both areas less their overlap. */
-export function union(a: Coverage, b: Coverage): Coverage {
+export function union(g: Grid, a: Coverage, b: Coverage): Coverage {
   const y0 = Math.min(a.y0, b.y0);
   const y1 = Math.max(a.y0 + a.h, b.y0 + b.h);
   beginMask(y1 - y0);
@@ -723,7 +731,7 @@ export function union(a: Coverage, b: Coverage): Coverage {
   outStarts[y1 - y0] = outCount;
   const inter = overlap(a, b);
   const est = a.area + b.area - (inter * (a.area + b.area)) / Math.max(1e-12, a.spanArea + b.spanArea);
-  return finishMask(y0, y1 - y0, Math.max(a.area, b.area, est), spanArea);
+  return finishMask(g, y0, y1 - y0, Math.max(a.area, b.area, est), spanArea);
 }
 
 // Per column of the grid: partial lengths, and a difference array for the
@@ -749,21 +757,33 @@ function medianOf(hist: Float64Array, from: number, to: number, offset: number, 
   return (offset + to) / n;
 }
 
-/** Coverage-weighted median position, normalised to 0..1 of the whole grid (top-left origin). */
-export function medianPosition(g: Grid, m: Coverage): { x: number; y: number } | null {
-  if (m.spanArea <= 0) return null;
-  const half = m.spanArea / 2;
+/** Coverage-weighted median position, normalised to 0..1 of the whole grid (top-left origin); null without spans. */
+export function medianPosition(m: Coverage): { x: number; y: number } | null {
+  return m.spanArea > 0 ? { x: m.mx, y: m.my } : null;
+}
+
+// The answer of spansMedian (two numbers, not an object per mask).
+let medianX = NaN;
+let medianY = NaN;
+
+/** The median position of spans (rows y0 .. y0 + h - 1, as in a Coverage) into medianX, medianY. */
+function spansMedian(g: Grid, y0: number, h: number, starts: Int32Array, spans: Float64Array, spanArea: number): void {
+  if (!(spanArea > 0)) {
+    medianX = medianY = NaN;
+    return;
+  }
+  const half = spanArea / 2;
   if (colPart.length < g.gw + 2) {
     colPart = new Float64Array(g.gw + 2);
     colWhole = new Float64Array(g.gw + 2);
   }
-  if (rowLength.length < m.h) rowLength = new Float64Array(m.h);
+  if (rowLength.length < h) rowLength = new Float64Array(h);
   const part = colPart;
   const whole = colWhole;
-  const { starts, spans } = m;
+  const lengths = rowLength;
   let c0 = g.gw;
   let c1 = 0;
-  for (let r = 0; r < m.h; r++) {
+  for (let r = 0; r < h; r++) {
     let len = 0;
     for (let k = starts[r]!, end = starts[r + 1]!; k < end; k++) {
       const f = spans[2 * k]!;
@@ -782,17 +802,16 @@ export function medianPosition(g: Grid, m: Coverage): { x: number; y: number } |
         whole[ct]! -= 1;
       }
     }
-    rowLength[r] = len;
+    lengths[r] = len;
   }
   for (let c = c0, run = 0; c < c1; c++) {
     run += whole[c]!;
     part[c]! += run;
   }
-  const x = medianOf(part, c0, c1, 0, g.gw, half);
-  const y = medianOf(rowLength, 0, m.h, m.y0, g.gh, half);
+  medianX = medianOf(part, c0, c1, 0, g.gw, half);
+  medianY = medianOf(lengths, 0, h, y0, g.gh, half);
   part.fill(0, c0, c1 + 1);
   whole.fill(0, c0, c1 + 1);
-  return { x, y };
 }
 
 /**
