@@ -1,5 +1,5 @@
 import type { Box, TreeNodeRow } from '../types.js';
-import { area, boxCoverage, gridFor, insideShare, iou, maskCoverage, medianPosition, union, type Coverage, type Grid } from './masks.js';
+import { area, boxCoverage, gridFor, insideShare, iou, maskCoverage, union, type Coverage, type Grid } from './masks.js';
 import { countWord, DEFAULT_UNCOUNTABLE, isSingularPluralPair, mergeLabels, plural, singular } from './labels.js';
 import { nodeLayers, type DepthLayers } from './depth.js';
 
@@ -217,15 +217,16 @@ export function buildTree(input: TreeInput, options: Partial<TreeOptions> = NO_O
   const roots = work.filter((w) => w.parent === null);
 
   const toNode = (w: Work): TreeNode => {
-    const pos = medianPosition(w.mask) ?? { x: (w.x1 + w.x2) / 2, y: (w.y1 + w.y2) / 2 };
+    // The mask's median position; the box's centre when it has no spans.
+    const spans = w.mask.spanArea > 0;
     return {
       labels: w.labels,
       x1: w.x1,
       y1: w.y1,
       x2: w.x2,
       y2: w.y2,
-      cx: pos.x,
-      cy: 1 - pos.y,
+      cx: spans ? w.mask.mx : (w.x1 + w.x2) / 2,
+      cy: 1 - (spans ? w.mask.my : (w.y1 + w.y2) / 2),
       pixelPct: (100 * w.area) / cells,
       depths: w.depths,
       merged: w.merged,

@@ -757,11 +757,6 @@ function medianOf(hist: Float64Array, from: number, to: number, offset: number, 
   return (offset + to) / n;
 }
 
-/** Coverage-weighted median position, normalised to 0..1 of the whole grid (top-left origin); null without spans. */
-export function medianPosition(m: Coverage): { x: number; y: number } | null {
-  return m.spanArea > 0 ? { x: m.mx, y: m.my } : null;
-}
-
 // The answer of spansMedian (two numbers, not an object per mask).
 let medianX = NaN;
 let medianY = NaN;
