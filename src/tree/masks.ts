@@ -300,6 +300,51 @@ export function polygonCoverage(g: Grid, rings: readonly (readonly number[])[]):
   return ringsCoverage(g, flatFrom(rings));
 }
 
+let pairCount = new Int32Array(GRID_MAX);
+
+/**
+ * The common case in one pass: a single ring whose every sample line it
+ * crosses exactly twice. Its crossings go to crossX[2k], crossX[2k + 1] for
+ * row rowLo + k and its shoelace sum to ringShoelace[0]; false as soon as a
+ * line gets a third crossing or when one gets fewer than two (the caller
+ * then counts crossings per row first).
+ */
+function sampleInPairs(coords: Float64Array, at: number, end: number, rowLo: number, rowHi: number, shift: number): boolean {
+  const rows = rowHi - rowLo;
+  if (pairCount.length < rows) pairCount = new Int32Array(rows);
+  if (crossX.length < 2 * rows) {
+    crossX = new Float64Array(Math.max(2 * rows, crossX.length * 2));
+    crossTag = new Int32Array(crossX.length);
+  }
+  const seen = pairCount;
+  const xs = crossX;
+  seen.fill(0, 0, rows);
+  const last = at + (((end - at) >> 1) << 1) - 2;
+  let shoelace = 0;
+  for (let i = at, j = last; i <= last; j = i, i += 2) {
+    const xa = coords[j]!;
+    const ya = coords[j + 1]!;
+    const xb = coords[i]!;
+    const yb = coords[i + 1]!;
+    shoelace += xa * yb - xb * ya;
+    if (ya === yb) continue;
+    const down = ya < yb;
+    const first = Math.max(rowLo, Math.ceil((down ? ya : yb) - shift));
+    const stop = Math.min(rowHi, Math.ceil((down ? yb : ya) - shift));
+    const dxdy = (xb - xa) / (yb - ya);
+    for (let row = first; row < stop; row++) {
+      const k = row - rowLo;
+      const c = seen[k]!;
+      if (c === 2) return false;
+      seen[k] = c + 1;
+      xs[2 * k + c] = xa + (row + shift - ya) * dxdy;
+    }
+  }
+  for (let k = 0; k < rows; k++) if (seen[k] !== 2) return false;
+  ringShoelace[0] = Math.abs(shoelace) / 2;
+  return true;
+}
+
 function ringsCoverage(g: Grid, rings: FlatRings): Coverage {
   const { coords, starts, count } = rings;
   const kx = g.gw / g.width;
@@ -339,6 +384,38 @@ function ringsCoverage(g: Grid, rings: FlatRings): Coverage {
     ringLen = new Float64Array(count);
     ringShoelace = new Float64Array(count);
   }
+  if (count === 1 && sampleInPairs(coords, starts[0]!, starts[1]!, rowLo, rowHi, shift)) {
+    // One ring crossing every line twice (most masks): the two crossings go
+    // opposite ways, so the span lies between them; no sorting or winding.
+    beginMask(rows);
+    if (outSpans.length < 2 * rows) outSpans = new Float64Array(Math.max(2 * rows, 2 * outSpans.length));
+    const out = outSpans;
+    const outRows = outStarts;
+    const xs = crossX;
+    let n = 0;
+    let spanArea = 0;
+    let ringIn = 0;
+    const right = g.gw;
+    for (let k = 0; k < rows; k++) {
+      outRows[k] = n >> 1;
+      const p = xs[2 * k]!;
+      const q = xs[2 * k + 1]!;
+      const lo = p < q ? p : q;
+      const hi = p < q ? q : p;
+      ringIn += hi - lo;
+      const a = lo < 0 ? 0 : lo;
+      const b = hi > right ? right : hi;
+      if (b > a) {
+        out[n++] = a;
+        out[n++] = b;
+        spanArea += b - a;
+      }
+    }
+    outRows[rows] = n >> 1;
+    outCount = n >> 1;
+    ringLen[0] = ringIn;
+    return finishMask(g, rowLo, rows, exactArea(g, count, minX, maxX, minY, maxY, spanArea), spanArea);
+  }
   if (rowFill.length < rows + 1) rowFill = new Int32Array(rows + 1);
   const fill = rowFill;
 
@@ -368,12 +445,10 @@ function ringsCoverage(g: Grid, rings: FlatRings): Coverage {
   }
   // Running sums give each row's count, then where its crossings start.
   let total = 0;
-  let twoPerRow = count === 1;
   for (let k = 0, running = 0; k < rows; k++) {
     running += fill[k]!;
     fill[k] = total;
     total += running;
-    if (running !== 2) twoPerRow = false;
   }
   fill[rows] = total;
   if (crossX.length < total) {
@@ -414,33 +489,6 @@ function ringsCoverage(g: Grid, rings: FlatRings): Coverage {
   if (outSpans.length < total) outSpans = new Float64Array(Math.max(total, 2 * outSpans.length));
   const out = outSpans;
   const outRows = outStarts;
-  if (twoPerRow) {
-    // One ring crossing every line twice (most masks): the two crossings go
-    // opposite ways, so the span lies between them; no sorting or winding.
-    let n = 0;
-    let spanArea = 0;
-    let ringIn = 0;
-    const right = g.gw;
-    for (let k = 0; k < rows; k++) {
-      outRows[k] = n >> 1;
-      const p = xs[2 * k]!;
-      const q = xs[2 * k + 1]!;
-      const lo = p < q ? p : q;
-      const hi = p < q ? q : p;
-      ringIn += hi - lo;
-      const a = lo < 0 ? 0 : lo;
-      const b = hi > right ? right : hi;
-      if (b > a) {
-        out[n++] = a;
-        out[n++] = b;
-        spanArea += b - a;
-      }
-    }
-    outRows[rows] = n >> 1;
-    outCount = n >> 1;
-    ringLen[0] = ringIn;
-    return finishMask(g, rowLo, rows, exactArea(g, count, minX, maxX, minY, maxY, spanArea), spanArea);
-  }
   const wind = ringWind;
   const wentIn = ringFrom;
   const length = ringLen;
