@@ -5,7 +5,7 @@ import pluralize from 'pluralize';
 import sharp from 'sharp';
 import { buildTree, flatBoxes, type TreeNode } from '../src/tree/build.js';
 import { depthLayers, histogramPeaks, loadDepthMap } from '../src/tree/depth.js';
-import { area, gridFor, maskCoverage, overlap, polygonCoverage, readPolygonText } from '../src/tree/masks.js';
+import { area, gridFor, maskCoverage, overlap, polygonCoverage, readPolygonText, union } from '../src/tree/masks.js';
 import { rng } from '../src/synthetic.js';
 import type { Box, ImageRecord } from '../src/types.js';
 import { COCO_INSTANCES, readJsonlShards, runPrepare, tmpDir } from './helpers.js';
@@ -110,6 +110,38 @@ describe('the tree on real COCO images', async () => {
       }
     }
     expect(agreeing).toBe(1);
+  });
+
+  it('reads crowd RLE on each sample line as exactly the runs of the pixel row under it', () => {
+    for (const a of coco.annotations.filter((x) => x.iscrowd === 1)) {
+      const img = coco.images.find((i) => i.id === a.image_id)!;
+      const g = gridFor(img.width, img.height);
+      const { counts, size } = a.segmentation as { counts: number[]; size: [number, number] };
+      const [h, w] = size;
+      // The mask decoded pixel by pixel (column-major runs, background first).
+      const pixels = new Uint8Array(h * w);
+      for (let i = 0, p = 0; i < counts.length; p += counts[i]!, i++) if (i % 2) pixels.fill(1, p, p + counts[i]!);
+      const b = records.find((x) => x.image === img.file_name)!.boxes.find((x) => x.iscrowd)!;
+      const cov = maskCoverage(g, b.mask!)!;
+      let rowsWithRuns = 0;
+      for (let row = 0; row < g.gh; row++) {
+        const y = Math.min(h - 1, Math.floor(((row + 0.5) * h) / g.gh));
+        const runs: number[] = [];
+        for (let x = 0; x < w; x++) {
+          const on = pixels[x * h + y] === 1;
+          const before = x > 0 && pixels[(x - 1) * h + y] === 1;
+          if (on && !before) runs.push((x * g.gw) / w);
+          if (!on && before) runs.push((x * g.gw) / w);
+        }
+        if (runs.length % 2) runs.push(g.gw);
+        const at = row - cov.y0;
+        const spans = at >= 0 && at < cov.h ? Array.from(cov.spans.subarray(2 * cov.starts[at]!, 2 * cov.starts[at + 1]!)) : [];
+        expect(spans.length).toBe(runs.length);
+        spans.forEach((v, i) => expect(v).toBeCloseTo(runs[i]!, 9));
+        if (runs.length) rowsWithRuns++;
+      }
+      expect(rowsWithRuns).toBeGreaterThan(5);
+    }
   });
 
   it('decodes polygons to about the area COCO states', () => {
@@ -337,6 +369,51 @@ describe('polygon coverage', () => {
     }
     // The stop did happen, so the comparison above was not between two whole sums.
     expect(stopped).toBeGreaterThan(50);
+  });
+
+  it('unites two masks into the spans their rings give together', () => {
+    // union() merges span lists; the multi-ring sampling unites rings by
+    // winding: two separate pieces of code that must agree.
+    const r = rng(12);
+    for (let k = 0; k < 300; k++) {
+      const ring = () => {
+        const cx = r() * 640;
+        const cy = r() * 480;
+        const radius = 5 + r() * 150;
+        const out: number[] = [];
+        for (let i = 0; i < 12; i++) out.push(cx + radius * (0.5 + 0.5 * r()) * Math.cos((Math.PI * i) / 6), cy + radius * Math.sin((Math.PI * i) / 6));
+        return out;
+      };
+      const [a, b] = [ring(), ring()];
+      const u = union(g, polygonCoverage(g, [a]), polygonCoverage(g, [b]));
+      const both = polygonCoverage(g, [a, b]);
+      // Rows without spans at either end are allowed to differ; the spans must not.
+      const rowsOf = (m: typeof u) => {
+        const rows = new Map<number, number[]>();
+        for (let i = 0; i < m.h; i++) if (m.starts[i + 1]! > m.starts[i]!) rows.set(m.y0 + i, Array.from(m.spans.subarray(2 * m.starts[i]!, 2 * m.starts[i + 1]!)));
+        return rows;
+      };
+      const ur = rowsOf(u);
+      const br = rowsOf(both);
+      expect([...ur.keys()]).toEqual([...br.keys()]);
+      for (const [row, spans] of br) {
+        const got = ur.get(row)!;
+        expect(got.length).toBe(spans.length);
+        got.forEach((v, i) => expect(v).toBeCloseTo(spans[i]!, 9));
+      }
+      expect(u.spanArea).toBeCloseTo(both.spanArea, 6);
+    }
+  });
+
+  it('takes the area from the spans where the shoelace sum would mislead', () => {
+    // A bow tie crosses itself: its shoelace sum is 0, the area it covers is half its square.
+    const bowTie = polygonCoverage(g, [[100, 100, 300, 300, 300, 100, 100, 300]]);
+    expect(pixels([[100, 100, 300, 300, 300, 100, 100, 300]])).toBeGreaterThan(0.97 * 20_000);
+    expect(pixels([[100, 100, 300, 300, 300, 100, 100, 300]])).toBeLessThan(1.03 * 20_000);
+    expect(area(bowTie)).toBeCloseTo(bowTie.spanArea, 9);
+    // Two overlapping squares: the union, not the sum of both.
+    const square = (x: number, y: number, s: number) => [x, y, x + s, y, x + s, y + s, x, y + s];
+    expect(pixels([square(100, 100, 100), square(150, 150, 100)])).toBeCloseTo(10_000 + 10_000 - 2_500, 0);
   });
 
   it('unites rings, and clips at the image edge', () => {
