@@ -832,9 +832,12 @@ function spansMedian(g: Grid, y0: number, h: number, starts: Int32Array, spans: 
       const f = spans[2 * k]!;
       const t = spans[2 * k + 1]!;
       len += t - f;
-      // The cell where the span starts and the one where it ends take their parts; those between, whole.
-      const cf = Math.floor(f);
-      const ct = Math.ceil(t) - 1;
+      // The cell where the span starts and the one where it ends take their
+      // parts; those between, whole. (Spans lie in 0..gw: truncation is the
+      // floor, and keeps the cell numbers small integers for indexing.)
+      const cf = f | 0;
+      const tf = t | 0;
+      const ct = tf === t ? tf - 1 : tf;
       if (cf < c0) c0 = cf;
       if (ct >= c1) c1 = ct + 1;
       if (ct <= cf) part[cf]! += t - f;
