@@ -239,6 +239,19 @@ describe('tree rules on hand-built cases', () => {
   });
 });
 
+/** A star-convex ring of `points` vertices somewhere on a 640 x 480 image, its radius from..from + span pixels, each vertex pulled in at random. */
+function blobRing(r: () => number, points: number, from: number, span: number): number[] {
+  const cx = r() * 640;
+  const cy = r() * 480;
+  const radius = from + r() * span;
+  const ring: number[] = [];
+  for (let i = 0; i < points; i++) {
+    const t = (2 * Math.PI * i) / points;
+    ring.push(cx + radius * (0.5 + 0.5 * r()) * Math.cos(t), cy + radius * Math.sin(t));
+  }
+  return ring;
+}
+
 describe('polygon coverage', () => {
   const g = gridFor(640, 480);
   const cellArea = (640 / g.gw) * (480 / g.gh);
@@ -344,14 +357,7 @@ describe('polygon coverage', () => {
 
   it('answers the containment test from a partial overlap exactly as from the whole one', () => {
     const r = rng(8);
-    const blob = () => {
-      const cx = r() * 640;
-      const cy = r() * 480;
-      const radius = 20 + r() * 200;
-      const ring: number[] = [];
-      for (let i = 0; i < 16; i++) ring.push(cx + radius * (0.5 + 0.5 * r()) * Math.cos((Math.PI * i) / 8), cy + radius * Math.sin((Math.PI * i) / 8));
-      return polygonCoverage(g, [ring]);
-    };
+    const blob = () => polygonCoverage(g, [blobRing(r, 16, 20, 200)]);
     let stopped = 0;
     for (let k = 0; k < 400; k++) {
       const a = blob();
@@ -376,15 +382,7 @@ describe('polygon coverage', () => {
     // winding: two separate pieces of code that must agree.
     const r = rng(12);
     for (let k = 0; k < 300; k++) {
-      const ring = () => {
-        const cx = r() * 640;
-        const cy = r() * 480;
-        const radius = 5 + r() * 150;
-        const out: number[] = [];
-        for (let i = 0; i < 12; i++) out.push(cx + radius * (0.5 + 0.5 * r()) * Math.cos((Math.PI * i) / 6), cy + radius * Math.sin((Math.PI * i) / 6));
-        return out;
-      };
-      const [a, b] = [ring(), ring()];
+      const [a, b] = [blobRing(r, 12, 5, 150), blobRing(r, 12, 5, 150)];
       const u = union(g, polygonCoverage(g, [a]), polygonCoverage(g, [b]));
       const both = polygonCoverage(g, [a, b]);
       // Rows without spans at either end are allowed to differ; the spans must not.

@@ -300,17 +300,77 @@ export function polygonCoverage(g: Grid, rings: readonly (readonly number[])[]):
   return ringsCoverage(g, flatFrom(rings));
 }
 
+/**
+ * The edges of the rings being sampled (one thread's scratch), each once:
+ * the first sample line it crosses and the line after its last, where it
+ * starts, its slope (x per line), and its ring and direction as a tag
+ * (ring << 1 | 1 going down the image). Edges along a line cross none and
+ * are left out; ring r's edges are ringEdges[r] .. ringEdges[r + 1] - 1.
+ * Every pass over a polygon reads this table, so the geometry of which
+ * lines an edge crosses is worked out in one place.
+ */
+let edgeFirst = new Int32Array(256);
+let edgeStop = new Int32Array(256);
+let edgeX = new Float64Array(256);
+let edgeY = new Float64Array(256);
+let edgeSlope = new Float64Array(256);
+let edgeTag = new Int32Array(256);
+let ringEdges = new Int32Array(65);
+
+/** Fill the edge table for lines y = row + shift, rows rowLo .. rowHi - 1, and each ring's shoelace area; the number of edges kept. */
+function tabulateEdges(rings: FlatRings, rowLo: number, rowHi: number, shift: number): number {
+  const { coords, starts, count } = rings;
+  if (edgeFirst.length < (starts[count]! >> 1)) {
+    const n = Math.max(starts[count]! >> 1, edgeFirst.length * 2);
+    edgeFirst = new Int32Array(n);
+    edgeStop = new Int32Array(n);
+    edgeX = new Float64Array(n);
+    edgeY = new Float64Array(n);
+    edgeSlope = new Float64Array(n);
+    edgeTag = new Int32Array(n);
+  }
+  if (ringEdges.length < count + 1) ringEdges = new Int32Array(count + 1);
+  let e = 0;
+  for (let r = 0; r < count; r++) {
+    ringEdges[r] = e;
+    // The ring's last x, y pair (an odd number left at its end is not a point).
+    const at = starts[r]!;
+    const last = at + (((starts[r + 1]! - at) >> 1) << 1) - 2;
+    let shoelace = 0;
+    for (let i = at, j = last; i <= last; j = i, i += 2) {
+      const xa = coords[j]!;
+      const ya = coords[j + 1]!;
+      const xb = coords[i]!;
+      const yb = coords[i + 1]!;
+      shoelace += xa * yb - xb * ya;
+      if (ya === yb) continue;
+      const down = ya < yb;
+      const first = Math.max(rowLo, Math.ceil((down ? ya : yb) - shift));
+      const stop = Math.min(rowHi, Math.ceil((down ? yb : ya) - shift));
+      if (stop <= first) continue;
+      edgeFirst[e] = first;
+      edgeStop[e] = stop;
+      edgeX[e] = xa;
+      edgeY[e] = ya;
+      edgeSlope[e] = (xb - xa) / (yb - ya);
+      edgeTag[e] = (r << 1) | (down ? 1 : 0);
+      e++;
+    }
+    ringShoelace[r] = Math.abs(shoelace) / 2;
+  }
+  ringEdges[count] = e;
+  return e;
+}
+
 let pairCount = new Int32Array(GRID_MAX);
 
 /**
- * The common case in one pass: a single ring whose every sample line it
- * crosses exactly twice. Its crossings go to crossX[2k], crossX[2k + 1] for
- * row rowLo + k and its shoelace sum to ringShoelace[0]; false as soon as a
- * line gets a third crossing or when one gets fewer than two (the caller
- * then counts crossings per row first).
+ * The common case without counting first: a single ring that crosses every
+ * sample line exactly twice. Its crossings go to crossX[2k], crossX[2k + 1]
+ * for row rowLo + k; false as soon as a line gets a third crossing, or when
+ * one gets fewer than two (the caller then counts crossings per row).
  */
-function sampleInPairs(coords: Float64Array, at: number, end: number, rowLo: number, rowHi: number, shift: number): boolean {
-  const rows = rowHi - rowLo;
+function sampleInPairs(edges: number, rowLo: number, rows: number, shift: number): boolean {
   if (pairCount.length < rows) pairCount = new Int32Array(rows);
   if (crossX.length < 2 * rows) {
     crossX = new Float64Array(Math.max(2 * rows, crossX.length * 2));
@@ -319,29 +379,19 @@ function sampleInPairs(coords: Float64Array, at: number, end: number, rowLo: num
   const seen = pairCount;
   const xs = crossX;
   seen.fill(0, 0, rows);
-  const last = at + (((end - at) >> 1) << 1) - 2;
-  let shoelace = 0;
-  for (let i = at, j = last; i <= last; j = i, i += 2) {
-    const xa = coords[j]!;
-    const ya = coords[j + 1]!;
-    const xb = coords[i]!;
-    const yb = coords[i + 1]!;
-    shoelace += xa * yb - xb * ya;
-    if (ya === yb) continue;
-    const down = ya < yb;
-    const first = Math.max(rowLo, Math.ceil((down ? ya : yb) - shift));
-    const stop = Math.min(rowHi, Math.ceil((down ? yb : ya) - shift));
-    const dxdy = (xb - xa) / (yb - ya);
-    for (let row = first; row < stop; row++) {
+  for (let e = 0; e < edges; e++) {
+    const x0 = edgeX[e]!;
+    const y0 = edgeY[e]!;
+    const slope = edgeSlope[e]!;
+    for (let row = edgeFirst[e]!, stop = edgeStop[e]!; row < stop; row++) {
       const k = row - rowLo;
       const c = seen[k]!;
       if (c === 2) return false;
       seen[k] = c + 1;
-      xs[2 * k + c] = xa + (row + shift - ya) * dxdy;
+      xs[2 * k + c] = x0 + (row + shift - y0) * slope;
     }
   }
   for (let k = 0; k < rows; k++) if (seen[k] !== 2) return false;
-  ringShoelace[0] = Math.abs(shoelace) / 2;
   return true;
 }
 
@@ -384,7 +434,8 @@ function ringsCoverage(g: Grid, rings: FlatRings): Coverage {
     ringLen = new Float64Array(count);
     ringShoelace = new Float64Array(count);
   }
-  if (count === 1 && sampleInPairs(coords, starts[0]!, starts[1]!, rowLo, rowHi, shift)) {
+  const edges = tabulateEdges(rings, rowLo, rowHi, shift);
+  if (count === 1 && sampleInPairs(edges, rowLo, rows, shift)) {
     // One ring crossing every line twice (most masks): the two crossings go
     // opposite ways, so the span lies between them; no sorting or winding.
     beginMask(rows);
@@ -419,29 +470,11 @@ function ringsCoverage(g: Grid, rings: FlatRings): Coverage {
   if (rowFill.length < rows + 1) rowFill = new Int32Array(rows + 1);
   const fill = rowFill;
 
-  // Pass 1: how many crossings each row gets (a difference array: an edge
-  // crosses a run of rows), and each ring's shoelace sum on the way.
+  // How many crossings each row gets (a difference array: an edge crosses a run of rows).
   fill.fill(0, 0, rows + 1);
-  for (let r = 0; r < count; r++) {
-    // The ring's last x, y pair (an odd number left at its end is not a point).
-    const at = starts[r]!;
-    const last = at + (((starts[r + 1]! - at) >> 1) << 1) - 2;
-    let shoelace = 0;
-    for (let i = at, j = last; i <= last; j = i, i += 2) {
-      const xa = coords[j]!;
-      const ya = coords[j + 1]!;
-      const xb = coords[i]!;
-      const yb = coords[i + 1]!;
-      shoelace += xa * yb - xb * ya;
-      if (ya === yb) continue;
-      const first = Math.max(rowLo, Math.ceil((ya < yb ? ya : yb) - shift));
-      const end = Math.min(rowHi, Math.ceil((ya < yb ? yb : ya) - shift));
-      if (end > first) {
-        fill[first - rowLo]!++;
-        fill[end - rowLo]!--;
-      }
-    }
-    ringShoelace[r] = Math.abs(shoelace) / 2;
+  for (let e = 0; e < edges; e++) {
+    fill[edgeFirst[e]! - rowLo]!++;
+    fill[edgeStop[e]! - rowLo]!--;
   }
   // Running sums give each row's count, then where its crossings start.
   let total = 0;
@@ -457,28 +490,17 @@ function ringsCoverage(g: Grid, rings: FlatRings): Coverage {
   }
   const xs = crossX;
   const tags = crossTag;
-  // Pass 2: the crossings themselves. fill[k] advances as row k fills,
-  // and ends where row k + 1 starts: each row's start is its predecessor's end.
-  for (let r = 0; r < count; r++) {
-    // The ring's last x, y pair (an odd number left at its end is not a point).
-    const at = starts[r]!;
-    const last = at + (((starts[r + 1]! - at) >> 1) << 1) - 2;
-    for (let i = at, j = last; i <= last; j = i, i += 2) {
-      const xa = coords[j]!;
-      const ya = coords[j + 1]!;
-      const xb = coords[i]!;
-      const yb = coords[i + 1]!;
-      if (ya === yb) continue;
-      const down = ya < yb;
-      const first = Math.max(rowLo, Math.ceil((down ? ya : yb) - shift));
-      const end = Math.min(rowHi, Math.ceil((down ? yb : ya) - shift));
-      const dxdy = (xb - xa) / (yb - ya);
-      const tag = (r << 1) | (down ? 1 : 0);
-      for (let row = first; row < end; row++) {
-        const p = fill[row - rowLo]!++;
-        xs[p] = xa + (row + shift - ya) * dxdy;
-        tags[p] = tag;
-      }
+  // The crossings themselves. fill[k] advances as row k fills, and ends
+  // where row k + 1 starts: each row's start is its predecessor's end.
+  for (let e = 0; e < edges; e++) {
+    const x0 = edgeX[e]!;
+    const y0 = edgeY[e]!;
+    const slope = edgeSlope[e]!;
+    const tag = edgeTag[e]!;
+    for (let row = edgeFirst[e]!, stop = edgeStop[e]!; row < stop; row++) {
+      const p = fill[row - rowLo]!++;
+      xs[p] = x0 + (row + shift - y0) * slope;
+      tags[p] = tag;
     }
   }
 
