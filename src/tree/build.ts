@@ -122,7 +122,8 @@ export interface TreeInput {
 }
 
 // The stage passes the same options object for every record: merge it with
-// the defaults once, not per tree.
+// the defaults once, not per tree (options objects are made once and not
+// changed afterwards; a changed object would keep its first merge).
 const NO_OPTIONS: Partial<TreeOptions> = {};
 let lastOptions: Partial<TreeOptions> | null = null;
 let lastWithDefaults: TreeOptions = DEFAULT_TREE_OPTIONS;
