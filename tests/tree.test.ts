@@ -377,6 +377,41 @@ describe('polygon coverage', () => {
     expect(stopped).toBeGreaterThan(50);
   });
 
+  it('keeps spans ordered, apart, inside the image and summed right for any ring, however far out or thin', () => {
+    const r = rng(99);
+    for (let k = 0; k < 6000; k++) {
+      const kind = k % 6;
+      const ring: number[] = [];
+      for (let i = 0, n = 3 + Math.floor(r() * 40); i < n; i++) {
+        if (kind === 0) ring.push((r() - 0.5) * 2e9, (r() - 0.5) * 2e9); // far outside
+        else if (kind === 1) ring.push(100, 100); // a single point
+        else if (kind === 2) ring.push(r() * 640, 200 + r() * 0.3); // thinner than a row
+        else if (kind === 3) ring.push(300 + r() * 0.2, r() * 480); // thinner than a column
+        else if (kind === 4) ring.push(-1000 + r() * 3000, -1000 + r() * 3000); // across the edges
+        else ring.push(r() * 640, r() * 480);
+      }
+      const m = polygonCoverage(g, [ring]);
+      expect(m.y0).toBeGreaterThanOrEqual(0);
+      expect(m.y0 + m.h).toBeLessThanOrEqual(g.gh);
+      let sum = 0;
+      for (let row = 0; row < m.h; row++) {
+        let end = -Infinity;
+        for (let s = m.starts[row]!; s < m.starts[row + 1]!; s++) {
+          const [from, to] = [m.spans[2 * s]!, m.spans[2 * s + 1]!];
+          expect(from >= 0 && to <= g.gw && to > from && from >= end, `ring ${k}, row ${row}: span ${from}..${to} after ${end}`).toBe(true);
+          end = to;
+          sum += to - from;
+        }
+      }
+      expect(m.spanArea).toBeCloseTo(sum, 6);
+      expect(m.area).toBeGreaterThanOrEqual(0);
+      if (kind === 2 && m.area > 0) expect(m.h).toBe(1); // sampled once, through its middle
+      if (m.spanArea > 0) {
+        expect(m.mx >= 0 && m.mx <= 1 && m.my >= 0 && m.my <= 1).toBe(true);
+      }
+    }
+  });
+
   it('unites two masks into the spans their rings give together', () => {
     // union() merges span lists; the multi-ring sampling unites rings by
     // winding: two separate pieces of code that must agree.
