@@ -590,7 +590,10 @@ function exactArea(g: Grid, count: number, minX: number, maxX: number, minY: num
 export function boxCoverage(g: Grid, x1: number, y1: number, x2: number, y2: number): Coverage {
   flatRoom(8, 1);
   const c = flat.coords;
-  const [px1, py1, px2, py2] = [x1 * g.width, y1 * g.height, x2 * g.width, y2 * g.height];
+  const px1 = x1 * g.width;
+  const py1 = y1 * g.height;
+  const px2 = x2 * g.width;
+  const py2 = y2 * g.height;
   c[0] = px1;
   c[1] = py1;
   c[2] = px2;
@@ -619,6 +622,9 @@ export function rleCoverage(g: Grid, counts: readonly number[], h: number, w: nu
   for (let r = gh - 1; r >= 0; r--) firstRowFrom[pixelRow[r]!] = r;
   for (let y = h - 1; y >= 0; y--) if (firstRowFrom[y]! > firstRowFrom[y + 1]!) firstRowFrom[y] = firstRowFrom[y + 1]!;
   const marks = new Uint8Array(gh * w);
+  // The first and last grid rows marked, noted as they are marked.
+  let lo = gh;
+  let hi = -1;
   let foreground = 0;
   let pos = 0;
   for (let i = 0; i < counts.length; i++) {
@@ -630,19 +636,17 @@ export function rleCoverage(g: Grid, counts: readonly number[], h: number, w: nu
         const x = Math.floor(p / h);
         const ya = p % h;
         const yb = Math.min(h, ya + (end - p));
-        if (x < w) for (let r = firstRowFrom[ya]!; r < gh && pixelRow[r]! < yb; r++) marks[r * w + x] = 1;
+        if (x < w) {
+          for (let r = firstRowFrom[ya]!; r < gh && pixelRow[r]! < yb; r++) {
+            marks[r * w + x] = 1;
+            if (r < lo) lo = r;
+            if (r > hi) hi = r;
+          }
+        }
         p += yb - ya;
       }
     }
     pos += run;
-  }
-  let lo = gh;
-  let hi = -1;
-  for (let r = 0; r < gh; r++) {
-    if (marks.subarray(r * w, (r + 1) * w).includes(1)) {
-      if (r < lo) lo = r;
-      hi = r;
-    }
   }
   if (hi < 0) return EMPTY;
   const sx = g.gw / w;
