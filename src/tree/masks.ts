@@ -42,13 +42,17 @@ export function gridFor(width: number, height: number, max = GRID_MAX): Grid {
 /**
  * What an object covers: rows y0 .. y0 + h - 1 of the grid, row y0 + r
  * holding the spans `spans[2k], spans[2k + 1]` (from, to; in cells, left to
- * right, not overlapping) for k in starts[r] .. starts[r + 1] - 1. Never
- * changed once made.
+ * right, not overlapping) for k in starts[s0 + r] .. starts[s0 + r + 1] - 1.
+ * `starts` and `spans` are shared slabs (other masks live elsewhere in
+ * them), so a mask is read only through these indices. Never changed once
+ * made.
  */
 export interface Coverage {
   y0: number;
   h: number;
   starts: Int32Array;
+  /** Where row 0's entry is in `starts`. */
+  s0: number;
   spans: Float64Array;
   /** The object's area in cells: exact where the shape gives it, else `spanArea`. */
   area: number;
@@ -60,79 +64,100 @@ export interface Coverage {
 }
 
 /**
- * Masks are cut from shared slabs rather than made as typed arrays of
- * their own: V8 takes 1.3-2 microseconds to make a small typed array (a
- * backing store of its own, zeroed and tracked for the collector) against
- * about 0.1 for a view into an existing one. A slab is never handed out
- * twice: when one is used up the next is made, and the old one is freed
- * once no mask refers to it (masks live as long as one tree is being built).
+ * Masks are written straight into shared slabs, one for row starts and one
+ * for spans, and refer to their stretch by index: no typed array is made
+ * per mask. V8 takes 1.3-2 microseconds to make a small typed array (a
+ * backing store of its own, zeroed and tracked for the collector) and about
+ * 0.1 for a view into an existing one; with views, a mask cost four (two
+ * kept, two to copy from the scratch it was made in), 390 bytes and about
+ * 0.5 microseconds. Writing in place also leaves nothing to copy. A slab is
+ * never handed out twice: when the next mask does not fit, a new one is
+ * made, and the old one is freed once no mask refers to it (masks live as
+ * long as one tree is being built). A mask too large for a sixteenth of a
+ * slab gets arrays of its own.
  */
-const SLAB_BYTES = 1 << 20;
-
-class Slab<A extends Int32Array | Float64Array> {
-  private slab: A;
-  private used = 0;
-  constructor(
-    private readonly make: (length: number) => A,
-    private readonly length: number,
-  ) {
-    this.slab = make(length);
-  }
-  /** A view of n elements; large requests (over a sixteenth of a slab) get an array of their own. */
-  take(n: number): A {
-    if (n > this.length >> 4) return this.make(n);
-    if (this.used + n > this.length) {
-      this.slab = this.make(this.length);
-      this.used = 0;
-    }
-    const v = this.slab.subarray(this.used, this.used + n) as A;
-    this.used += n;
-    return v;
-  }
-}
-
-const intSlab = new Slab((n) => new Int32Array(n), SLAB_BYTES >> 2);
-const floatSlab = new Slab((n) => new Float64Array(n), SLAB_BYTES >> 3);
+const START_SLAB = 1 << 18;
+const SPAN_SLAB = 1 << 17;
+let startSlab = new Int32Array(START_SLAB);
+let startUsed = 0;
+let spanSlab = new Float64Array(SPAN_SLAB);
+/** Doubles of spanSlab in use (always even). */
+let spanUsed = 0;
 
 /**
- * Scratch for the mask being made (one thread each): its spans and row
- * starts, copied into slab views of the right size when it is done.
+ * The mask being made (one per thread at a time): row k's entry goes to
+ * outStarts[rowBase + k], holding an index of a span pair in outSpans;
+ * pairs are written from pair index outCount on (outCount starts where the
+ * mask's room starts and is the next pair's index).
  */
-let outSpans = new Float64Array(4096);
-let outStarts = new Int32Array(GRID_MAX + 1);
+let outStarts = startSlab;
+let rowBase = 0;
+let outSpans = spanSlab;
 let outCount = 0;
+let ownStarts = false;
+let ownSpans = false;
 
-function beginMask(rows: number): void {
-  if (outStarts.length < rows + 1) outStarts = new Int32Array(rows + 1);
-  outCount = 0;
+/** Room for a mask of `rows` rows and at most `maxPairs` spans. */
+function beginMask(rows: number, maxPairs: number): void {
+  ownStarts = rows + 1 > START_SLAB >> 4;
+  if (ownStarts) {
+    outStarts = new Int32Array(rows + 1);
+    rowBase = 0;
+  } else {
+    if (startUsed + rows + 1 > START_SLAB) {
+      startSlab = new Int32Array(START_SLAB);
+      startUsed = 0;
+    }
+    outStarts = startSlab;
+    rowBase = startUsed;
+  }
+  ownSpans = 2 * maxPairs > SPAN_SLAB >> 4;
+  if (ownSpans) {
+    outSpans = new Float64Array(2 * maxPairs);
+    outCount = 0;
+  } else {
+    if (spanUsed + 2 * maxPairs > SPAN_SLAB) {
+      spanSlab = new Float64Array(SPAN_SLAB);
+      spanUsed = 0;
+    }
+    outSpans = spanSlab;
+    outCount = spanUsed >> 1;
+  }
 }
 
+/** Add a span to the mask being made (within the room beginMask was given). */
 function pushSpan(from: number, to: number): void {
-  if (2 * outCount + 2 > outSpans.length) {
-    const bigger = new Float64Array(outSpans.length * 2);
-    bigger.set(outSpans);
-    outSpans = bigger;
-  }
   outSpans[2 * outCount] = from;
   outSpans[2 * outCount + 1] = to;
   outCount++;
 }
 
 /**
- * The mask made in the scratch: rows y0 .. y0 + h - 1, with outStarts[0 .. h]
- * filled in. Its median position is taken here, while its spans are still
- * in the cache: read back later, from the slab, it cost three times as much.
+ * The mask made: rows y0 .. y0 + h - 1, with their h + 1 entries of
+ * outStarts written. Its median position is taken now, while its spans are
+ * in the cache.
  */
 function finishMask(g: Grid, y0: number, h: number, area: number, spanArea: number): Coverage {
-  const starts = intSlab.take(h + 1);
-  starts.set(outStarts.subarray(0, h + 1));
-  const spans = floatSlab.take(2 * outCount);
-  spans.set(outSpans.subarray(0, 2 * outCount));
-  spansMedian(g, y0, h, outStarts, outSpans, spanArea);
-  return { y0, h, starts, spans, area, spanArea, mx: medianX, my: medianY };
+  if (!ownStarts) startUsed = rowBase + h + 1;
+  if (!ownSpans) spanUsed = 2 * outCount;
+  spansMedian(g, y0, h, outStarts, rowBase, outSpans, spanArea);
+  return { y0, h, starts: outStarts, s0: rowBase, spans: outSpans, area, spanArea, mx: medianX, my: medianY };
 }
 
-const EMPTY: Coverage = { y0: 0, h: 0, starts: new Int32Array(1), spans: new Float64Array(0), area: 0, spanArea: 0, mx: NaN, my: NaN };
+/** The spans of row `r` of a mask (0 .. h - 1), as [from, to] pairs: for tests and inspection. */
+export function rowSpans(m: Coverage, r: number): [number, number][] {
+  const out: [number, number][] = [];
+  if (r < 0 || r >= m.h) return out;
+  for (let k = m.starts[m.s0 + r]!; k < m.starts[m.s0 + r + 1]!; k++) out.push([m.spans[2 * k]!, m.spans[2 * k + 1]!]);
+  return out;
+}
+
+/** How many spans a mask holds. */
+export function spanCount(m: Coverage): number {
+  return m.starts[m.s0 + m.h]! - m.starts[m.s0]!;
+}
+
+const EMPTY: Coverage = { y0: 0, h: 0, starts: new Int32Array(1), s0: 0, spans: new Float64Array(0), area: 0, spanArea: 0, mx: NaN, my: NaN };
 
 /**
  * Polygon rings as one flat list of coordinates: ring r is
@@ -438,17 +463,17 @@ function ringsCoverage(g: Grid, rings: FlatRings): Coverage {
   if (count === 1 && sampleInPairs(edges, rowLo, rows, shift)) {
     // One ring crossing every line twice (most masks): the two crossings go
     // opposite ways, so the span lies between them; no sorting or winding.
-    beginMask(rows);
-    if (outSpans.length < 2 * rows) outSpans = new Float64Array(Math.max(2 * rows, 2 * outSpans.length));
+    beginMask(rows, rows);
     const out = outSpans;
     const outRows = outStarts;
+    const base = rowBase;
     const xs = crossX;
-    let n = 0;
+    let n = 2 * outCount;
     let spanArea = 0;
     let ringIn = 0;
     const right = g.gw;
     for (let k = 0; k < rows; k++) {
-      outRows[k] = n >> 1;
+      outRows[base + k] = n >> 1;
       const p = xs[2 * k]!;
       const q = xs[2 * k + 1]!;
       const lo = p < q ? p : q;
@@ -462,7 +487,7 @@ function ringsCoverage(g: Grid, rings: FlatRings): Coverage {
         spanArea += b - a;
       }
     }
-    outRows[rows] = n >> 1;
+    outRows[base + rows] = n >> 1;
     outCount = n >> 1;
     ringLen[0] = ringIn;
     return finishMask(g, rowLo, rows, exactArea(g, count, minX, maxX, minY, maxY, spanArea), spanArea);
@@ -507,19 +532,19 @@ function ringsCoverage(g: Grid, rings: FlatRings): Coverage {
   // Each row: crossings in x order; a ring is inside while its winding is
   // not zero, the shape while any ring is. A row gives at most half its
   // crossings as spans, so the scratch is made large enough first.
-  beginMask(rows);
-  if (outSpans.length < total) outSpans = new Float64Array(Math.max(total, 2 * outSpans.length));
+  beginMask(rows, total >> 1);
   const out = outSpans;
   const outRows = outStarts;
+  const base = rowBase;
   const wind = ringWind;
   const wentIn = ringFrom;
   const length = ringLen;
   length.fill(0, 0, count);
   const right = g.gw;
-  let n = 0;
+  let n = 2 * outCount;
   let spanArea = 0;
   for (let k = 0, from = 0; k < rows; k++) {
-    outRows[k] = n >> 1;
+    outRows[base + k] = n >> 1;
     const to = fill[k]!;
     // Insertion sort: a row holds two crossings per ring it meets, in most rows two.
     for (let i = from + 1; i < to; i++) {
@@ -561,7 +586,7 @@ function ringsCoverage(g: Grid, rings: FlatRings): Coverage {
     }
     from = to;
   }
-  outRows[rows] = n >> 1;
+  outRows[base + rows] = n >> 1;
   outCount = n >> 1;
 
   return finishMask(g, rowLo, rows, exactArea(g, count, minX, maxX, minY, maxY, spanArea), spanArea);
@@ -650,10 +675,19 @@ export function rleCoverage(g: Grid, counts: readonly number[], h: number, w: nu
   }
   if (hi < 0) return EMPTY;
   const sx = g.gw / w;
-  beginMask(hi - lo + 1);
+  // Runs of marks first, for the room the mask needs.
+  let runs = 0;
+  for (let r = lo; r <= hi; r++) {
+    for (let x = 0, row = r * w, was = 0; x < w; x++) {
+      const m = marks[row + x]!;
+      if (m && !was) runs++;
+      was = m;
+    }
+  }
+  beginMask(hi - lo + 1, runs);
   let spanArea = 0;
   for (let r = lo; r <= hi; r++) {
-    outStarts[r - lo] = outCount;
+    outStarts[rowBase + r - lo] = outCount;
     for (let x = 0, row = r * w; x < w; ) {
       if (!marks[row + x]) {
         x++;
@@ -666,7 +700,7 @@ export function rleCoverage(g: Grid, counts: readonly number[], h: number, w: nu
       x = e;
     }
   }
-  outStarts[hi - lo + 1] = outCount;
+  outStarts[rowBase + hi - lo + 1] = outCount;
   return finishMask(g, lo, hi - lo + 1, (foreground * g.gw * gh) / (w * h), spanArea);
 }
 
@@ -737,7 +771,7 @@ export function overlap(a: Coverage, b: Coverage, stopShare = Infinity): number 
   for (let y = from; y < to; y++) {
     const ra = y - a.y0;
     const rb = y - b.y0;
-    s += rowOverlap(a.spans, a.starts[ra]!, a.starts[ra + 1]!, b.spans, b.starts[rb]!, b.starts[rb + 1]!);
+    s += rowOverlap(a.spans, a.starts[a.s0 + ra]!, a.starts[a.s0 + ra + 1]!, b.spans, b.starts[b.s0 + rb]!, b.starts[b.s0 + rb + 1]!);
     if (s > stopAt) break;
   }
   return s;
@@ -759,16 +793,17 @@ export function iou(a: Coverage, b: Coverage): number {
 export function union(g: Grid, a: Coverage, b: Coverage): Coverage {
   const y0 = Math.min(a.y0, b.y0);
   const y1 = Math.max(a.y0 + a.h, b.y0 + b.h);
-  beginMask(y1 - y0);
+  // The union has at most the spans of both.
+  beginMask(y1 - y0, spanCount(a) + spanCount(b));
   let spanArea = 0;
   for (let y = y0; y < y1; y++) {
-    outStarts[y - y0] = outCount;
+    outStarts[rowBase + y - y0] = outCount;
     const ra = y - a.y0;
     const rb = y - b.y0;
-    let ai = ra >= 0 && ra < a.h ? a.starts[ra]! : 0;
-    const aEnd = ra >= 0 && ra < a.h ? a.starts[ra + 1]! : 0;
-    let bi = rb >= 0 && rb < b.h ? b.starts[rb]! : 0;
-    const bEnd = rb >= 0 && rb < b.h ? b.starts[rb + 1]! : 0;
+    let ai = ra >= 0 && ra < a.h ? a.starts[a.s0 + ra]! : 0;
+    const aEnd = ra >= 0 && ra < a.h ? a.starts[a.s0 + ra + 1]! : 0;
+    let bi = rb >= 0 && rb < b.h ? b.starts[b.s0 + rb]! : 0;
+    const bEnd = rb >= 0 && rb < b.h ? b.starts[b.s0 + rb + 1]! : 0;
     // Merge by start; a span that reaches the open one extends it.
     let open = false;
     let from = 0;
@@ -802,7 +837,7 @@ export function union(g: Grid, a: Coverage, b: Coverage): Coverage {
       spanArea += to - from;
     }
   }
-  outStarts[y1 - y0] = outCount;
+  outStarts[rowBase + y1 - y0] = outCount;
   const inter = overlap(a, b);
   const est = a.area + b.area - (inter * (a.area + b.area)) / Math.max(1e-12, a.spanArea + b.spanArea);
   return finishMask(g, y0, y1 - y0, Math.max(a.area, b.area, est), spanArea);
@@ -835,8 +870,8 @@ function medianOf(hist: Float64Array, from: number, to: number, offset: number, 
 let medianX = NaN;
 let medianY = NaN;
 
-/** The median position of spans (rows y0 .. y0 + h - 1, as in a Coverage) into medianX, medianY. */
-function spansMedian(g: Grid, y0: number, h: number, starts: Int32Array, spans: Float64Array, spanArea: number): void {
+/** The median position of spans (rows y0 .. y0 + h - 1, as in a Coverage, row 0's entry at starts[s0]) into medianX, medianY. */
+function spansMedian(g: Grid, y0: number, h: number, starts: Int32Array, s0: number, spans: Float64Array, spanArea: number): void {
   if (!(spanArea > 0)) {
     medianX = medianY = NaN;
     return;
@@ -854,7 +889,7 @@ function spansMedian(g: Grid, y0: number, h: number, starts: Int32Array, spans: 
   let c1 = 0;
   for (let r = 0; r < h; r++) {
     let len = 0;
-    for (let k = starts[r]!, end = starts[r + 1]!; k < end; k++) {
+    for (let k = starts[s0 + r]!, end = starts[s0 + r + 1]!; k < end; k++) {
       const f = spans[2 * k]!;
       const t = spans[2 * k + 1]!;
       len += t - f;
@@ -893,7 +928,7 @@ function spansMedian(g: Grid, y0: number, h: number, starts: Int32Array, spans: 
 export function forEachCell(m: Coverage, gridWidth: number, visit: (cell: number, weight: number) => void): void {
   for (let r = 0; r < m.h; r++) {
     const row = (m.y0 + r) * gridWidth;
-    for (let k = m.starts[r]!; k < m.starts[r + 1]!; k++) {
+    for (let k = m.starts[m.s0 + r]!; k < m.starts[m.s0 + r + 1]!; k++) {
       const f = m.spans[2 * k]!;
       const t = m.spans[2 * k + 1]!;
       for (let c = Math.floor(f); c < t && c < gridWidth; c++) {
