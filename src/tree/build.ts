@@ -177,15 +177,28 @@ export function buildTree(input: TreeInput, options: Partial<TreeOptions> = NO_O
 
   // 2. Near-duplicate boxes are one object; then boxes whose masks also agree,
   //    unless their labels are one word in two numbers (two cars are not one).
+  //    (Plain loops: a closure per object for \`find\` was measurable.)
   const merged: Work[] = [];
   for (const w of work) {
-    const same = merged.find((m) => boxIou(m, w) > o.boxMergeIou);
+    let same: Work | null = null;
+    for (const m of merged) {
+      if (boxIou(m, w) > o.boxMergeIou) {
+        same = m;
+        break;
+      }
+    }
     if (same) absorb(g, same, w, o);
     else merged.push(w);
   }
   work = [];
   for (const w of merged) {
-    const same = work.find((m) => boxIou(m, w) > o.maskMergeIou && !isSingularPluralPair(m.labels[0]!, w.labels[0]!) && iou(m.mask, w.mask) > o.maskMergeIou);
+    let same: Work | null = null;
+    for (const m of work) {
+      if (boxIou(m, w) > o.maskMergeIou && !isSingularPluralPair(m.labels[0]!, w.labels[0]!) && iou(m.mask, w.mask) > o.maskMergeIou) {
+        same = m;
+        break;
+      }
+    }
     if (same) absorb(g, same, w, o);
     else work.push(w);
   }
