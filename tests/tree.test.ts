@@ -514,7 +514,8 @@ describe('polygon coverage', () => {
       }
     }
     // Not plain rings of numbers, or not JSON at all: null, and maskCoverage asks JSON.parse.
-    for (const t of ['[[1,2,3,4,5,6],[null]]', '[[1,2,3,4,5,"6"]]', '[[[1,2]]]', '[[012,2,3,4,5,6]]', '[[1.,2,3,4,5,6]]', '[[+1,2,3,4,5,6]]', '[[1,2,3,4,5,6]', '[[1,2,3,4,5,6]] x', '{"a":1}', 'null']) {
+    // Characters past ASCII (here one whose low byte is the digit 0) are never read as digits.
+    for (const t of ['[[1,2,3,4,5,\u0130]]', '[[1,2,3,4,5,6]]\u00a0', '[[1,2,3,4,5,6],[null]]', '[[1,2,3,4,5,"6"]]', '[[[1,2]]]', '[[012,2,3,4,5,6]]', '[[1.,2,3,4,5,6]]', '[[+1,2,3,4,5,6]]', '[[1,2,3,4,5,6]', '[[1,2,3,4,5,6]] x', '{"a":1}', 'null']) {
       expect(readPolygonText(t)).toBeNull();
     }
     // The JSON path still takes the good rings of such text, as before.
