@@ -209,6 +209,30 @@ describe('tree rules on hand-built cases', () => {
     expect(t.text).toContain('boat [X: 0.85, Y: 0.10,');
   });
 
+  it('rounds a position half way between two steps up, whatever the last bit of its arithmetic', () => {
+    // Rectangles drawn as polygons, centred half way between two steps
+    // (0.175, 0.225, ...): their medians come out a last bit below or above
+    // the tie depending on the order of a sum; all must round up.
+    const wrong: string[] = [];
+    for (const [W, H] of [
+      [640, 480],
+      [500, 375],
+    ] as const) {
+      for (let k = 0; k < 19; k++) {
+        for (const w of [0.02, 0.05, 0.1, 0.3]) {
+          const c = k * 0.05 + 0.025;
+          if (c - w / 2 < 0 || c + w / 2 > 1) continue;
+          const [x1, x2] = [(c - w / 2) * W, (c + w / 2) * W];
+          const polygons = JSON.stringify([[x1, 0.4 * H, x2, 0.4 * H, x2, 0.6 * H, x1, 0.6 * H]]);
+          const cup = box('cup', c - w / 2, 0.4, c + w / 2, 0.6, { mask: { format: 'polygon', polygons, rle: null, height: H, width: W } });
+          const x = /X: ([\d.]+)/.exec(buildTree({ boxes: [cup], width: W, height: H }).text)![1]!;
+          if (x !== (c + 0.025).toFixed(2)) wrong.push(`${W}x${H}, centre ${c.toFixed(3)}, width ${w}: X ${x}`);
+        }
+      }
+    }
+    expect(wrong).toEqual([]);
+  });
+
   it('nests by containment: a small object mostly inside a larger one, labels different', () => {
     const t = buildTree({ ...size, boxes: [box('table', 0.1, 0.5, 0.9, 0.9), box('plate', 0.3, 0.55, 0.5, 0.65), box('table', 0.3, 0.52, 0.6, 0.7)] });
     // The plate's tightest container is the small table; a table inside a table is not its child.

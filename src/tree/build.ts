@@ -288,8 +288,16 @@ export function buildTree(input: TreeInput, options: Partial<TreeOptions> = NO_O
 // made once per step and value, not formatted for every node.
 const stepTexts = new Map<number, Map<number, string>>();
 
+/**
+ * A position as a multiple of the step. A value half way between two steps
+ * (a centred object's 0.125, say) goes up, as Math.round has it; but the
+ * arithmetic that made it may have left it a last bit below or above
+ * (0.12499999999999999), so the share of a step is first rounded to
+ * millionths: which way such a tie goes no longer depends on the order of
+ * a sum.
+ */
 function fmt(v: number, step: number): string {
-  const k = Math.round(v / step);
+  const k = Math.round(Math.round((v / step) * 1e6) / 1e6);
   let texts = stepTexts.get(step);
   if (!texts) stepTexts.set(step, (texts = new Map()));
   let t = texts.get(k);
