@@ -858,32 +858,23 @@ export function union(g: Grid, a: Coverage, b: Coverage): Coverage {
 
 // Per column of the grid: partial lengths, and a difference array for the
 // whole cells spans pass over (so a span costs the same whatever its
-// length); per row, its length. All zero between calls: each call clears
-// the columns it used.
+// length). All zero between calls: each call clears the columns it used.
 let colPart = new Float64Array(GRID_MAX + 2);
 let colWhole = new Float64Array(GRID_MAX + 2);
-let rowLength = new Float64Array(GRID_MAX);
-
-/**
- * Weighted median of bins hist[from .. to), interpolated inside the bin
- * that crosses half the total; bin i stands for position offset + i, and
- * the answer is a share of n positions.
- */
-function medianOf(hist: Float64Array, from: number, to: number, offset: number, n: number, half: number): number {
-  let acc = 0;
-  for (let i = from; i < to; i++) {
-    const v = hist[i]!;
-    if (v > 0 && acc + v >= half) return (offset + i + (half - acc) / v) / n;
-    acc += v;
-  }
-  return (offset + to) / n;
-}
 
 // The answer of spansMedian (two numbers, not an object per mask).
 let medianX = NaN;
 let medianY = NaN;
 
-/** The median position of spans (rows y0 .. y0 + h - 1, as in a Coverage, row 0's entry at starts[s0]) into medianX, medianY. */
+/**
+ * The median position of spans (rows y0 .. y0 + h - 1, as in a Coverage,
+ * row 0's entry at starts[s0]) into medianX, medianY: the weighted median
+ * of the row lengths and of the cell columns' lengths, each interpolated
+ * inside the row or column where the running sum passes half. One pass
+ * over the rows (y found on the way) and one over the columns (summed,
+ * searched and cleared together): a mask has about as many columns as
+ * spans, so passes over columns cost as much as the spans.
+ */
 function spansMedian(g: Grid, y0: number, h: number, starts: Int32Array, s0: number, spans: Float64Array, spanArea: number): void {
   if (!(spanArea > 0)) {
     medianX = medianY = NaN;
@@ -894,12 +885,12 @@ function spansMedian(g: Grid, y0: number, h: number, starts: Int32Array, s0: num
     colPart = new Float64Array(g.gw + 2);
     colWhole = new Float64Array(g.gw + 2);
   }
-  if (rowLength.length < h) rowLength = new Float64Array(h);
   const part = colPart;
   const whole = colWhole;
-  const lengths = rowLength;
   let c0 = g.gw;
   let c1 = 0;
+  let accY = 0;
+  let my = NaN;
   for (let r = 0; r < h; r++) {
     let len = 0;
     for (let k = starts[s0 + r]!, end = starts[s0 + r + 1]!; k < end; k++) {
@@ -922,19 +913,27 @@ function spansMedian(g: Grid, y0: number, h: number, starts: Int32Array, s0: num
         whole[ct]! -= 1;
       }
     }
-    lengths[r] = len;
+    if (my !== my) {
+      if (len > 0 && accY + len >= half) my = (y0 + r + (half - accY) / len) / g.gh;
+      else accY += len;
+    }
   }
+  medianY = my === my ? my : (y0 + h) / g.gh;
+  let mx = NaN;
+  let accX = 0;
   for (let c = c0, run = 0; c < c1; c++) {
     run += whole[c]!;
-    part[c]! += run;
-  }
-  medianX = medianOf(part, c0, c1, 0, g.gw, half);
-  medianY = medianOf(lengths, 0, h, y0, g.gh, half);
-  // Loops, not fill(): a call to a typed array's fill costs more than clearing a mask's columns.
-  for (let c = c0; c <= c1; c++) {
+    const v = part[c]! + run;
     part[c] = 0;
     whole[c] = 0;
+    if (mx !== mx) {
+      if (v > 0 && accX + v >= half) mx = (c + (half - accX) / v) / g.gw;
+      else accX += v;
+    }
   }
+  part[c1] = 0;
+  whole[c1] = 0;
+  medianX = mx === mx ? mx : c1 / g.gw;
 }
 
 /**
