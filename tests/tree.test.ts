@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import pluralize from 'pluralize';
 import sharp from 'sharp';
-import { buildTree, flatBoxes, type TreeNode } from '../src/tree/build.js';
+import { buildTree, flatBoxes, fmtPct, type TreeNode } from '../src/tree/build.js';
 import { depthLayers, histogramPeaks, loadDepthMap } from '../src/tree/depth.js';
 import { area, gridFor, maskCoverage, overlap, polygonCoverage, readPolygonText, rowSpans, spanCount, union, type Coverage } from '../src/tree/masks.js';
 import { rng } from '../src/synthetic.js';
@@ -230,6 +230,16 @@ describe('tree rules on hand-built cases', () => {
         }
       }
     }
+    expect(wrong).toEqual([]);
+  });
+
+  it('prints pixel sizes as toFixed does (remembered texts), ties and their neighbours included', () => {
+    const r = rng(21);
+    const values = [0, 0.005, 0.015, 0.125, 1.005, 1.05, 2.25, 9.95, 9.995, 9.9951, 10, 10.5, 99.5, 100];
+    for (let i = 0; i < 20_000; i++) values.push(r() * 100, r() * 10, r(), r() * 0.1);
+    // Last-bit neighbours of two-decimal ties: where the product p * 100 rounds the other way.
+    for (let k = 0; k < 1000; k++) for (const d of [-1e-16, 0, 1e-16]) values.push((k + 0.5) / 100 + d);
+    const wrong = values.filter((p) => fmtPct(p) !== p.toFixed(p >= 10 ? 0 : p >= 1 ? 1 : 2));
     expect(wrong).toEqual([]);
   });
 

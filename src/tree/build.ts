@@ -308,8 +308,21 @@ function fmt(v: number, step: number): string {
   return t;
 }
 
-function fmtPct(p: number): string {
-  return p >= 10 ? p.toFixed(0) : p >= 1 ? p.toFixed(1) : p.toFixed(2);
+// Pixel sizes as printed take a few hundred values: their texts too are
+// made once (toFixed is a call into the runtime, about half a microsecond).
+const pctTexts = [new Map<number, string>(), new Map<number, string>(), new Map<number, string>()];
+
+/** A pixel size in percent: whole above 10, one decimal above 1, else two; as toFixed rounds. */
+export function fmtPct(p: number): string {
+  const decimals = p >= 10 ? 0 : p >= 1 ? 1 : 2;
+  const x = decimals === 0 ? p : decimals === 1 ? p * 10 : p * 100;
+  const k = Math.round(x);
+  // Near a tie the product's own rounding could decide: toFixed, which reads the exact value, does.
+  if (!(Math.abs(x - k) < 0.5 - 1e-9) || k > 1000) return p.toFixed(decimals);
+  const texts = pctTexts[decimals]!;
+  let t = texts.get(k);
+  if (t === undefined) texts.set(k, (t = p.toFixed(decimals)));
+  return t;
 }
 
 function nodeLabel(n: TreeNode): string {
@@ -329,28 +342,34 @@ function attrs(x: number, y: number, pct: number, depths: number[] | null, o: Tr
  * their order what a search over all siblings gives).
  */
 function groupSiblings(nodes: TreeNode[], o: TreeOptions): TreeNode[][] {
-  if (nodes.length < 2) return nodes.map((n) => [n]);
-  const byLabel = new Map<string, TreeNode[]>();
-  for (const n of nodes) {
-    const k = singular(n.labels[0]!);
-    const same = byLabel.get(k);
-    if (same) same.push(n);
-    else byLabel.set(k, [n]);
+  const n = nodes.length;
+  if (n < 2) return n ? [nodes] : [];
+  const keys = nodes.map((x) => singular(x.labels[0]!));
+  // A few siblings with no label twice (most lists) are groups of one each.
+  let repeated = n > 8;
+  for (let i = 1; i < n && !repeated; i++) for (let j = 0; j < i && !repeated; j++) repeated = keys[i] === keys[j];
+  if (!repeated) return nodes.map((x) => [x]);
+  const byLabel = new Map<string, number[]>();
+  for (let i = 0; i < n; i++) {
+    const same = byLabel.get(keys[i]!);
+    if (same) same.push(i);
+    else byLabel.set(keys[i]!, [i]);
   }
   const groups: TreeNode[][] = [];
-  const taken = new Set<TreeNode>();
-  for (const n of nodes) {
-    if (taken.has(n)) continue;
-    const candidates = byLabel.get(singular(n.labels[0]!))!;
-    const group = [n];
-    taken.add(n);
-    for (let i = 0; i < group.length && group.length < candidates.length; i++) {
-      const g = group[i]!;
-      for (const m of candidates) {
-        if (taken.has(m)) continue;
+  const taken = new Uint8Array(n);
+  for (let i = 0; i < n; i++) {
+    if (taken[i]) continue;
+    const candidates = byLabel.get(keys[i]!)!;
+    const group = [nodes[i]!];
+    taken[i] = 1;
+    for (let k = 0; k < group.length && group.length < candidates.length; k++) {
+      const g = group[k]!;
+      for (const j of candidates) {
+        if (taken[j]) continue;
+        const m = nodes[j]!;
         if (Math.hypot(g.cx - m.cx, g.cy - m.cy) <= o.groupDistance && depthsOverlap(g.depths, m.depths, o.depthGrace)) {
           group.push(m);
-          taken.add(m);
+          taken[j] = 1;
         }
       }
     }
