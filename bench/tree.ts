@@ -13,6 +13,9 @@ import { cocoLikeFile } from './data.js';
  * polygon masks (seeded, generated), and the tree's share of a full
  * `prepare` on COCO-like data: prepare with the tree against prepare without
  * it (the baseline), in separate processes, one worker lane and auto.
+ * The runs alternate, without then with; besides the share from the two
+ * medians it prints each pair's own share, since on a noisy machine a slow
+ * minute moves both runs of a pair together.
  *
  *   npm run build && node dist/bench/tree.js [--runs 3] [--mb 60]
  */
@@ -50,7 +53,15 @@ function imagesWith(objects: number, count: number, seed: number): { boxes: Box[
 export interface TreeBenchResult {
   perSize: { objects: number; treesPerSecond: number; msPerTree: number }[];
   rssMB: number;
-  prepare: { workers: string; withTree: number; withoutTree: number; share: number }[];
+  prepare: {
+    workers: string;
+    withTree: number;
+    withoutTree: number;
+    /** From the medians: (with - without) / with. */
+    share: number;
+    /** Per pair of runs made one after the other (without, then with): their shares, low to high. */
+    pairShares: number[];
+  }[];
 }
 
 export async function benchTree(opts: { runs: number; mb: number; log: (s: string) => void }): Promise<TreeBenchResult> {
@@ -92,8 +103,12 @@ export async function benchTree(opts: { runs: number; mb: number; log: (s: strin
     }
     const w = median(withTree);
     const n = median(without);
-    prepare.push({ workers, withTree: w, withoutTree: n, share: (w - n) / w });
-    opts.log(`  prepare ${opts.mb} MB, workers ${workers}: ${n.toFixed(2)}s without the tree, ${w.toFixed(2)}s with it: the tree is ${(100 * (w - n) / w).toFixed(0)}% of the run`);
+    const pairShares = withTree.map((t, i) => (t - without[i]!) / t).sort((a, b) => a - b);
+    const pct = (x: number) => `${(100 * x).toFixed(0)}%`;
+    prepare.push({ workers, withTree: w, withoutTree: n, share: (w - n) / w, pairShares });
+    opts.log(`  prepare ${opts.mb} MB, workers ${workers}: ${n.toFixed(2)}s without the tree, ${w.toFixed(2)}s with it: the tree is ${pct((w - n) / w)} of the run`);
+    opts.log(`    runs without: ${without.map((t) => t.toFixed(2)).join(' ')}; with: ${withTree.map((t) => t.toFixed(2)).join(' ')}`);
+    opts.log(`    share per pair of runs: ${pairShares.map(pct).join(' ')} (median ${pct(median(pairShares))})`);
   }
   return { perSize, rssMB, prepare };
 }
@@ -104,6 +119,6 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   const r = await benchTree({ runs: Number(arg('runs', '3')), mb: Number(arg('mb', '60')), log });
   const auto = r.prepare.find((p) => p.workers === 'auto')!;
   const single = r.prepare.find((p) => p.workers === '0')!;
-  log(`\nshare of tree time in prepare (auto workers): ${(100 * auto.share).toFixed(0)}% (target: under 33%)`);
+  log(`\nshare of tree time in prepare (auto workers): ${(100 * auto.share).toFixed(0)}% from the medians, ${(100 * median(auto.pairShares)).toFixed(0)}% median of the pairs (target: under 33%)`);
   log(`prepare with the tree, auto workers vs the main thread alone: ${(single.withTree / auto.withTree).toFixed(2)}x faster`);
 }
