@@ -556,6 +556,12 @@ describe('polygon coverage', () => {
     const mixed = maskCoverage(g, { format: 'polygon', polygons: '[[100,100,200,100,200,200,100,200],[null]]', rle: null, height: 0, width: 0 })!;
     expect(area(mixed) * cellArea).toBeCloseTo(10_000, 0);
     expect(maskCoverage(g, { format: 'polygon', polygons: '[[1,2,3,4,5,"6"]]', rle: null, height: 0, width: 0 })).toBeNull();
+    // Text of over a million characters goes to JSON too (the byte scratch is not grown for it): same mask.
+    const side = Array.from({ length: 80_000 }, (_, i) => [100 + (100 * i) / 80_000, 100]).flat();
+    const huge = JSON.stringify([[...side, 200, 100, 200, 200, 100, 200]]);
+    expect(huge.length).toBeGreaterThan(1 << 20);
+    expect(readPolygonText(huge)).toBeNull();
+    expect(area(maskCoverage(g, { format: 'polygon', polygons: huge, rle: null, height: 0, width: 0 })!) * cellArea).toBeCloseTo(10_000, 0);
   });
 });
 

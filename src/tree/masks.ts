@@ -222,7 +222,10 @@ export function readPolygonText(s: string): FlatRings | null {
   // Read as bytes: charCodeAt checks the string's kind at every character,
   // and reading the text through it took 1.0 microseconds per COCO-like
   // polygon against 0.7 copied out as bytes first. Text that is not all
-  // ASCII is no ring of numbers; it goes to JSON whole.
+  // ASCII is no ring of numbers; it goes to JSON whole, as does text of
+  // over a million characters (the scratch, 3 bytes a character, lives as
+  // long as the thread).
+  if (s.length > 1 << 20) return null;
   if (textBytes.length < 3 * s.length + 1) textBytes = Buffer.allocUnsafe(Math.max(3 * s.length + 1, 2 * textBytes.length));
   const t = textBytes;
   const n = t.write(s, 0, 'utf8');
