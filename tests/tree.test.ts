@@ -519,6 +519,30 @@ describe('polygon coverage', () => {
     expect(area(held[0]!)).toBeGreaterThan(0);
   });
 
+  it("uses a tree's mask room again for the next, and leaves masks made before it as they were", () => {
+    const r = rng(9);
+    const ring = () => {
+      const x = r() * 400;
+      const y = r() * 300;
+      return [x, y, x + 200, y + 30, x + 120, y + 170];
+    };
+    const before = Array.from({ length: 50 }, () => polygonCoverage(g, [ring()]));
+    const copies = before.map((m) => Array.from({ length: m.h }, (_, row) => rowSpans(m, row).flat()));
+    const boxes = Array.from({ length: 400 }, (_, i) => {
+      const x = r() * 0.8;
+      const y = r() * 0.8;
+      return box(i % 2 ? 'cup' : 'person', x, y, x + 0.05 + r() * 0.15, y + 0.05 + r() * 0.15);
+    });
+    const first = buildTree({ width: 640, height: 480, boxes });
+    for (let k = 0; k < 20; k++) expect(buildTree({ width: 640, height: 480, boxes }).text).toBe(first.text);
+    before.forEach((m, i) => expect(Array.from({ length: m.h }, (_, row) => rowSpans(m, row).flat())).toEqual(copies[i]));
+    // The next mask goes where the trees' masks went: right after the last one made before them.
+    const last = before[before.length - 1]!;
+    const after = polygonCoverage(g, [ring()]);
+    expect(after.spans).toBe(last.spans);
+    expect(after.starts[after.s0]).toBe(last.starts[last.s0 + last.h]);
+  });
+
   it('reads polygon text to the numbers JSON.parse gives, and leaves anything but plain numeric rings to JSON', () => {
     const r = rng(8);
     const num = () => {

@@ -1,5 +1,5 @@
 import type { Box, TreeNodeRow } from '../types.js';
-import { area, boxCoverage, gridFor, insideShare, iou, maskCoverage, union, type Coverage, type Grid } from './masks.js';
+import { area, boxCoverage, gridFor, insideShare, iou, markMasks, maskCoverage, releaseMasks, union, type Coverage, type Grid } from './masks.js';
 import { countWord, DEFAULT_UNCOUNTABLE, isSingularPluralPair, mergeLabels, plural, singular } from './labels.js';
 import { nodeLayers, type DepthLayers } from './depth.js';
 
@@ -157,6 +157,16 @@ function withDefaults(options: Partial<TreeOptions>): TreeOptions {
 }
 
 export function buildTree(input: TreeInput, options: Partial<TreeOptions> = NO_OPTIONS): Tree {
+  // The masks live only while the tree is built (nodes keep none): their room is used again by the next tree.
+  const mark = markMasks();
+  try {
+    return buildTreeWithMasks(input, options);
+  } finally {
+    releaseMasks(mark);
+  }
+}
+
+function buildTreeWithMasks(input: TreeInput, options: Partial<TreeOptions>): Tree {
   const o = withDefaults(options);
   const g: Grid = gridFor(input.width ?? 1, input.height ?? 1);
   const cells = g.gw * g.gh;

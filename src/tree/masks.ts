@@ -125,6 +125,34 @@ function beginMask(rows: number, maxPairs: number): void {
   }
 }
 
+/** Where the slabs stood: what `releaseMasks` goes back to. */
+export interface MaskMark {
+  startSlab: Int32Array;
+  startUsed: number;
+  spanSlab: Float64Array;
+  spanUsed: number;
+}
+
+/** Mark the slabs before making masks that will all be dropped together (a tree's). */
+export function markMasks(): MaskMark {
+  return { startSlab, startUsed, spanSlab, spanUsed };
+}
+
+/**
+ * Every mask made since `mark` is dropped: their room is used again. Masks
+ * made before the mark stay as they are: a slab still in use goes back to
+ * where it stood, and a slab begun since holds only the dropped masks. A
+ * tree's masks are made and dropped within one tree, so its slabs stay the
+ * same memory, in the cache, rather than a fresh megabyte (zeroed, and
+ * counted against the collector's external memory) every few trees.
+ */
+export function releaseMasks(mark: MaskMark): void {
+  if (startSlab === mark.startSlab) startUsed = Math.min(startUsed, mark.startUsed);
+  else startUsed = 0;
+  if (spanSlab === mark.spanSlab) spanUsed = Math.min(spanUsed, mark.spanUsed);
+  else spanUsed = 0;
+}
+
 /** Add a span to the mask being made (within the room beginMask was given). */
 function pushSpan(from: number, to: number): void {
   outSpans[2 * outCount] = from;
