@@ -172,17 +172,17 @@ function buildTreeWithMasks(input: TreeInput, options: Partial<TreeOptions>): Tr
   const cells = g.gw * g.gh;
 
   // 1. Objects with masks (the dataset's, else the box), largest first.
-  let work: Work[] = input.boxes
-    .filter((b) => b.label.trim() !== '' && b.x2 > b.x1 && b.y2 > b.y1)
-    .map((b) => {
-      let mask = (b.mask && maskCoverage(g, b.mask)) || null;
-      let a = mask ? area(mask) : 0;
-      if (!mask || a <= 0) {
-        mask = boxCoverage(g, b.x1, b.y1, b.x2, b.y2);
-        a = area(mask);
-      }
-      return { labels: labelsOf(b), x1: b.x1, y1: b.y1, x2: b.x2, y2: b.y2, mask, area: a, boxArea: boxArea(b), merged: 1, depths: null, nearest: 0, parent: null, children: [] };
-    });
+  let work: Work[] = [];
+  for (const b of input.boxes) {
+    if (b.label.trim() === '' || !(b.x2 > b.x1 && b.y2 > b.y1)) continue;
+    let mask = (b.mask && maskCoverage(g, b.mask)) || null;
+    let a = mask ? area(mask) : 0;
+    if (!mask || a <= 0) {
+      mask = boxCoverage(g, b.x1, b.y1, b.x2, b.y2);
+      a = area(mask);
+    }
+    work.push({ labels: labelsOf(b), x1: b.x1, y1: b.y1, x2: b.x2, y2: b.y2, mask, area: a, boxArea: boxArea(b), merged: 1, depths: null, nearest: 0, parent: null, children: [] });
+  }
   sortInPlace(work, (a, b) => b.boxArea - a.boxArea || (a.labels[0]! < b.labels[0]! ? -1 : a.labels[0]! > b.labels[0]! ? 1 : 0) || a.x1 - b.x1 || a.y1 - b.y1);
 
   // 2. Near-duplicate boxes are one object; then boxes whose masks also agree,
@@ -349,16 +349,17 @@ function attrs(x: number, y: number, pct: number, depths: number[] | null, o: Tr
  * Same-label siblings close in position and depth, found by single linkage.
  * Only nodes of one label can link, so each label's nodes are searched on
  * their own (in their order among the siblings, which keeps the groups and
- * their order what a search over all siblings gives).
+ * their order what a search over all siblings gives). Null when every node
+ * is a group of its own (no label twice among them): most lists.
  */
-function groupSiblings(nodes: TreeNode[], o: TreeOptions): TreeNode[][] {
+function groupSiblings(nodes: TreeNode[], o: TreeOptions): TreeNode[][] | null {
   const n = nodes.length;
-  if (n < 2) return n ? [nodes] : [];
+  if (n < 2) return null;
   const keys = nodes.map((x) => singular(x.labels[0]!));
   // A few siblings with no label twice (most lists) are groups of one each.
   let repeated = n > 8;
   for (let i = 1; i < n && !repeated; i++) for (let j = 0; j < i && !repeated; j++) repeated = keys[i] === keys[j];
-  if (!repeated) return nodes.map((x) => [x]);
+  if (!repeated) return null;
   const byLabel = new Map<string, number[]>();
   for (let i = 0; i < n; i++) {
     const same = byLabel.get(keys[i]!);
@@ -400,7 +401,12 @@ export function renderTree(roots: TreeNode[], counts: ReadonlyMap<string, number
   const emit = (nodes: TreeNode[], level: number) => {
     const indent = '    '.repeat(level);
     const arrow = level > 0 ? '-> ' : '';
-    for (const group of groupSiblings(nodes, o)) {
+    const groups = groupSiblings(nodes, o);
+    if (groups === null) {
+      for (const n of nodes) emitNode(n, level);
+      return;
+    }
+    for (const group of groups) {
       if (group.length === 1) {
         emitNode(group[0]!, level);
         continue;
