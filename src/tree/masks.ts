@@ -147,10 +147,8 @@ export function markMasks(): MaskMark {
  * counted against the collector's external memory) every few trees.
  */
 export function releaseMasks(mark: MaskMark): void {
-  if (startSlab === mark.startSlab) startUsed = Math.min(startUsed, mark.startUsed);
-  else startUsed = 0;
-  if (spanSlab === mark.spanSlab) spanUsed = Math.min(spanUsed, mark.spanUsed);
-  else spanUsed = 0;
+  startUsed = startSlab === mark.startSlab ? mark.startUsed : 0;
+  spanUsed = spanSlab === mark.spanSlab ? mark.spanUsed : 0;
 }
 
 /** Add a span to the mask being made (within the room beginMask was given). */
