@@ -112,6 +112,47 @@ describe('per-image join across sources', () => {
   });
 });
 
+describe('spilling', () => {
+  it('writes a spill to the end of a segment file, not a file per partition, starts a new segment past its size, and reads back every fragment in read order', async () => {
+    const ctx = { source: 'coco-instances', family: 'coco' } as HandlerContext;
+    const parent = await tmpDir('instructify-spill-');
+    const join = new FragmentJoin({ memoryBudget: 8_000, partitions: 32, tmpDir: parent, segmentBytes: 20_000 });
+    const added = new Map<string, string[]>();
+    for (let i = 0; i < 2000; i++) {
+      const ref = `coco:${i % 97}`;
+      const f = emptyFragment(ref, ctx, 'instances.json', i);
+      f.boxes.push(rawBox(`thing ${i}`, i % 50, 2, 30, 40));
+      await join.add(f, i);
+      added.set(ref, [...(added.get(ref) ?? []), `thing ${i}`]);
+    }
+    await join.settled();
+    expect(join.stats.spills).toBeGreaterThan(5);
+    const [spillDir] = await readdir(parent);
+    const files = (await readdir(path.join(parent, spillDir!))).sort();
+    // Segments of 20 KB and a spill's worth more at most: a few files for all the spills, where a
+    // file per partition made 32.
+    expect(join.stats.spilledBytes).toBeGreaterThan(100_000);
+    expect(files[0]).toBe('segment-0000.fragments');
+    expect(files.length).toBeGreaterThanOrEqual(Math.floor(join.stats.spilledBytes / 30_000));
+    expect(files.length).toBeLessThanOrEqual(Math.ceil(join.stats.spilledBytes / 20_000));
+    expect(files.length).toBeLessThan(join.stats.spills);
+    const got = new Map<string, string[]>();
+    let partitions = 0;
+    for await (const p of join.partitionsInOrder()) {
+      partitions++;
+      for (const g of groupPartition(p, join.codec)) got.set(g.ref, g.fragments.map((f) => f.boxes[0]!.label!));
+    }
+    expect(partitions).toBeGreaterThan(20);
+    expect(got).toEqual(added);
+    await join.cleanup();
+    expect(await readdir(parent)).toEqual([]);
+  });
+
+  it('refuses a segment size that is not a positive whole number of bytes', () => {
+    expect(() => new FragmentJoin({ memoryBudget: 1000, segmentBytes: 0 })).toThrowError(expect.objectContaining({ code: 'E_OPTION' }));
+  });
+});
+
 describe('worker lanes', () => {
   it('two lanes write the same rows as one thread, and spilling under lanes changes nothing', async () => {
     const f = await aliasedFixtures();
