@@ -182,6 +182,12 @@ export function parseElement(
   return { value, raw };
 }
 
+/** Whether `buf` holds `key` at `at`. */
+function bytesAt(buf: Buffer, at: number, key: Buffer): boolean {
+  for (let i = 0; i < key.length; i++) if (buf[at + i] !== key[i]) return false;
+  return true;
+}
+
 export function createJsonSplitter(opts: SplitterOptions, onValue: (v: JsonValue) => void): JsonSplitter {
   const file = opts.file;
   const skipKeys = opts.skipKeys;
@@ -296,7 +302,11 @@ export function createJsonSplitter(opts: SplitterOptions, onValue: (v: JsonValue
     strStartRel = -1;
     const to = capturedBefore + (q - captureStart);
     for (const k of rawKeys!) {
-      if (k.bytes.length === to - from && capturedBytes(buf, from, to).equals(k.bytes)) {
+      if (k.bytes.length !== to - from) continue;
+      // Compared in place when the key lies in this chunk (nearly always): a
+      // view and a native compare per element cost more than the key's bytes.
+      const same = from >= capturedBefore ? bytesAt(buf, captureStart + from - capturedBefore, k.bytes) : capturedBytes(buf, from, to).equals(k.bytes);
+      if (same) {
         rawPending = k.name;
         return;
       }
