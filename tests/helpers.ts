@@ -5,7 +5,7 @@ import path from 'node:path';
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const SHARED = path.resolve(ROOT, '..', 'shared', 'data');
 
-import { mkdtemp, readFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import { DuckDBInstance } from '@duckdb/node-api';
 import { prepare, type PrepareOptions, type PrepareResult } from '../src/prepare.js';
@@ -20,8 +20,18 @@ export const VQA_ANNOTATIONS = path.join(SHARED, 'vqav2', 'v2_mscoco_train2014_a
 export const GQA_QUESTIONS = path.join(SHARED, 'gqa', 'gqa_questions.json');
 export const GQA_SCENES = path.join(SHARED, 'gqa', 'gqa_scene_graph.json');
 
+/** Folders `tmpDir` made in this test file, removed after it (tests/setup.ts). */
+const madeDirs: string[] = [];
+
 export async function tmpDir(prefix = 'instructify-test-'): Promise<string> {
-  return mkdtemp(path.join(os.tmpdir(), prefix));
+  const dir = await mkdtemp(path.join(os.tmpdir(), prefix));
+  madeDirs.push(dir);
+  return dir;
+}
+
+/** Remove every folder `tmpDir` has made so far (a run of the suite used to leave about 200 behind). */
+export async function removeTmpDirs(): Promise<void> {
+  await Promise.all(madeDirs.splice(0).map((d) => rm(d, { recursive: true, force: true })));
 }
 
 /** Run prepare into a fresh folder with JSONL output (easy to inspect) unless told otherwise. */
