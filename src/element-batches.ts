@@ -36,11 +36,13 @@ const EMPTY = Buffer.alloc(0);
 export class ElementBatcher {
   private bytes: Buffer;
   private length = 0;
-  private offsets: number[] = [];
-  private starts: number[] = [];
-  private rawWhich: number[] = [];
-  private rawStarts: number[] = [];
-  private rawEnds: number[] = [];
+  /** Per element, growing with the batch and copied out (to their exact length) when it is taken. */
+  private offsets = new Float64Array(1024);
+  private starts = new Uint32Array(1024);
+  private rawWhich = new Int32Array(1024);
+  private rawStarts = new Int32Array(1024);
+  private rawEnds = new Int32Array(1024);
+  private count = 0;
   private rawNames: string[] = [];
   private key: string | null = null;
   private firstIndex = -1;
@@ -56,34 +58,40 @@ export class ElementBatcher {
 
   /** Elements in the batch being collected. */
   get pending(): number {
-    return this.offsets.length;
+    return this.count;
   }
 
-  /** Add one element; returns the batch it completed, if any. */
-  add(key: string | null, index: number, offset: number, element: Buffer, raw: RawRange | null): ElementBatch | null {
+  /**
+   * Add one element, `source[start, end)` (copied); returns the batch it
+   * completed, if any.
+   */
+  add(key: string | null, index: number, offset: number, source: Buffer, start: number, end: number, raw: RawRange | null): ElementBatch | null {
     let done: ElementBatch | null = null;
     // A batch holds consecutive elements of one array.
-    if (this.offsets.length && (key !== this.key || index !== this.nextIndex)) done = this.take();
-    if (!this.offsets.length) {
+    if (this.count && (key !== this.key || index !== this.nextIndex)) done = this.take();
+    if (!this.count) {
       this.key = key;
       this.firstIndex = index;
     }
-    this.ensure(element.length);
-    this.starts.push(this.length);
-    this.offsets.push(offset);
+    const size = end - start;
+    this.ensure(size);
+    if (this.count === this.offsets.length) this.growLists();
+    const n = this.count++;
+    this.starts[n] = this.length;
+    this.offsets[n] = offset;
     if (raw === null) {
-      this.rawWhich.push(-1);
-      this.rawStarts.push(-1);
-      this.rawEnds.push(-1);
+      this.rawWhich[n] = -1;
+      this.rawStarts[n] = -1;
+      this.rawEnds[n] = -1;
     } else {
       let which = this.rawNames.indexOf(raw.name);
       if (which < 0) which = this.rawNames.push(raw.name) - 1;
-      this.rawWhich.push(which);
-      this.rawStarts.push(raw.start);
-      this.rawEnds.push(raw.end);
+      this.rawWhich[n] = which;
+      this.rawStarts[n] = raw.start;
+      this.rawEnds[n] = raw.end;
     }
-    element.copy(this.bytes, this.length);
-    this.length += element.length;
+    source.copy(this.bytes, this.length, start, end);
+    this.length += size;
     this.nextIndex = index + 1;
     if (this.length >= this.targetBytes) return done ?? this.take();
     return done;
@@ -91,7 +99,7 @@ export class ElementBatcher {
 
   /** The batch in progress, if it holds anything. */
   flush(): ElementBatch | null {
-    return this.offsets.length ? this.take() : null;
+    return this.count ? this.take() : null;
   }
 
   private ensure(extra: number): void {
@@ -101,17 +109,33 @@ export class ElementBatcher {
     this.bytes = bigger;
   }
 
+  private growLists(): void {
+    const n = this.offsets.length * 2;
+    const grow = <T extends Float64Array | Uint32Array | Int32Array>(a: T, make: new (n: number) => T): T => {
+      const b = new make(n);
+      b.set(a);
+      return b;
+    };
+    this.offsets = grow(this.offsets, Float64Array);
+    this.starts = grow(this.starts, Uint32Array);
+    this.rawWhich = grow(this.rawWhich, Int32Array);
+    this.rawStarts = grow(this.rawStarts, Int32Array);
+    this.rawEnds = grow(this.rawEnds, Int32Array);
+  }
+
   private take(): ElementBatch {
+    const n = this.count;
     const batch: ElementBatch = {
       file: this.file,
       key: this.key,
       firstIndex: this.firstIndex,
-      count: this.offsets.length,
-      offsets: Float64Array.from(this.offsets),
-      starts: Uint32Array.from(this.starts),
-      rawWhich: Int32Array.from(this.rawWhich),
-      rawStarts: Int32Array.from(this.rawStarts),
-      rawEnds: Int32Array.from(this.rawEnds),
+      count: n,
+      // Copies of their own (slice): a batch may be transferred to a worker, and the lists are used again.
+      offsets: this.offsets.slice(0, n),
+      starts: this.starts.slice(0, n),
+      rawWhich: this.rawWhich.slice(0, n),
+      rawStarts: this.rawStarts.slice(0, n),
+      rawEnds: this.rawEnds.slice(0, n),
       rawNames: this.rawNames,
       // The batch owns its buffer (it may be transferred to a worker): start a new one.
       bytes: this.bytes,
@@ -119,11 +143,7 @@ export class ElementBatcher {
     };
     this.bytes = EMPTY;
     this.length = 0;
-    this.offsets = [];
-    this.starts = [];
-    this.rawWhich = [];
-    this.rawStarts = [];
-    this.rawEnds = [];
+    this.count = 0;
     this.rawNames = [];
     return batch;
   }

@@ -35,8 +35,8 @@ function splitDeferred(buf: Buffer, batchBytes: number, chunk: number): { values
       file: COCO_INSTANCES,
       rawKeys: RAW,
       defer: (key, index) => key === 'annotations' && index > 0,
-      onDeferred: (key, index, offset, bytes, raw) => {
-        const b = batcher.add(key, index, offset, bytes, raw);
+      onDeferred: (key, index, offset, source, start, end, raw) => {
+        const b = batcher.add(key, index, offset, source, start, end, raw);
         if (b) batches.push(b);
       },
     },

@@ -59,7 +59,7 @@ export function offloadingJsonValues(
         parseHere = (perBatch >> 2) - 1;
         return false;
       },
-      onDeferred: (key, index, offset, bytes, raw) => send(batcher.add(key, index, offset, bytes, raw)),
+      onDeferred: (key, index, offset, source, start, end, raw) => send(batcher.add(key, index, offset, source, start, end, raw)),
     },
     (v) => {
       // An element parsed here ends the batch being collected: nothing is held back from a worker.

@@ -50,8 +50,14 @@ export interface SplitterOptions {
    * Asked once per split element, with its key and index.
    */
   defer?: (key: string | null, index: number) => boolean;
-  /** Receives deferred elements; `bytes` is only valid during the call (copy it). */
-  onDeferred?: (key: string | null, index: number, offset: number, bytes: Buffer, raw: RawRange | null) => void;
+  /**
+   * Receives deferred elements: the element is `source[start, end)`. The
+   * buffer and `raw` are only valid during the call (copy what you keep):
+   * most elements lie whole in the chunk being split, and a view and a raw
+   * range object made for each was a third of what the splitting thread
+   * allocated.
+   */
+  onDeferred?: (key: string | null, index: number, offset: number, source: Buffer, start: number, end: number, raw: RawRange | null) => void;
 }
 
 /** What a raw numeric array may contain. */
@@ -263,15 +269,28 @@ export function createJsonSplitter(opts: SplitterOptions, onValue: (v: JsonValue
       captureParts.push(buf.subarray(captureStart, endExclusive));
       bytes = Buffer.concat(captureParts);
       captureParts = [];
+    } else if (captureDeferred) {
+      onDeferred!(captureKey, captureIndex, captureOffset, buf, captureStart, endExclusive, deferredRaw());
+      return;
     } else {
       bytes = buf.subarray(captureStart, endExclusive);
     }
     if (captureDeferred) {
-      onDeferred!(captureKey, captureIndex, captureOffset, bytes, rawName !== null && rawEnd > rawStart ? { name: rawName, start: rawStart, end: rawEnd } : null);
+      onDeferred!(captureKey, captureIndex, captureOffset, bytes, 0, bytes.length, deferredRaw());
       return;
     }
     const { value, raw } = parseElement(bytes, rawName, rawStart, rawEnd, file, captureOffset, captureKey, captureIndex);
     onValue({ key: captureKey, index: captureIndex, value, offset: captureOffset, raw });
+  }
+
+  /** The one raw range object handed to `onDeferred`, filled anew for each element. */
+  const rawRange: RawRange = { name: '', start: 0, end: 0 };
+  function deferredRaw(): RawRange | null {
+    if (rawName === null || rawEnd <= rawStart) return null;
+    rawRange.name = rawName;
+    rawRange.start = rawStart;
+    rawRange.end = rawEnd;
+    return rawRange;
   }
 
   function startCapture(i: number, isContainer: boolean, key: string | null, index: number, isObject = false): void {
