@@ -25,7 +25,13 @@ function splitWhole(buf: Buffer): JsonValue[] {
   return out;
 }
 
-/** The same file with annotations after the first cut out into batches of about `batchBytes`. */
+/** The keys whose elements prepare lets read workers take from a COCO instances file: as its handler declares them. */
+const COCO_PARALLEL = SOURCE_KINDS.get('coco-instances')!.handler(
+  { path: COCO_INSTANCES, role: 'coco-instances' },
+  { source: 'coco-instances', family: 'coco', state: createIngestState(), cocoNaming: '2017', images: null, sink: { emit: () => {}, reject: () => {} } },
+).parallelKeys!;
+
+/** The same file with the elements of those keys, after each array's first, cut out into batches of about `batchBytes`. */
 function splitDeferred(buf: Buffer, batchBytes: number, chunk: number): { values: JsonValue[]; batches: ElementBatch[] } {
   const values: JsonValue[] = [];
   const batches: ElementBatch[] = [];
@@ -34,7 +40,7 @@ function splitDeferred(buf: Buffer, batchBytes: number, chunk: number): { values
     {
       file: COCO_INSTANCES,
       rawKeys: RAW,
-      defer: (key, index) => key === 'annotations' && index > 0,
+      defer: (key, index) => COCO_PARALLEL.has(key) && index > 0,
       onDeferred: (key, index, offset, source, start, end, raw) => {
         const b = batcher.add(key, index, offset, source, start, end, raw);
         if (b) batches.push(b);
@@ -59,11 +65,15 @@ describe('element batches', () => {
       expect(batches.length).toBeGreaterThan(20);
       // A batch holds consecutive elements of one array, about the size asked for.
       for (const b of batches) {
-        expect(b.key).toBe('annotations');
+        expect(['images', 'annotations']).toContain(b.key);
         expect(b.starts[0]).toBe(0);
         expect(b.length).toBeLessThan(3000 + 10_000);
       }
-      for (let i = 1; i < batches.length; i++) expect(batches[i]!.firstIndex).toBe(batches[i - 1]!.firstIndex + batches[i - 1]!.count);
+      // Each array's elements after its first, in order, with none left out.
+      for (let i = 1; i < batches.length; i++) {
+        const [a, b] = [batches[i - 1]!, batches[i]!];
+        expect(b.firstIndex).toBe(b.key === a.key ? a.firstIndex + a.count : 1);
+      }
       for (const b of batches) forEachBatchValue(b, COCO_INSTANCES, (v) => values.push(v));
       values.sort((a, b) => a.offset - b.offset);
       expect(values).toEqual(whole);
@@ -104,12 +114,12 @@ describe('read pool (real worker threads)', () => {
   const planned = { path: COCO_INSTANCES, role: 'coco-instances' };
   const tables = { sources: [{ name: 'coco-instances', family: 'coco' }], files: [COCO_INSTANCES] };
 
-  /** The fragments the main thread's own handler makes of the annotations. */
+  /** The fragments the main thread's own handler makes of the elements workers may take. */
   function mainThreadFragments(): Fragment[] {
     const frags: Fragment[] = [];
     const ctx: HandlerContext = { source: 'coco-instances', family: 'coco', state: createIngestState(), cocoNaming: '2017', images: null, sink: { emit: (f) => frags.push(f), reject: () => {} } };
     const handler = kind.handler(planned, ctx);
-    for (const v of splitWhole(buf)) if (v.key === 'annotations' && v.index > 0) handler.onValue(v);
+    for (const v of splitWhole(buf)) if (COCO_PARALLEL.has(v.key) && v.index > 0) handler.onValue(v);
     return frags;
   }
 
@@ -124,6 +134,9 @@ describe('read pool (real worker threads)', () => {
     const pool = await startPool(2);
     try {
       const { batches } = splitDeferred(buf, 4000, 1 << 16);
+      // Images come first in the file and are the workers' to take too.
+      expect(batches[0]!.key).toBe('images');
+      expect(batches.some((b) => b.key === 'annotations')).toBe(true);
       const elements = batches.reduce((n, b) => n + b.count, 0);
       const done = await Promise.all(batches.map((b) => pool.submit(b)));
       expect(done.reduce((n, d) => n + d.fragments, 0)).toBe(elements);
@@ -242,6 +255,33 @@ describe('prepare with read workers', () => {
     }
     expect(errors[0]).toMatchObject({ code: 'E_JSON_SYNTAX', file });
     expect(errors[0]!.offset).toBe(Buffer.byteLength(text.slice(0, at)) + '"iscrowd":0 '.length);
+    expect(errors[1]).toEqual(errors[0]);
+  }, 60_000);
+
+  it('images are parsed by the workers too: the same records, and a malformed image gives the same error', async () => {
+    const dir = await tmpDir();
+    const file = path.join(dir, 'instances.json');
+    await writeSyntheticCoco({ instancesFile: file, count: 1500, seed: 7 });
+    const text = await readFile(file, 'utf8');
+    const single = await runPrepare({ sources: [{ kind: 'coco-instances', paths: [file] }], format: 'jsonl', workers: 0 });
+    const run = await runPrepare({ sources: [{ kind: 'coco-instances', paths: [file] }], format: 'jsonl', workers: 1, readBatchBytes: 4096 });
+    expect(run.result.read.batches).toBeGreaterThan(0);
+    expect(await shardLines(run.out)).toEqual(await shardLines(single.out));
+
+    const at = text.indexOf('"height":', Math.floor(text.indexOf('"annotations"') * 0.8));
+    const broken = path.join(dir, 'broken.json');
+    await writeFile(broken, text.slice(0, at) + '"height"::' + text.slice(at + '"height":'.length));
+    const errors = [];
+    for (const workers of [0, 1]) {
+      const err = await runPrepare({ sources: [{ kind: 'coco-instances', paths: [broken] }], workers, readBatchBytes: 4096 }).then(
+        () => null,
+        (e: unknown) => e as InstructifyError,
+      );
+      expect(err).toBeInstanceOf(InstructifyError);
+      errors.push({ code: err!.code, file: err!.file, offset: err!.offset, message: err!.message });
+    }
+    expect(errors[0]).toMatchObject({ code: 'E_JSON_SYNTAX', file: broken, offset: Buffer.byteLength(text.slice(0, at)) + '"height":'.length });
+    expect(errors[0]!.message).toMatch(/in "images" element \d+/);
     expect(errors[1]).toEqual(errors[0]);
   }, 60_000);
 });
