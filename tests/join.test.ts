@@ -3,9 +3,10 @@ import { readFileSync } from 'node:fs';
 import { mkdir, readFile, readdir, writeFile, copyFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { ImageRecord } from '../src/types.js';
+import { buildRecord, resolveGroup } from '../src/assemble.js';
 import { processPartition } from '../src/emit.js';
 import { FragmentJoin, groupPartition } from '../src/join.js';
-import { emptyFragment, rawBox, type HandlerContext } from '../src/sources/types.js';
+import { createIngestState, emptyFragment, rawBox, type HandlerContext } from '../src/sources/types.js';
 import { DEFAULT_TREE_STAGE } from '../src/tree/stage.js';
 import { COCO_CAPTIONS, COCO_IMAGES, COCO_INSTANCES, VG_DIR, VQA_ANNOTATIONS, VQA_QUESTIONS, readJsonlShards, runPrepare, tmpDir } from './helpers.js';
 
@@ -109,6 +110,45 @@ describe('per-image join across sources', () => {
       runPrepare({ sources: [{ kind: 'coco-instances', paths: [COCO_INSTANCES] }, { kind: 'coco-captions', paths: [bad] }], memoryBudget: 10_000, tmpDir: spillParent }),
     ).rejects.toMatchObject({ code: 'E_JSON_TRUNCATED' });
     expect(await readdir(spillParent)).toEqual([]);
+  });
+});
+
+describe('boxes named by id', () => {
+  it('merge into one box across fragments, and the fragments keep their own boxes as they were', () => {
+    const vg = { source: 'vg', family: 'vg' } as HandlerContext;
+    const catalog = emptyFragment('vg:1', vg, 'image_data.json', 0);
+    catalog.catalog = true;
+    catalog.path = '1.jpg';
+    catalog.width = 800;
+    catalog.height = 600;
+    const objects = emptyFragment('vg:1', vg, 'objects.json', 10);
+    const a = rawBox('man', 80, 60, 400, 300);
+    a.sourceId = '7';
+    const b = rawBox('dog', 0, 0, 80, 60);
+    b.sourceId = '8';
+    objects.boxes.push(a, b);
+    const attributes = emptyFragment('vg:1', vg, 'attributes.json', 20);
+    const a2 = rawBox(null, 80, 60, 400, 300);
+    a2.sourceId = '7';
+    a2.attributes.push('tall');
+    attributes.boxes.push(a2);
+    const relations = emptyFragment('vg:1', vg, 'relationships.json', 30);
+    const a3 = rawBox('man', 80, 60, 400, 300);
+    a3.sourceId = '7';
+    a3.relations.push('walking dog');
+    a3.attributes.push('tall', 'smiling');
+    relations.boxes.push(a3);
+    const group = resolveGroup({ ref: 'vg:1', fragments: [catalog, objects, attributes, relations] }, { imageDirs: {}, cocoNaming: '2017', edgeTolerance: 0.01 }).value!;
+    const r = buildRecord(group, null, { state: createIngestState(), opts: { imageDirs: {}, cocoNaming: '2017', edgeTolerance: 0.01 }, sourceOrder: ['vg'] }).value!;
+    expect(r.boxes.map((x) => [x.label, x.attributes, x.relations, x.x1, x.y2])).toEqual([
+      ['man', ['tall', 'smiling'], ['walking dog'], 0.1, 0.6],
+      ['dog', [], [], 0, 0.1],
+    ]);
+    // What was merged went into a copy: the fragments' boxes are unchanged.
+    expect(a.attributes).toEqual([]);
+    expect(a.relations).toEqual([]);
+    expect(a2.attributes).toEqual(['tall']);
+    expect(a3.attributes).toEqual(['tall', 'smiling']);
   });
 });
 
