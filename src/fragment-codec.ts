@@ -370,6 +370,15 @@ export class ByteWriter {
   }
 }
 
+/**
+ * The list every empty string list decodes to: most boxes have no
+ * attributes and no relations, and two fresh arrays for each were a good
+ * part of what decoding a partition made. Frozen, so that code that tried
+ * to add to a decoded list would fail loudly instead of changing every
+ * box's list (merging copies a box's lists before it adds to them).
+ */
+const NO_STRINGS = Object.freeze([]) as unknown as string[];
+
 /** Reads what ByteWriter wrote, from any Uint8Array (what reaches a worker thread is no longer a Buffer). */
 class ByteReader {
   pos = 0;
@@ -406,8 +415,10 @@ class ByteReader {
     return kind === STR_JSON ? (JSON.parse(text) as string) : text;
   }
   strList(): string[] {
-    const list: string[] = new Array(this.u32());
-    for (let i = 0; i < list.length; i++) list[i] = this.str()!;
+    const n = this.u32();
+    if (n === 0) return NO_STRINGS;
+    const list: string[] = new Array(n);
+    for (let i = 0; i < n; i++) list[i] = this.str()!;
     return list;
   }
 }
