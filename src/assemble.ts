@@ -159,7 +159,9 @@ export function buildRecord(g: ResolvedGroup, fileSize: Size | null, ctx: BuildC
   const sources: string[] = [];
   const captions: Caption[] = [];
   const facts: Caption[] = [];
-  const factTexts = new Set<string>();
+  // Made when first needed, as is every map here: a record is built for every image of a run,
+  // and most images have no facts, no questions and nothing absent.
+  let factTexts: Set<string> | null = null;
   const regions: Region[] = [];
   // Boxes that a dataset names by id (VG objects, attributes and relationships) merge into one.
   // A box is copied only when a second fragment names it: most ids (every COCO annotation's) come
@@ -167,14 +169,17 @@ export function buildRecord(g: ResolvedGroup, fileSize: Size | null, ctx: BuildC
   const boxesById = new Map<string, Map<string, MergedBox>>();
   const boxes: MergedBox[] = [];
   const absent: string[] = [];
-  const qaById = new Map<string, { question: string | null; answer: string | null; answers: string[]; source: string }>();
+  let qaById: Map<string, { question: string | null; answer: string | null; answers: string[]; source: string }> | null = null;
   const qaOrder: { question: string | null; answer: string | null; answers: string[]; source: string }[] = [];
+  let labelSentences = false;
 
   for (const f of g.fragments) {
     if (!sources.includes(f.source)) sources.push(f.source);
+    if (f.labelSentence) labelSentences = true;
     for (const text of f.captions) captions.push({ text, source: f.source });
     // The same statement often comes with every question of an image (TextVQA's OCR tokens): keep it once.
     for (const text of f.facts) {
+      factTexts ??= new Set();
       if (factTexts.has(text)) continue;
       factTexts.add(text);
       facts.push({ text, source: f.source });
@@ -215,10 +220,10 @@ export function buildRecord(g: ResolvedGroup, fileSize: Size | null, ctx: BuildC
       else regions.push({ text: r.text, x1: n[0], y1: n[1], x2: n[2], y2: n[3], source: f.source });
     }
     for (const q of f.qa) {
-      let entry = q.id !== null ? qaById.get(`${f.source}\0${q.id}`) : undefined;
+      let entry = q.id !== null ? qaById?.get(`${f.source}\0${q.id}`) : undefined;
       if (!entry) {
         entry = { question: null, answer: null, answers: [], source: f.source };
-        if (q.id !== null) qaById.set(`${f.source}\0${q.id}`, entry);
+        if (q.id !== null) (qaById ??= new Map()).set(`${f.source}\0${q.id}`, entry);
         qaOrder.push(entry);
       }
       entry.question ??= q.question;
@@ -265,11 +270,14 @@ export function buildRecord(g: ResolvedGroup, fileSize: Size | null, ctx: BuildC
   }
 
   // "This image contains ..." for sources that ask for it (LVIS, METHOD.md section 1).
-  for (const s of new Set(g.fragments.filter((f) => f.labelSentence).map((f) => f.source))) {
-    const text = containsSentence(outBoxes.filter((b) => b.source === s).map((b) => b.label));
-    if (text && !factTexts.has(text)) {
-      factTexts.add(text);
-      facts.push({ text, source: s });
+  if (labelSentences) {
+    for (const s of new Set(g.fragments.filter((f) => f.labelSentence).map((f) => f.source))) {
+      const text = containsSentence(outBoxes.filter((b) => b.source === s).map((b) => b.label));
+      factTexts ??= new Set();
+      if (text && !factTexts.has(text)) {
+        factTexts.add(text);
+        facts.push({ text, source: s });
+      }
     }
   }
 
@@ -278,9 +286,9 @@ export function buildRecord(g: ResolvedGroup, fileSize: Size | null, ctx: BuildC
     if (e.question && e.answer) qa.push({ question: e.question, answer: e.answer, answers: e.answers.length ? e.answers : [e.answer], source: e.source });
   }
 
-  sources.sort((a, b) => ctx.sourceOrder.indexOf(a) - ctx.sourceOrder.indexOf(b));
+  if (sources.length > 1) sources.sort((a, b) => ctx.sourceOrder.indexOf(a) - ctx.sourceOrder.indexOf(b));
   // A label some dataset boxed is present, whatever another says: never both.
-  const present = new Set(outBoxes.map((b) => b.label.toLowerCase()));
+  const present = absent.length ? new Set(outBoxes.map((b) => b.label.toLowerCase())) : null;
   const record: ImageRecord = {
     image: g.image,
     width: recordSize?.width ?? null,
@@ -292,7 +300,7 @@ export function buildRecord(g: ResolvedGroup, fileSize: Size | null, ctx: BuildC
     boxes: outBoxes,
     qa,
     regions,
-    absent: absent.filter((l) => !present.has(l.toLowerCase())),
+    absent: present ? absent.filter((l) => !present.has(l.toLowerCase())) : absent,
     tree: null,
     treeNodes: [],
   };
