@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { mkdir, readFile, readdir, writeFile, copyFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { ImageRecord } from '../src/types.js';
@@ -156,6 +156,10 @@ describe('spilling', () => {
   it('writes a spill to the end of a segment file, not a file per partition, starts a new segment past its size, and reads back every fragment in read order', async () => {
     const ctx = { source: 'coco-instances', family: 'coco' } as HandlerContext;
     const parent = await tmpDir('instructify-spill-');
+    // Files this process holds open (Linux): a join must not keep any between spills, since a
+    // worker thread's join can be stopped without a chance to close them.
+    const openFiles = () => (existsSync('/proc/self/fd') ? readdirSync('/proc/self/fd').length : 0);
+    const openAtStart = openFiles();
     const join = new FragmentJoin({ memoryBudget: 8_000, partitions: 32, tmpDir: parent, segmentBytes: 20_000 });
     const added = new Map<string, string[]>();
     for (let i = 0; i < 2000; i++) {
@@ -167,6 +171,7 @@ describe('spilling', () => {
     }
     await join.settled();
     expect(join.stats.spills).toBeGreaterThan(5);
+    expect(openFiles()).toBe(openAtStart);
     const [spillDir] = await readdir(parent);
     const files = (await readdir(path.join(parent, spillDir!))).sort();
     // Segments of 20 KB and a spill's worth more at most: a few files for all the spills, where a
@@ -184,6 +189,7 @@ describe('spilling', () => {
     }
     expect(partitions).toBeGreaterThan(20);
     expect(got).toEqual(added);
+    expect(openFiles()).toBe(openAtStart);
     await join.cleanup();
     expect(await readdir(parent)).toEqual([]);
   });
