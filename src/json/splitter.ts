@@ -264,21 +264,22 @@ export function createJsonSplitter(opts: SplitterOptions, onValue: (v: JsonValue
       captureParts = [];
       return;
     }
-    let bytes: Buffer;
+    // The element is source[start, end): in this chunk, or joined from the chunks it spans.
+    let source = buf;
+    let start = captureStart;
+    let end = endExclusive;
     if (captureParts.length) {
-      captureParts.push(buf.subarray(captureStart, endExclusive));
-      bytes = Buffer.concat(captureParts);
+      captureParts.push(buf.subarray(start, end));
+      source = Buffer.concat(captureParts);
       captureParts = [];
-    } else if (captureDeferred) {
-      onDeferred!(captureKey, captureIndex, captureOffset, buf, captureStart, endExclusive, deferredRaw());
-      return;
-    } else {
-      bytes = buf.subarray(captureStart, endExclusive);
+      start = 0;
+      end = source.length;
     }
     if (captureDeferred) {
-      onDeferred!(captureKey, captureIndex, captureOffset, bytes, 0, bytes.length, deferredRaw());
+      onDeferred!(captureKey, captureIndex, captureOffset, source, start, end, deferredRaw());
       return;
     }
+    const bytes = start === 0 && end === source.length ? source : source.subarray(start, end);
     const { value, raw } = parseElement(bytes, rawName, rawStart, rawEnd, file, captureOffset, captureKey, captureIndex);
     onValue({ key: captureKey, index: captureIndex, value, offset: captureOffset, raw });
   }
