@@ -1,7 +1,7 @@
 import { buildRecord, resolveGroup, type AssembleOptions, type ResolvedGroup, type Size } from './assemble.js';
 import { probeImage } from './images.js';
 import { FragmentCodec } from './fragment-codec.js';
-import { decodeGroup, indexPartition, type PartitionInput } from './join.js';
+import { decodeGroup, indexPartition, type PartitionInput, type PendingGroup } from './join.js';
 import type { IngestState } from './sources/types.js';
 import { addTree, type TreeStageOptions } from './tree/stage.js';
 import type { ImageRecord, Reject } from './types.js';
@@ -74,29 +74,7 @@ export async function processPartition(input: PartitionInput, cfg: EmitConfig, e
   const groups = indexPartition(input, codec);
   ms.group += performance.now() - t;
 
-  const probeOne = async (pending: (typeof groups)[number]): Promise<Probed> => {
-    const t0 = performance.now();
-    const group = decodeGroup(pending, codec);
-    const t1 = performance.now();
-    ms.group += t1 - t0;
-    const r = resolveGroup(group, cfg.assemble);
-    ms.assemble += performance.now() - t1;
-    const resolved = r.value;
-    if (resolved === null || !cfg.checkImages) return { resolved, size: null, rejects: r.rejects };
-    const tProbe = performance.now();
-    const probe = await probeImage(cfg.images!, cfg.realRoot, resolved.image, resolved.size === null);
-    ms.images += performance.now() - tProbe;
-    imageStats.seen++;
-    if (probe.ok) {
-      imageStats.passed++;
-      return { resolved, size: probe.size, rejects: r.rejects };
-    }
-    imageStats.dropped[probe.reason] = (imageStats.dropped[probe.reason] ?? 0) + 1;
-    const rej: Reject = { reason: probe.reason, detail: probe.detail, source: null, file: null, offset: null, image: resolved.image };
-    // A path that escapes the root is never kept, whatever --keep-missing says.
-    const keep = cfg.keepMissing && probe.reason !== 'path-escape';
-    return { resolved: keep ? resolved : null, size: null, rejects: [...r.rejects, rej] };
-  };
+  const ctx: ProbeContext = { codec, cfg, ms, imageStats };
 
   const rejects: Reject[] = [];
   const counts = emptyCounts();
@@ -104,7 +82,9 @@ export async function processPartition(input: PartitionInput, cfg: EmitConfig, e
   // Images are checked a window at a time: bounded concurrency, order kept.
   for (let i = 0; i < groups.length; i += cfg.imageConcurrency) {
     const window = groups.slice(i, i + cfg.imageConcurrency);
-    const probed = await Promise.all(window.map(probeOne));
+    const probing: Promise<Probed>[] = [];
+    for (const g of window) probing.push(probeOne(ctx, g));
+    const probed = await Promise.all(probing);
     const records: ImageRecord[] = [];
     for (const item of probed) {
       rejects.push(...item.rejects);
@@ -136,4 +116,42 @@ export async function processPartition(input: PartitionInput, cfg: EmitConfig, e
   }
 
   return { partition: input.partition, rows: counts.images, rejects, counts, perSourceImages, images: imageStats, ms };
+}
+
+interface ProbeContext {
+  codec: FragmentCodec;
+  cfg: EmitConfig;
+  ms: PartitionSummary['ms'];
+  imageStats: { seen: number; passed: number; dropped: Record<string, number> };
+}
+
+/**
+ * Decode and resolve one image's fragments, and check its file when asked.
+ * A module-level function rather than a closure per partition: V8 keeps a
+ * function's optimised code only while some closure of it is alive, so a
+ * closure per partition was compiled again after every full collection.
+ */
+async function probeOne(ctx: ProbeContext, pending: PendingGroup): Promise<Probed> {
+  const { cfg, ms, imageStats } = ctx;
+  const t0 = performance.now();
+  const group = decodeGroup(pending, ctx.codec);
+  const t1 = performance.now();
+  ms.group += t1 - t0;
+  const r = resolveGroup(group, cfg.assemble);
+  ms.assemble += performance.now() - t1;
+  const resolved = r.value;
+  if (resolved === null || !cfg.checkImages) return { resolved, size: null, rejects: r.rejects };
+  const tProbe = performance.now();
+  const probe = await probeImage(cfg.images!, cfg.realRoot, resolved.image, resolved.size === null);
+  ms.images += performance.now() - tProbe;
+  imageStats.seen++;
+  if (probe.ok) {
+    imageStats.passed++;
+    return { resolved, size: probe.size, rejects: r.rejects };
+  }
+  imageStats.dropped[probe.reason] = (imageStats.dropped[probe.reason] ?? 0) + 1;
+  const rej: Reject = { reason: probe.reason, detail: probe.detail, source: null, file: null, offset: null, image: resolved.image };
+  // A path that escapes the root is never kept, whatever --keep-missing says.
+  const keep = cfg.keepMissing && probe.reason !== 'path-escape';
+  return { resolved: keep ? resolved : null, size: null, rejects: [...r.rejects, rej] };
 }

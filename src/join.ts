@@ -318,29 +318,52 @@ export interface PendingGroup {
  * read; `decodeGroup` decodes an image's fragments when they are wanted.
  */
 export function indexPartition(input: PartitionInput, codec: FragmentCodec): PendingGroup[] {
-  const groups = new Map<string, PendingGroup['records']>();
-  let sorted = true;
-  const take = (bytes: Uint8Array) => {
-    codec.scan(bytes, (start, order, ref) => {
-      let list = groups.get(ref);
-      if (!list) groups.set(ref, (list = []));
-      else if (order < list[list.length - 1]!.order) sorted = false;
-      list.push({ bytes, start, order });
-    });
-  };
-  take(input.bytes);
-  const refs = [...groups.keys()].sort();
-  return refs.map((ref) => {
-    const records = groups.get(ref)!;
+  const index: RefIndex = { groups: new Map(), sorted: true, bytes: input.bytes };
+  indexing = index;
+  try {
+    codec.scan(input.bytes, addToIndex);
+  } finally {
+    indexing = null;
+  }
+  const refs = [...index.groups.keys()].sort();
+  const out: PendingGroup[] = [];
+  for (const ref of refs) {
+    const records = index.groups.get(ref)!;
     // Sort is stable: records with equal order keep their arrival order.
-    if (!sorted && records.length > 1) records.sort((a, b) => a.order - b.order);
-    return { ref, records };
-  });
+    if (!index.sorted && records.length > 1) records.sort(compareOrder);
+    out.push({ ref, records });
+  }
+  return out;
+}
+
+// The index being filled, for `addToIndex`. Module-level functions rather
+// than closures made per partition or per image: V8 keeps a function's
+// optimised code only while some closure of it is alive, so closures made
+// per call were compiled again after every full collection.
+interface RefIndex {
+  groups: Map<string, PendingGroup['records']>;
+  sorted: boolean;
+  bytes: Uint8Array;
+}
+let indexing: RefIndex | null = null;
+
+function addToIndex(start: number, order: number, ref: string): void {
+  const index = indexing!;
+  let list = index.groups.get(ref);
+  if (!list) index.groups.set(ref, (list = []));
+  else if (order < list[list.length - 1]!.order) index.sorted = false;
+  list.push({ bytes: index.bytes, start, order });
+}
+
+function compareOrder(a: { order: number }, b: { order: number }): number {
+  return a.order - b.order;
 }
 
 /** An indexed image's fragments, decoded. */
 export function decodeGroup(g: PendingGroup, codec: FragmentCodec): ImageGroup {
-  return { ref: g.ref, fragments: g.records.map((r) => codec.decodeAt(r.bytes, r.start).fragment) };
+  const fragments: Fragment[] = [];
+  for (const r of g.records) fragments.push(codec.decodeAt(r.bytes, r.start).fragment);
+  return { ref: g.ref, fragments };
 }
 
 /** Group one partition's fragments by image, all decoded at once (see `indexPartition` for the order). */

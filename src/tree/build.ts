@@ -129,6 +129,11 @@ function sortInPlace<T>(a: T[], cmp: (x: T, y: T) => number): T[] {
   return a;
 }
 
+/** The order objects are merged in: larger box first, then label, then position. */
+function compareLargestBoxFirst(a: Work, b: Work): number {
+  return b.boxArea - a.boxArea || (a.labels[0]! < b.labels[0]! ? -1 : a.labels[0]! > b.labels[0]! ? 1 : 0) || a.x1 - b.x1 || a.y1 - b.y1;
+}
+
 /** Sort key for deterministic order: larger mask first, then closer, then label, then position. */
 function compareSiblings(a: Work, b: Work): number {
   return b.area - a.area || a.nearest - b.nearest || (a.labels[0]! < b.labels[0]! ? -1 : a.labels[0]! > b.labels[0]! ? 1 : 0) || a.x1 - b.x1 || a.y1 - b.y1;
@@ -183,7 +188,7 @@ function buildTreeWithMasks(input: TreeInput, options: Partial<TreeOptions>): Tr
     }
     work.push({ labels: labelsOf(b), x1: b.x1, y1: b.y1, x2: b.x2, y2: b.y2, mask, area: a, boxArea: boxArea(b), merged: 1, depths: null, nearest: 0, parent: null, children: [] });
   }
-  sortInPlace(work, (a, b) => b.boxArea - a.boxArea || (a.labels[0]! < b.labels[0]! ? -1 : a.labels[0]! > b.labels[0]! ? 1 : 0) || a.x1 - b.x1 || a.y1 - b.y1);
+  sortInPlace(work, compareLargestBoxFirst);
 
   // 2. Near-duplicate boxes are one object; then boxes whose masks also agree,
   //    unless their labels are one word in two numbers (two cars are not one).
@@ -226,12 +231,17 @@ function buildTreeWithMasks(input: TreeInput, options: Partial<TreeOptions>): Tr
   //    parent (ties: the earlier object, as a scan in order would pick) and
   //    no mask overlap is counted past it; the cheap tests (box overlap)
   //    come before labels and masks.
-  const boxAreas = work.map((w) => w.boxArea);
-  const singulars = work.map((w) => singular(w.labels[0]!));
-  const bySize = sortInPlace(
-    work.map((_, i) => i),
-    (x, y) => boxAreas[x]! - boxAreas[y]! || x - y,
-  );
+  const boxAreas: number[] = [];
+  const singulars: string[] = [];
+  const bySize: number[] = [];
+  for (let i = 0; i < work.length; i++) {
+    boxAreas.push(work[i]!.boxArea);
+    singulars.push(singular(work[i]!.labels[0]!));
+    bySize.push(i);
+  }
+  sortAreas = boxAreas;
+  sortInPlace(bySize, compareBySmallerBox);
+  sortAreas = NO_AREAS;
   for (let i = 0; i < work.length; i++) {
     const a = work[i]!;
     if (a.area <= 0) continue;
@@ -260,38 +270,63 @@ function buildTreeWithMasks(input: TreeInput, options: Partial<TreeOptions>): Tr
       break;
     }
   }
-  for (const w of work) w.parent?.children.push(w);
-  const roots = work.filter((w) => w.parent === null);
-
-  const toNode = (w: Work): TreeNode => {
-    // The mask's median position; the box's centre when it has no spans.
-    const spans = w.mask.spanArea > 0;
-    return {
-      labels: w.labels,
-      x1: w.x1,
-      y1: w.y1,
-      x2: w.x2,
-      y2: w.y2,
-      cx: spans ? w.mask.mx : (w.x1 + w.x2) / 2,
-      cy: 1 - (spans ? w.mask.my : (w.y1 + w.y2) / 2),
-      pixelPct: (100 * w.area) / cells,
-      depths: w.depths,
-      merged: w.merged,
-      children: w.children.length ? sortInPlace(w.children, compareSiblings).map(toNode) : [],
-    };
-  };
-  const rootNodes = sortInPlace(roots, compareSiblings).map(toNode);
-
+  const roots: Work[] = [];
+  for (const w of work) {
+    if (w.parent === null) roots.push(w);
+    else w.parent.children.push(w);
+  }
+  const rootNodes = toNodes(sortInPlace(roots, compareSiblings), cells);
   const counts = new Map<string, number>();
-  const countAll = (nodes: TreeNode[]) => {
-    for (const n of nodes) {
-      const k = singular(n.labels[0]!);
-      counts.set(k, (counts.get(k) ?? 0) + 1);
-      countAll(n.children);
-    }
-  };
-  countAll(rootNodes);
+  countAll(rootNodes, counts);
   return { roots: rootNodes, counts, text: renderTree(rootNodes, counts, o) };
+}
+
+// What follows is written as module-level functions, not closures made per
+// tree: V8 keeps a function's optimised code only while some closure of it
+// is alive, so closures made per call were compiled again after each full
+// collection (a 300 MB run compiled \`renderTree\`'s inner \`emit\` 28 times,
+// 30-50 ms each, and ran it unoptimised in between).
+
+/** Box areas that \`compareBySmallerBox\` sorts indices by (set around one sort). */
+const NO_AREAS: number[] = [];
+let sortAreas: number[] = NO_AREAS;
+
+/** Indices by box area, smaller first; ties keep index order. */
+function compareBySmallerBox(x: number, y: number): number {
+  return sortAreas[x]! - sortAreas[y]! || x - y;
+}
+
+function toNodes(ws: Work[], cells: number): TreeNode[] {
+  const nodes: TreeNode[] = [];
+  for (const w of ws) nodes.push(toNode(w, cells));
+  return nodes;
+}
+
+function toNode(w: Work, cells: number): TreeNode {
+  // The mask's median position; the box's centre when it has no spans.
+  const spans = w.mask.spanArea > 0;
+  return {
+    labels: w.labels,
+    x1: w.x1,
+    y1: w.y1,
+    x2: w.x2,
+    y2: w.y2,
+    cx: spans ? w.mask.mx : (w.x1 + w.x2) / 2,
+    cy: 1 - (spans ? w.mask.my : (w.y1 + w.y2) / 2),
+    pixelPct: (100 * w.area) / cells,
+    depths: w.depths,
+    merged: w.merged,
+    children: w.children.length ? toNodes(sortInPlace(w.children, compareSiblings), cells) : [],
+  };
+}
+
+/** Objects by singular primary label, every node counted once. */
+function countAll(nodes: TreeNode[], counts: Map<string, number>): void {
+  for (const n of nodes) {
+    const k = singular(n.labels[0]!);
+    counts.set(k, (counts.get(k) ?? 0) + 1);
+    countAll(n.children, counts);
+  }
 }
 
 // Rounded positions take few values (21 at the default step): their text is
@@ -355,7 +390,8 @@ function attrs(x: number, y: number, pct: number, depths: number[] | null, o: Tr
 function groupSiblings(nodes: TreeNode[], o: TreeOptions): TreeNode[][] | null {
   const n = nodes.length;
   if (n < 2) return null;
-  const keys = nodes.map((x) => singular(x.labels[0]!));
+  const keys: string[] = [];
+  for (const x of nodes) keys.push(singular(x.labels[0]!));
   // A few siblings with no label twice (most lists) are groups of one each.
   let repeated = n > 8;
   for (let i = 1; i < n && !repeated; i++) for (let j = 0; j < i && !repeated; j++) repeated = keys[i] === keys[j];
@@ -391,47 +427,79 @@ function groupSiblings(nodes: TreeNode[], o: TreeOptions): TreeNode[][] | null {
 
 export function renderTree(roots: TreeNode[], counts: ReadonlyMap<string, number>, o: TreeOptions = DEFAULT_TREE_OPTIONS): string {
   const lines: string[] = [];
-  const emitNode = (n: TreeNode, level: number) => {
-    const head = `${'    '.repeat(level)}${level > 0 ? '-> ' : ''}${nodeLabel(n)} ${attrs(n.cx, n.cy, n.pixelPct, n.depths, o)}`;
-    if (n.children.length) {
-      lines.push(`${head}, with:`);
-      emit(n.children, level + 1);
-    } else lines.push(`${head} X`);
-  };
-  const emit = (nodes: TreeNode[], level: number) => {
-    const indent = '    '.repeat(level);
-    const arrow = level > 0 ? '-> ' : '';
-    const groups = groupSiblings(nodes, o);
-    if (groups === null) {
-      for (const n of nodes) emitNode(n, level);
-      return;
-    }
-    for (const group of groups) {
-      if (group.length === 1) {
-        emitNode(group[0]!, level);
-        continue;
-      }
-      const label = group[0]!.labels[0]!;
-      const word = countWord(group.length, label, o.manyAbove, o.uncountable);
-      const name = plural(singular(label));
-      if (group.every((n) => n.children.length === 0)) {
-        const avg = (f: (n: TreeNode) => number) => group.reduce((s, n) => s + f(n), 0) / group.length;
-        const depths = group.some((n) => n.depths) ? [...new Set(group.flatMap((n) => n.depths ?? []))].sort((a, b) => a - b) : null;
-        lines.push(`${indent}${arrow}${word} ${name} ${attrs(avg((n) => n.cx), avg((n) => n.cy), avg((n) => n.pixelPct), depths, o, true)} X`);
-      } else {
-        lines.push(`${indent}${arrow}${word} ${name} {`);
-        for (const n of group) emitNode(n, level + 1);
-        lines.push(`${indent}}`);
-      }
-    }
-  };
-  emit(roots, 0);
-  const types = sortInPlace([...counts], (a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1));
+  emitNodes(lines, roots, 0, o);
+  const types = sortInPlace([...counts], compareTypes);
   if (types.length) {
     lines.push('', 'Object Counts:');
     for (const [label, n] of types) lines.push(`${plural(label)}: ${n}`);
   }
   return lines.join('\n');
+}
+
+/** Footer order: more objects first, then label. */
+function compareTypes(a: [string, number], b: [string, number]): number {
+  return b[1] - a[1] || (a[0] < b[0] ? -1 : 1);
+}
+
+function emitNode(lines: string[], n: TreeNode, level: number, o: TreeOptions): void {
+  const head = `${'    '.repeat(level)}${level > 0 ? '-> ' : ''}${nodeLabel(n)} ${attrs(n.cx, n.cy, n.pixelPct, n.depths, o)}`;
+  if (n.children.length) {
+    lines.push(`${head}, with:`);
+    emitNodes(lines, n.children, level + 1, o);
+  } else lines.push(`${head} X`);
+}
+
+function emitNodes(lines: string[], nodes: TreeNode[], level: number, o: TreeOptions): void {
+  const groups = groupSiblings(nodes, o);
+  if (groups === null) {
+    for (const n of nodes) emitNode(lines, n, level, o);
+    return;
+  }
+  const indent = '    '.repeat(level);
+  const arrow = level > 0 ? '-> ' : '';
+  for (const group of groups) {
+    if (group.length === 1) {
+      emitNode(lines, group[0]!, level, o);
+      continue;
+    }
+    const label = group[0]!.labels[0]!;
+    const word = countWord(group.length, label, o.manyAbove, o.uncountable);
+    const name = plural(singular(label));
+    let leaves = true;
+    for (const n of group) if (n.children.length) leaves = false;
+    if (leaves) {
+      // Sums in the group's order, as the averages were always taken.
+      let cx = 0;
+      let cy = 0;
+      let pct = 0;
+      for (const n of group) {
+        cx += n.cx;
+        cy += n.cy;
+        pct += n.pixelPct;
+      }
+      const k = group.length;
+      lines.push(`${indent}${arrow}${word} ${name} ${attrs(cx / k, cy / k, pct / k, groupDepths(group), o, true)} X`);
+    } else {
+      lines.push(`${indent}${arrow}${word} ${name} {`);
+      for (const n of group) emitNode(lines, n, level + 1, o);
+      lines.push(`${indent}}`);
+    }
+  }
+}
+
+/** Every depth layer of a group's members, each once, closest first; null when none has depths. */
+function groupDepths(group: TreeNode[]): number[] | null {
+  let layers: Set<number> | null = null;
+  for (const n of group) {
+    if (!n.depths) continue;
+    layers ??= new Set();
+    for (const d of n.depths) layers.add(d);
+  }
+  return layers ? sortInPlace([...layers], compareNumbers) : null;
+}
+
+function compareNumbers(a: number, b: number): number {
+  return a - b;
 }
 
 /**

@@ -16,7 +16,8 @@ const RELATION_STARTS = [
 export function isRelationPhrase(label: string): boolean {
   const l = label.toLowerCase();
   if (/\bthe\b/.test(l) && l.split(/\s+/).length >= 3) return true;
-  return RELATION_STARTS.some((r) => l.startsWith(r + ' '));
+  for (const r of RELATION_STARTS) if (l.startsWith(r) && l.charCodeAt(r.length) === 0x20) return true;
+  return false;
 }
 
 /** Levenshtein distance (labels are short; a plain DP is fine). */
