@@ -7,6 +7,7 @@ import type { FromReadWorker, ReadFileStart, ReadWorkerInit, ToReadWorker } from
 import { inShard } from '../sharding.js';
 import { SOURCE_KINDS } from '../sources/index.js';
 import type { FileHandler } from '../sources/types.js';
+import type { JsonValue } from '../json/splitter.js';
 import type { Reject } from '../types.js';
 
 /** A read worker: batches of elements in, fragments into its own join, a count per batch out. */
@@ -22,6 +23,12 @@ const reply = (m: FromReadWorker) => parentPort!.postMessage(m);
 interface OpenFile {
   start: ReadFileStart;
   handler: FileHandler;
+  /**
+   * The handler's onValue, as one function for the file's life: a closure
+   * made per batch was compiled again after every full collection (V8 keeps
+   * optimised code only while a closure of it lives).
+   */
+  onValue: (v: JsonValue) => void;
 }
 let current: OpenFile | null = null;
 let fragments = 0;
@@ -49,15 +56,15 @@ function openFile(start: ReadFileStart): OpenFile {
       },
     },
   });
-  return { start, handler };
+  return { start, handler, onValue: (v) => handler.onValue(v) };
 }
 
 async function batch(seq: number, b: ElementBatch): Promise<void> {
   if (!current || current.start.file !== b.file) throw new Error(`read worker: a batch of file ${b.file} came before its file`);
-  const { handler, start } = current;
+  const { start } = current;
   fragments = 0;
   rejects = [];
-  forEachBatchValue(b, start.planned.path, (v) => handler.onValue(v));
+  forEachBatchValue(b, start.planned.path, current.onValue);
   // Wait for a spill this batch started before taking the next (memory stays under the budget).
   const wait = spill;
   spill = undefined;
