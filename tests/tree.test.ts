@@ -648,6 +648,12 @@ describe('depth', () => {
       expect(t.text).toMatch(/tree \[[^\]]*Relative Depths: 1\] X/);
       const flipped = buildTree({ width: w, height: h, boxes, depth: depthLayers(await loadDepthMap(file, g, true)) });
       expect(flipped.text).toMatch(/ball \[[^\]]*Relative Depths: 1\] X/);
+      // Two balls either side of the planes' edge group into one line with
+      // every layer of its members, closest first (the larger, farther one
+      // comes first among the siblings).
+      const pair = [box('ball', 0.4, 0.4, 0.48, 0.6), box('ball', 0.52, 0.4, 0.62, 0.6)];
+      const grouped = buildTree({ width: w, height: h, boxes: pair, depth: depthLayers(await loadDepthMap(file, g, false)) });
+      expect(grouped.text).toMatch(/^2 balls \[Average X: [\d.]+, Average Y: 0\.50, Average Pixel Size: [\d.]+%, Relative Depths: 0, 1\] X$/m);
     }
     expect((await sharp(f16).metadata()).depth).toBe('ushort');
     const v16 = await loadDepthMap(f16, g, false);
