@@ -136,15 +136,18 @@ export class FragmentCodec {
    * Each framed record's start, read order and image ref, the rest left
    * undecoded: grouping needs only these, and a fragment decoded just before
    * its image is assembled is garbage soon after, where fragments decoded a
-   * whole partition ahead lived long enough to be promoted.
+   * whole partition ahead lived long enough to be promoted. `each` gets
+   * `ctx` first, so that callers pass one long-lived function rather than a
+   * closure per call (V8 drops a function's optimised code once no closure
+   * of it is alive, and compiled a closure per partition again and again).
    */
-  scan(bytes: Uint8Array, each: (start: number, order: number, ref: string) => void): void {
+  scan<C>(bytes: Uint8Array, ctx: C, each: (ctx: C, start: number, order: number, ref: string) => void): void {
     const r = new ByteReader(bytes);
     while (r.pos < bytes.length) {
       const start = r.pos;
       const end = r.pos + 4 + r.u32();
       const order = r.f64();
-      each(start, order, r.str()!);
+      each(ctx, start, order, r.str()!);
       r.pos = end;
     }
     if (r.pos !== bytes.length) throw new Error(`fragment codec: the last record's frame runs to byte ${r.pos} of ${bytes.length}`);

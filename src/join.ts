@@ -319,12 +319,7 @@ export interface PendingGroup {
  */
 export function indexPartition(input: PartitionInput, codec: FragmentCodec): PendingGroup[] {
   const index: RefIndex = { groups: new Map(), sorted: true, bytes: input.bytes };
-  indexing = index;
-  try {
-    codec.scan(input.bytes, addToIndex);
-  } finally {
-    indexing = null;
-  }
+  codec.scan(input.bytes, index, addToIndex);
   const refs = [...index.groups.keys()].sort();
   const out: PendingGroup[] = [];
   for (const ref of refs) {
@@ -336,19 +331,17 @@ export function indexPartition(input: PartitionInput, codec: FragmentCodec): Pen
   return out;
 }
 
-// The index being filled, for `addToIndex`. Module-level functions rather
-// than closures made per partition or per image: V8 keeps a function's
-// optimised code only while some closure of it is alive, so closures made
-// per call were compiled again after every full collection.
+// Module-level functions rather than closures made per partition or per
+// image: V8 keeps a function's optimised code only while some closure of it
+// is alive, so closures made per call were compiled again after every full
+// collection.
 interface RefIndex {
   groups: Map<string, PendingGroup['records']>;
   sorted: boolean;
   bytes: Uint8Array;
 }
-let indexing: RefIndex | null = null;
 
-function addToIndex(start: number, order: number, ref: string): void {
-  const index = indexing!;
+function addToIndex(index: RefIndex, start: number, order: number, ref: string): void {
   let list = index.groups.get(ref);
   if (!list) index.groups.set(ref, (list = []));
   else if (order < list[list.length - 1]!.order) index.sorted = false;

@@ -117,7 +117,7 @@ describe('fragment codec', () => {
     frags.forEach((f, i) => enc.encodeInto(out, f, 5000 - i));
     const bytes = out.bytes();
     const heads: { start: number; order: number; ref: string }[] = [];
-    enc.scan(bytes, (start, order, ref) => heads.push({ start, order, ref }));
+    enc.scan(bytes, heads, (into, start, order, ref) => into.push({ start, order, ref }));
     expect(heads.map((h) => h.ref)).toEqual(frags.map((f) => f.ref));
     expect(heads.map((h) => h.order)).toEqual(frags.map((_, i) => 5000 - i));
     expect(heads[0]!.start).toBe(0);
@@ -128,6 +128,6 @@ describe('fragment codec', () => {
       expect(d.fragment).toEqual(frags[i]);
     }
     // A buffer cut inside its last record is an error, not a short scan.
-    expect(() => enc.scan(bytes.subarray(0, bytes.length - 5), () => {})).toThrow(/frame runs to byte/);
+    expect(() => enc.scan(bytes.subarray(0, bytes.length - 5), null, () => {})).toThrow(/frame runs to byte/);
   });
 });

@@ -135,7 +135,7 @@ function compareLargestBoxFirst(a: Work, b: Work): number {
 }
 
 /**
- * The sign of p - q (0 for NaN, which \`||\` passes over as it does NaN).
+ * The sign of p - q (0 for NaN, which `||` passes over as it does NaN).
  * Comparators answer -1, 0 or 1 rather than a difference: sorts call them
  * through a parameter, not inlined, and a fractional answer is a heap
  * number made per comparison (22 MB per 60 MB of COCO-like input).
@@ -202,7 +202,7 @@ function buildTreeWithMasks(input: TreeInput, options: Partial<TreeOptions>): Tr
 
   // 2. Near-duplicate boxes are one object; then boxes whose masks also agree,
   //    unless their labels are one word in two numbers (two cars are not one).
-  //    (Plain loops: a closure per object for \`find\` was measurable.)
+  //    (Plain loops: a closure per object for `find` was measurable.)
   const merged: Work[] = [];
   for (const w of work) {
     let same: Work | null = null;
@@ -294,10 +294,10 @@ function buildTreeWithMasks(input: TreeInput, options: Partial<TreeOptions>): Tr
 // What follows is written as module-level functions, not closures made per
 // tree: V8 keeps a function's optimised code only while some closure of it
 // is alive, so closures made per call were compiled again after each full
-// collection (a 300 MB run compiled \`renderTree\`'s inner \`emit\` 28 times,
+// collection (a 300 MB run compiled the renderer's inner closure 28 times,
 // 30-50 ms each, and ran it unoptimised in between).
 
-/** Box areas that \`compareBySmallerBox\` sorts indices by (set around one sort). */
+/** Box areas that `compareBySmallerBox` sorts indices by (set around one sort). */
 const NO_AREAS: number[] = [];
 let sortAreas: number[] = NO_AREAS;
 
