@@ -1,7 +1,6 @@
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { open, rename, rm, stat } from 'node:fs/promises';
 import { once } from 'node:events';
-import { pipeline } from 'node:stream/promises';
 import path from 'node:path';
 import { RecordBatchFileWriter, tableToIPC, type RecordBatch, type Schema } from 'apache-arrow';
 import { TableBuilder } from './arrow/columns.js';
@@ -125,7 +124,8 @@ class TextFileStream {
 
   constructor(tmp: string) {
     this.out = createWriteStream(tmp, { flush: true });
-    this.closed = once(this.out, 'close').then(() => undefined);
+    // Resolves on close whatever happened; the error, if any, is kept in `error`.
+    this.closed = new Promise((resolve) => this.out.once('close', () => resolve()));
     this.out.on('error', (err) => (this.error ??= err));
   }
 
@@ -153,26 +153,50 @@ class TextFileStream {
 
 /**
  * An Arrow IPC file streamed to disk. apache-arrow's file writer keeps every
- * byte it produced until something reads them, so a reader is piped to the
- * file from the start; after each row group the writer waits while the file
- * stream is behind.
+ * byte it produced until something reads them, so a loop reads them into
+ * the file from the start; after each row group the writer waits while that
+ * loop waits for the disk. (Not the writer's own Node stream: a pipe that
+ * fails or is cut short leaves a rejected read inside apache-arrow that
+ * nothing handles.)
  */
 class ArrowFileStream {
   private readonly writer = new RecordBatchFileWriter();
   private readonly out: WriteStream;
+  private readonly closed: Promise<void>;
   private readonly done: Promise<void>;
+  /** Set while the loop waits for the file stream to drain. */
+  private behind: Promise<void> | null = null;
+  private aborted = false;
   private error: unknown = null;
 
   constructor(tmp: string) {
     this.out = createWriteStream(tmp, { flush: true });
-    this.done = pipeline(this.writer.toNodeStream({ objectMode: false }), this.out);
+    // Resolves on close whatever happened; the error, if any, is kept in `error`.
+    this.closed = new Promise((resolve) => this.out.once('close', () => resolve()));
+    this.out.on('error', (err) => (this.error ??= err));
+    this.done = this.copyToFile();
     this.done.catch((err: unknown) => (this.error ??= err));
+  }
+
+  private async copyToFile(): Promise<void> {
+    for await (const chunk of this.writer) {
+      if (this.aborted || this.error !== null) continue;
+      if (!this.out.write(chunk)) {
+        this.behind = Promise.race([once(this.out, 'drain').then(() => undefined), this.closed]);
+        await this.behind.catch(() => undefined);
+        this.behind = null;
+      }
+    }
+    if (this.aborted) this.out.destroy();
+    else this.out.end();
+    await this.closed;
+    if (this.error !== null && !this.aborted) throw this.error;
   }
 
   async write(batches: Iterable<RecordBatch>): Promise<void> {
     if (this.error !== null) throw this.error;
     for (const batch of batches) this.writer.write(batch);
-    if (this.out.writableNeedDrain) await Promise.race([once(this.out, 'drain'), this.done]);
+    if (this.behind !== null) await this.behind.catch(() => undefined);
     if (this.error !== null) throw this.error;
   }
 
@@ -183,9 +207,10 @@ class ArrowFileStream {
     return this.out.bytesWritten;
   }
 
+  /** Stop without finishing (the caller removes the file). */
   async abort(): Promise<void> {
-    this.writer.abort();
-    this.out.destroy();
+    this.aborted = true;
+    this.writer.close();
     await this.done.catch(() => undefined);
   }
 }

@@ -69,5 +69,18 @@ describe('ShardWriter: JSONL and Arrow shards are written as they fill', () => {
       if (format === 'arrow') expect(tableFromIPC(readFileSync(path.join(dir, 'part-0-00000.arrow'))).numRows).toBe(40);
       else expect((await readFile(path.join(dir, 'part-0-00000.jsonl'), 'utf8')).trimEnd().split('\n')).toHaveLength(40);
     });
+
+  }
+});
+
+describe('ShardWriter: a shard that cannot be written', () => {
+  for (const format of ['parquet', 'jsonl', 'arrow'] as const satisfies readonly ShardFormat[]) {
+    it(`${format}: a file that cannot be written fails the writer with the system's error, without hanging`, async () => {
+      const records = await realRecords();
+      const dir = path.join(await tmpDir(), 'missing-folder');
+      const w = new ShardWriter({ dir, prefix: 'part-0', format, rowsPerShard: 40, rowGroupRows: 10, metadata: [...preparedSchema.metadata] });
+      await expect(w.add(records).then(() => w.close())).rejects.toThrow(/ENOENT/);
+      await w.abort();
+    });
   }
 });
