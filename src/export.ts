@@ -1,13 +1,14 @@
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { once } from 'node:events';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, realpath, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Binary, Field, List, Schema, Struct, Utf8 } from 'apache-arrow';
-import sharp from 'sharp';
 import { InstructifyError } from './errors.js';
 import type { Conversation } from './generate/generate.js';
 import { readShards } from './shard-reader.js';
 import { ShardWriter } from './shards.js';
+import { probeImage, type ProbeResult } from './images.js';
+import type { Size } from './assemble.js';
 
 /**
  * From conversation shards to what trainers read: LLaVA JSON / JSONL,
@@ -30,6 +31,8 @@ export interface ExportOptions {
   embedImages?: boolean;
   /** Dataset name in dataset_info.json / the InternVL meta file. */
   name?: string;
+  /** Stop at the first conversation that would be set aside. */
+  strict?: boolean;
 }
 
 export interface ExportResult {
@@ -44,6 +47,8 @@ const IMAGE = '<image>';
 const LEAKS = [/^\s*\**\s*(question|answer)\s*\d*\s*\**\s*:/im, /\bthe (facts|information) (above|below|given|provided)\b/i, /\baccording to the (facts|information)\b/i, /^\s*facts:/im];
 
 export type Violation = { reason: 'image-marker-count' | 'image-in-answer' | 'prompt-leak' | 'turn-order'; detail: string };
+/** Why a conversation was not exported: a broken rule, or (InternVL sizes, --embed-images) its image. */
+export type ExportRejectReason = Violation['reason'] | 'missing-image' | 'unreadable-image' | 'path-escape';
 
 /** Why a conversation must not be exported, or null. */
 export function validateConversation(c: Pick<Conversation, 'conversations'>): Violation | null {
@@ -100,6 +105,14 @@ async function writeLine(s: WriteStream, text: string): Promise<void> {
   if (!s.write(text)) await once(s, 'drain');
 }
 
+/** Drop a stream after a failure: writes still queued fail quietly instead of as an unhandled error. */
+async function discard(s: WriteStream): Promise<void> {
+  s.on('error', () => undefined);
+  const closed = s.closed ? Promise.resolve() : new Promise<void>((resolve) => s.once('close', () => resolve()));
+  s.destroy();
+  await closed;
+}
+
 async function closeStream(s: WriteStream): Promise<void> {
   s.end();
   await once(s, 'finish');
@@ -107,9 +120,13 @@ async function closeStream(s: WriteStream): Promise<void> {
 
 export async function exportConversations(o: ExportOptions): Promise<ExportResult> {
   if (!EXPORT_FORMATS.includes(o.format)) throw new InstructifyError('E_OPTION', `unknown export format "${o.format}"; one of ${EXPORT_FORMATS.join(', ')}`);
-  if ((o.format === 'internvl' || o.embedImages) && !o.images) {
+  const needImages = o.format === 'internvl' || o.embedImages === true;
+  if (needImages && !o.images) {
     throw new InstructifyError('E_OPTION', `${o.format === 'internvl' ? 'InternVL needs image sizes' : '--embed-images needs the images'}: give --images (the image root)`);
   }
+  const realRoot = needImages ? await realpath(o.images!).catch((err: unknown) => {
+    throw new InstructifyError('E_OPTION', `--images ${o.images}: not a folder that can be read (${(err as NodeJS.ErrnoException).code ?? String(err)})`, { cause: err });
+  }) : '';
   const name = o.name ?? 'instructify';
   await mkdir(o.out, { recursive: true });
   const rejects = createWriteStream(path.join(o.out, 'export-rejects.jsonl'));
@@ -122,62 +139,90 @@ export async function exportConversations(o: ExportOptions): Promise<ExportResul
     files.push(n);
     return path.join(o.out, n);
   };
+  /** The one text file of a JSON / JSONL format: written as `<name>.tmp`, renamed once complete. */
   let out: WriteStream | null = null;
+  let outFile = '';
+  const openOut = (n: string) => {
+    outFile = file(n);
+    out = createWriteStream(`${outFile}.tmp`);
+    return out;
+  };
   let hf: ShardWriter | null = null;
   let first = true;
-  const sizes = new Map<string, { width: number; height: number }>();
-  if (o.format === 'llava') {
-    out = createWriteStream(file('llava.json'));
-    await writeLine(out, '[\n');
-  } else if (o.format === 'llava-jsonl') out = createWriteStream(file('llava.jsonl'));
-  else if (o.format === 'sharegpt') {
-    out = createWriteStream(file('sharegpt.json'));
-    await writeLine(out, '[\n');
-  } else if (o.format === 'internvl') out = createWriteStream(file('internvl.jsonl'));
-  else {
-    await mkdir(path.join(o.out, 'data'), { recursive: true });
-    hf = new ShardWriter({ dir: path.join(o.out, 'data'), prefix: 'train', format: 'parquet', rowsPerShard: 50_000, metadata: [...hfSchema.metadata], schema: hfSchema });
-  }
+  /** Each image checked once (a generate output has several conversations per image). */
+  const probes = new Map<string, ProbeResult>();
+  const setAside = (c: Conversation, reason: ExportRejectReason, detail: string) => {
+    if (o.strict) throw new InstructifyError('E_BAD_RECORD', `${reason}: ${detail} (strict mode stops at the first bad conversation)`, { imageId: c.image });
+    rejected[reason] = (rejected[reason] ?? 0) + 1;
+    rejects.write(JSON.stringify({ id: c.id, image: c.image, reason, detail }) + '\n');
+  };
+  try {
+    if (o.format === 'llava') await writeLine(openOut('llava.json'), '[\n');
+    else if (o.format === 'llava-jsonl') openOut('llava.jsonl');
+    else if (o.format === 'sharegpt') await writeLine(openOut('sharegpt.json'), '[\n');
+    else if (o.format === 'internvl') openOut('internvl.jsonl');
+    else {
+      await mkdir(path.join(o.out, 'data'), { recursive: true });
+      hf = new ShardWriter({ dir: path.join(o.out, 'data'), prefix: 'train', format: 'parquet', rowsPerShard: 50_000, metadata: [...hfSchema.metadata], schema: hfSchema });
+    }
+    const text = out as WriteStream | null;
 
-  for await (const c of readShards<Conversation>(o.input, /^part-[\w-]+\.(parquet|jsonl)$/)) {
-    const v = validateConversation(c);
-    if (v) {
-      rejected[v.reason] = (rejected[v.reason] ?? 0) + 1;
-      rejects.write(JSON.stringify({ id: c.id, image: c.image, ...v }) + '\n');
-      continue;
-    }
-    exported++;
-    const turns = c.conversations.map((t) => ({ from: t.from, value: o.format === 'internvl' ? boxesTo1000(t.value) : t.value }));
-    if (o.format === 'llava' || o.format === 'llava-jsonl') {
-      const item = JSON.stringify({ id: c.id, image: c.image, conversations: turns });
-      await writeLine(out!, o.format === 'llava' ? `${first ? '' : ',\n'}${item}` : `${item}\n`);
-    } else if (o.format === 'sharegpt') {
-      const messages = turns.map((t) => ({ role: t.from === 'human' ? 'user' : 'assistant', content: t.value }));
-      await writeLine(out!, `${first ? '' : ',\n'}${JSON.stringify({ messages, images: [c.image] })}`);
-    } else if (o.format === 'internvl') {
-      let size = sizes.get(c.image);
-      if (!size) {
-        const meta = await sharp(path.join(o.images!, c.image)).metadata();
-        size = { width: meta.width ?? 0, height: meta.height ?? 0 };
-        sizes.set(c.image, size);
+    for await (const c of readShards<Conversation>(o.input, /^part-[\w-]+\.(parquet|jsonl)$/)) {
+      const v = validateConversation(c);
+      if (v) {
+        setAside(c, v.reason, v.detail);
+        continue;
       }
-      await writeLine(out!, JSON.stringify({ id: c.id, image: c.image, width: size.width, height: size.height, conversations: turns }) + '\n');
-    } else {
-      const messages = turns.map((t, i) => ({
-        role: t.from === 'human' ? 'user' : 'assistant',
-        content: i === 0 ? [{ type: 'image', text: null }, { type: 'text', text: t.value.slice(IMAGE.length).replace(/^\n/, '') }] : [{ type: 'text', text: t.value }],
-      }));
-      const bytes = o.embedImages ? new Uint8Array(await readFile(path.join(o.images!, c.image))) : null;
-      await hf!.add([{ messages, images: [{ bytes, path: o.embedImages ? null : c.image }] }]);
+      let size: Size | null = null;
+      if (needImages) {
+        let probe = probes.get(c.image);
+        if (!probe) {
+          // The header is read for --embed-images too: bytes that are not an image would fail the trainer's decoder.
+          probe = await probeImage(o.images!, realRoot, c.image, true);
+          probes.set(c.image, probe);
+        }
+        if (!probe.ok) {
+          setAside(c, probe.reason as ExportRejectReason, probe.detail);
+          continue;
+        }
+        size = probe.size;
+      }
+      exported++;
+      const turns = c.conversations.map((t) => ({ from: t.from, value: o.format === 'internvl' ? boxesTo1000(t.value) : t.value }));
+      if (o.format === 'llava' || o.format === 'llava-jsonl') {
+        const item = JSON.stringify({ id: c.id, image: c.image, conversations: turns });
+        await writeLine(text!, o.format === 'llava' ? `${first ? '' : ',\n'}${item}` : `${item}\n`);
+      } else if (o.format === 'sharegpt') {
+        const messages = turns.map((t) => ({ role: t.from === 'human' ? 'user' : 'assistant', content: t.value }));
+        await writeLine(text!, `${first ? '' : ',\n'}${JSON.stringify({ messages, images: [c.image] })}`);
+      } else if (o.format === 'internvl') {
+        await writeLine(text!, JSON.stringify({ id: c.id, image: c.image, width: size!.width, height: size!.height, conversations: turns }) + '\n');
+      } else {
+        const messages = turns.map((t, i) => ({
+          role: t.from === 'human' ? 'user' : 'assistant',
+          content: i === 0 ? [{ type: 'image', text: null }, { type: 'text', text: t.value.slice(IMAGE.length).replace(/^\n/, '') }] : [{ type: 'text', text: t.value }],
+        }));
+        const bytes = o.embedImages ? new Uint8Array(await readFile(path.join(o.images!, c.image))) : null;
+        await hf!.add([{ messages, images: [{ bytes, path: o.embedImages ? null : c.image }] }]);
+      }
+      first = false;
     }
-    first = false;
+    if (text) {
+      if (o.format === 'llava' || o.format === 'sharegpt') await writeLine(text, '\n]\n');
+      await closeStream(text);
+      await rename(`${outFile}.tmp`, outFile);
+    }
+    if (hf) for (const s of await hf.close()) files.push(path.join('data', s.file));
+    await closeStream(rejects);
+  } catch (err) {
+    // Nothing left under a final name: the text file stays a .tmp only until removed here.
+    const text = out as WriteStream | null;
+    if (text) await discard(text);
+    await discard(rejects);
+    if (outFile) await rm(`${outFile}.tmp`, { force: true });
+    await hf?.abort();
+    throw err;
   }
-  if (out) {
-    if (o.format === 'llava' || o.format === 'sharegpt') await writeLine(out, '\n]\n');
-    await closeStream(out);
-  }
-  if (hf) for (const s of await hf.close()) files.push(path.join('data', s.file));
-  await closeStream(rejects);
   if (o.format === 'sharegpt') {
     await writeFile(
       file('dataset_info.json'),

@@ -123,6 +123,56 @@ describe('export validation', () => {
     expect(validateConversation({ conversations: [{ from: 'gpt', value: 'x' }, { from: 'human', value: 'y' }] })?.reason).toBe('turn-order');
   });
 
+  /** Real conversations of two images, with one of them pointed at a file that is not there and one at a file that is not an image. */
+  async function withBadImages(): Promise<{ input: string; images: string; missing: string; broken: string; good: string }> {
+    const images = await tmpDir();
+    const [good, other] = [...new Set(source.map((c) => c.image))] as [string, string];
+    await copyFile(path.join(COCO_IMAGES, good), path.join(images, good));
+    await writeFile(path.join(images, 'broken.jpg'), 'not a jpeg');
+    const rows = source
+      .filter((c) => c.image === good || c.image === other)
+      .map((c, i) => (c.image === good ? c : { ...c, image: i % 2 ? 'broken.jpg' : other }));
+    const input = await tmpDir();
+    await writeFile(path.join(input, 'part-0-00000.jsonl'), rows.map((r) => JSON.stringify(r)).join('\n') + '\n');
+    await writeFile(path.join(input, 'manifest.json'), JSON.stringify({ command: 'generate', status: 'complete', perPromptType: {} }));
+    return { input, images, missing: other, broken: 'broken.jpg', good };
+  }
+
+  it('InternVL and --embed-images set aside a conversation whose image is missing or unreadable, and export the rest', async () => {
+    const { input, images, missing, good } = await withBadImages();
+    const rows = (await readFile(path.join(input, 'part-0-00000.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as Conversation);
+    const count = (image: string) => rows.filter((c) => c.image === image).length;
+    expect(count(good) * count(missing) * count('broken.jpg')).toBeGreaterThan(0);
+    for (const format of ['internvl', 'hf-parquet'] as const) {
+      const out = await tmpDir();
+      const r = await exportConversations({ input, out, format, images, embedImages: format === 'hf-parquet' });
+      expect(r.exported).toBe(count(good));
+      expect(r.rejected).toEqual({ 'missing-image': count(missing), 'unreadable-image': count('broken.jpg') });
+      const rejects = (await readFile(path.join(out, 'export-rejects.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as { image: string; reason: string; detail: string });
+      expect(rejects.find((x) => x.reason === 'missing-image')).toMatchObject({ image: missing, detail: `no file ${missing} under the image root` });
+      expect(rejects.find((x) => x.reason === 'unreadable-image')!.detail).toContain('broken.jpg');
+      if (format === 'internvl') {
+        const lines = (await readFile(path.join(out, 'internvl.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as { image: string; width: number });
+        expect(new Set(lines.map((l) => l.image))).toEqual(new Set([good]));
+        expect(lines[0]!.width).toBe((await sharp(path.join(images, good)).metadata()).width);
+      } else {
+        const [n] = await duckdb<{ n: number }>(`SELECT count(*)::INT AS n FROM '${path.join(out, 'data', '*.parquet')}' WHERE octet_length(images[1].bytes) > 1000`);
+        expect(n!.n).toBe(count(good));
+      }
+    }
+  });
+
+  it('--strict stops at the first conversation it would set aside, and leaves no export file behind', async () => {
+    const { input, images } = await withBadImages();
+    const out = await tmpDir();
+    await expect(exportConversations({ input, out, format: 'internvl', images, strict: true })).rejects.toMatchObject({ code: 'E_BAD_RECORD', message: expect.stringMatching(/(missing|unreadable)-image: .*strict mode/) });
+    const { readdir } = await import('node:fs/promises');
+    expect((await readdir(out)).filter((n) => n.startsWith('internvl'))).toEqual([]);
+    // Without --strict the same input exports.
+    expect((await exportConversations({ input, out, format: 'internvl', images })).exported).toBeGreaterThan(0);
+    expect((await readdir(out)).sort()).toEqual(['export-manifest.json', 'export-rejects.jsonl', 'internvl.jsonl', 'internvl_meta.json']);
+  });
+
   it('writes boxes as 0..1000 for InternVL and keeps 0..1 elsewhere, saying so in the manifest', async () => {
     const input = await planted();
     const root = await tmpDir();
