@@ -117,7 +117,7 @@ class ParquetFileStream {
  * 10,000 rows a shard, holding JSONL shards whole had a 300 MB prepare peak
  * at 594 MB instead of 268. Flushed to disk before it closes.
  */
-class TextFileStream {
+class FileSink {
   private readonly out: WriteStream;
   private readonly closed: Promise<void>;
   private error: unknown = null;
@@ -129,10 +129,10 @@ class TextFileStream {
     this.out.on('error', (err) => (this.error ??= err));
   }
 
-  /** Queue text; waits while the disk is behind. */
-  async write(text: string): Promise<void> {
+  /** Queue bytes or text; waits while the disk is behind. */
+  async write(chunk: string | Uint8Array): Promise<void> {
     if (this.error !== null) throw this.error;
-    if (!this.out.write(text)) await Promise.race([once(this.out, 'drain'), this.closed]);
+    if (!this.out.write(chunk)) await Promise.race([once(this.out, 'drain'), this.closed]);
     if (this.error !== null) throw this.error;
   }
 
@@ -153,50 +153,40 @@ class TextFileStream {
 
 /**
  * An Arrow IPC file streamed to disk. apache-arrow's file writer keeps every
- * byte it produced until something reads them, so a loop reads them into
- * the file from the start; after each row group the writer waits while that
- * loop waits for the disk. (Not the writer's own Node stream: a pipe that
- * fails or is cut short leaves a rejected read inside apache-arrow that
- * nothing handles.)
+ * byte it produced until something reads them, so a loop copies them to the
+ * file from the start, and after each row group the writer waits for a copy
+ * the disk held up. (Not the writer's own Node stream: a pipe that fails or
+ * is cut short leaves a rejected read inside apache-arrow that nothing
+ * handles.)
  */
 class ArrowFileStream {
   private readonly writer = new RecordBatchFileWriter();
-  private readonly out: WriteStream;
-  private readonly closed: Promise<void>;
+  private readonly sink: FileSink;
   private readonly done: Promise<void>;
-  /** Set while the loop waits for the file stream to drain. */
-  private behind: Promise<void> | null = null;
+  /** The copy in progress, while it waits for the disk. */
+  private copying: Promise<void> | null = null;
   private aborted = false;
   private error: unknown = null;
 
   constructor(tmp: string) {
-    this.out = createWriteStream(tmp, { flush: true });
-    // Resolves on close whatever happened; the error, if any, is kept in `error`.
-    this.closed = new Promise((resolve) => this.out.once('close', () => resolve()));
-    this.out.on('error', (err) => (this.error ??= err));
+    this.sink = new FileSink(tmp);
     this.done = this.copyToFile();
-    this.done.catch((err: unknown) => (this.error ??= err));
   }
 
   private async copyToFile(): Promise<void> {
+    // The queue is read to its end whatever happens, so the writer never writes into a closed queue.
     for await (const chunk of this.writer) {
       if (this.aborted || this.error !== null) continue;
-      if (!this.out.write(chunk)) {
-        this.behind = Promise.race([once(this.out, 'drain').then(() => undefined), this.closed]);
-        await this.behind.catch(() => undefined);
-        this.behind = null;
-      }
+      this.copying = this.sink.write(chunk);
+      await this.copying.catch((err: unknown) => (this.error ??= err));
+      this.copying = null;
     }
-    if (this.aborted) this.out.destroy();
-    else this.out.end();
-    await this.closed;
-    if (this.error !== null && !this.aborted) throw this.error;
   }
 
   async write(batches: Iterable<RecordBatch>): Promise<void> {
     if (this.error !== null) throw this.error;
     for (const batch of batches) this.writer.write(batch);
-    if (this.behind !== null) await this.behind.catch(() => undefined);
+    if (this.copying !== null) await this.copying.catch(() => undefined);
     if (this.error !== null) throw this.error;
   }
 
@@ -204,17 +194,21 @@ class ArrowFileStream {
   async finish(): Promise<number> {
     this.writer.finish();
     await this.done;
-    return this.out.bytesWritten;
+    if (this.error !== null) {
+      await this.sink.abort();
+      throw this.error;
+    }
+    return this.sink.finish();
   }
 
   /** Stop without finishing (the caller removes the file). */
   async abort(): Promise<void> {
     this.aborted = true;
     this.writer.close();
-    await this.done.catch(() => undefined);
+    await this.done;
+    await this.sink.abort();
   }
 }
-
 
 export type ShardFormat = 'parquet' | 'jsonl' | 'arrow';
 
@@ -257,7 +251,7 @@ export class ShardWriter {
    */
   private readonly rowGroup: TableBuilder;
   /** The shard being written, under its `.tmp` name; null between shards. */
-  private file: ParquetFileStream | ArrowFileStream | TextFileStream | null = null;
+  private file: ParquetFileStream | ArrowFileStream | FileSink | null = null;
   /** JSONL: lines not yet handed to the file. */
   private text = '';
   private pendingRows = 0;
@@ -294,11 +288,11 @@ export class ShardWriter {
   }
 
   /** The current shard's file, opened under its temporary name on first use. */
-  private async openFile(): Promise<ParquetFileStream | ArrowFileStream | TextFileStream> {
+  private async openFile(): Promise<ParquetFileStream | ArrowFileStream | FileSink> {
     if (this.file !== null) return this.file;
     const tmp = `${this.shardName(this.index)}.tmp`;
     this.current = tmp;
-    if (this.opts.format === 'jsonl') this.file = new TextFileStream(tmp);
+    if (this.opts.format === 'jsonl') this.file = new FileSink(tmp);
     else if (this.opts.format === 'arrow') this.file = new ArrowFileStream(tmp);
     else {
       const pq = await parquetWasm();
@@ -311,7 +305,7 @@ export class ShardWriter {
     if (!this.text) return;
     const text = this.text;
     this.text = '';
-    await ((await this.openFile()) as TextFileStream).write(text);
+    await ((await this.openFile()) as FileSink).write(text);
   }
 
   private async flushRowGroup(): Promise<void> {
