@@ -140,12 +140,11 @@ export async function exportConversations(o: ExportOptions): Promise<ExportResul
     return path.join(o.out, n);
   };
   /** The one text file of a JSON / JSONL format: written as `<name>.tmp`, renamed once complete. */
-  let out: WriteStream | null = null;
+  let text: WriteStream | null = null;
   let outFile = '';
   const openOut = (n: string) => {
     outFile = file(n);
-    out = createWriteStream(`${outFile}.tmp`);
-    return out;
+    return createWriteStream(`${outFile}.tmp`);
   };
   let hf: ShardWriter | null = null;
   let first = true;
@@ -157,16 +156,14 @@ export async function exportConversations(o: ExportOptions): Promise<ExportResul
     rejects.write(JSON.stringify({ id: c.id, image: c.image, reason, detail }) + '\n');
   };
   try {
-    if (o.format === 'llava') await writeLine(openOut('llava.json'), '[\n');
-    else if (o.format === 'llava-jsonl') openOut('llava.jsonl');
-    else if (o.format === 'sharegpt') await writeLine(openOut('sharegpt.json'), '[\n');
-    else if (o.format === 'internvl') openOut('internvl.jsonl');
+    if (o.format === 'llava') await writeLine((text = openOut('llava.json')), '[\n');
+    else if (o.format === 'llava-jsonl') text = openOut('llava.jsonl');
+    else if (o.format === 'sharegpt') await writeLine((text = openOut('sharegpt.json')), '[\n');
+    else if (o.format === 'internvl') text = openOut('internvl.jsonl');
     else {
       await mkdir(path.join(o.out, 'data'), { recursive: true });
       hf = new ShardWriter({ dir: path.join(o.out, 'data'), prefix: 'train', format: 'parquet', rowsPerShard: 50_000, metadata: [...hfSchema.metadata], schema: hfSchema });
     }
-    const text = out as WriteStream | null;
-
     for await (const c of readShards<Conversation>(o.input, /^part-[\w-]+\.(parquet|jsonl)$/)) {
       const v = validateConversation(c);
       if (v) {
@@ -182,7 +179,7 @@ export async function exportConversations(o: ExportOptions): Promise<ExportResul
           probes.set(c.image, probe);
         }
         if (!probe.ok) {
-          setAside(c, probe.reason as ExportRejectReason, probe.detail);
+          setAside(c, probe.reason, probe.detail);
           continue;
         }
         size = probe.size;
@@ -216,7 +213,6 @@ export async function exportConversations(o: ExportOptions): Promise<ExportResul
     await closeStream(rejects);
   } catch (err) {
     // Nothing left under a final name: the text file stays a .tmp only until removed here.
-    const text = out as WriteStream | null;
     if (text) await discard(text);
     await discard(rejects);
     if (outFile) await rm(`${outFile}.tmp`, { force: true });

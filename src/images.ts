@@ -4,7 +4,7 @@ import { loadSharp } from './sharp.js';
 import type { Size } from './assemble.js';
 import type { RejectReason } from './types.js';
 
-export type ProbeResult = { ok: true; size: Size | null } | { ok: false; reason: RejectReason; detail: string };
+export type ProbeResult = { ok: true; size: Size | null } | { ok: false; reason: Extract<RejectReason, 'missing-image' | 'unreadable-image' | 'path-escape'>; detail: string };
 
 /**
  * Checks that an image exists inside the root and, when `needSize`, reads
