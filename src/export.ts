@@ -33,6 +33,8 @@ export interface ExportOptions {
   name?: string;
   /** Stop at the first conversation that would be set aside. */
   strict?: boolean;
+  /** hf-parquet: conversations per `data/train-*.parquet` file (default 50,000). */
+  rowsPerShard?: number;
 }
 
 export interface ExportResult {
@@ -162,7 +164,7 @@ export async function exportConversations(o: ExportOptions): Promise<ExportResul
     else if (o.format === 'internvl') text = openOut('internvl.jsonl');
     else {
       await mkdir(path.join(o.out, 'data'), { recursive: true });
-      hf = new ShardWriter({ dir: path.join(o.out, 'data'), prefix: 'train', format: 'parquet', rowsPerShard: 50_000, metadata: [...hfSchema.metadata], schema: hfSchema });
+      hf = new ShardWriter({ dir: path.join(o.out, 'data'), prefix: 'train', format: 'parquet', rowsPerShard: o.rowsPerShard ?? 50_000, metadata: [...hfSchema.metadata], schema: hfSchema });
     }
     for await (const c of readShards<Conversation>(o.input, /^part-[\w-]+\.(parquet|jsonl)$/)) {
       const v = validateConversation(c);
@@ -212,11 +214,14 @@ export async function exportConversations(o: ExportOptions): Promise<ExportResul
     if (hf) for (const s of await hf.close()) files.push(path.join('data', s.file));
     await closeStream(rejects);
   } catch (err) {
-    // Nothing left under a final name: the text file stays a .tmp only until removed here.
+    // Nothing of a failed export is left to look complete: not the text file's .tmp, not a finished Parquet file.
     if (text) await discard(text);
     await discard(rejects);
     if (outFile) await rm(`${outFile}.tmp`, { force: true });
-    await hf?.abort();
+    if (hf) {
+      await hf.abort();
+      for (const s of hf.shards) await rm(path.join(o.out, 'data', s.file), { force: true });
+    }
     throw err;
   }
   if (o.format === 'sharegpt') {

@@ -171,6 +171,12 @@ describe('export validation', () => {
     // Without --strict the same input exports.
     expect((await exportConversations({ input, out, format: 'internvl', images })).exported).toBeGreaterThan(0);
     expect((await readdir(out)).sort()).toEqual(['export-manifest.json', 'export-rejects.jsonl', 'internvl.jsonl', 'internvl_meta.json']);
+    // hf-parquet, 2 conversations a file: files finished before the bad image are removed too.
+    const hf = await tmpDir();
+    await expect(exportConversations({ input, out: hf, format: 'hf-parquet', images, embedImages: true, strict: true, rowsPerShard: 2 })).rejects.toMatchObject({ code: 'E_BAD_RECORD' });
+    expect(await readdir(path.join(hf, 'data'))).toEqual([]);
+    const whole = await exportConversations({ input, out: hf, format: 'hf-parquet', images, embedImages: true, rowsPerShard: 2 });
+    expect(whole.files).toEqual(Array.from({ length: Math.ceil(whole.exported / 2) }, (_, i) => `data/train-${String(i).padStart(5, '0')}.parquet`));
   });
 
   it('writes boxes as 0..1000 for InternVL and keeps 0..1 elsewhere, saying so in the manifest', async () => {
