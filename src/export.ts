@@ -5,7 +5,7 @@ import path from 'node:path';
 import { Binary, Field, List, Schema, Struct, Utf8 } from 'apache-arrow';
 import { InstructifyError } from './errors.js';
 import type { Conversation } from './generate/generate.js';
-import { readShards } from './shard-reader.js';
+import { expectOutputOf, readShards } from './shard-reader.js';
 import { ShardWriter } from './shards.js';
 import { probeImage, type ProbeResult } from './images.js';
 import type { Size } from './assemble.js';
@@ -48,13 +48,17 @@ const IMAGE = '<image>';
 /** Signs that prompt wording reached a turn. */
 const LEAKS = [/^\s*\**\s*(question|answer)\s*\d*\s*\**\s*:/im, /\bthe (facts|information) (above|below|given|provided)\b/i, /\baccording to the (facts|information)\b/i, /^\s*facts:/im];
 
-export type Violation = { reason: 'image-marker-count' | 'image-in-answer' | 'prompt-leak' | 'turn-order'; detail: string };
+export type Violation = { reason: 'not-a-conversation' | 'image-marker-count' | 'image-in-answer' | 'prompt-leak' | 'turn-order'; detail: string };
 /** Why a conversation was not exported: a broken rule, or (InternVL sizes, --embed-images) its image. */
 export type ExportRejectReason = Violation['reason'] | 'missing-image' | 'unreadable-image' | 'path-escape';
 
 /** Why a conversation must not be exported, or null. */
 export function validateConversation(c: Pick<Conversation, 'conversations'>): Violation | null {
   const turns = c.conversations;
+  // Rows of a folder without a manifest are not known to be conversations.
+  if (!Array.isArray(turns) || !turns.every((t) => t !== null && typeof t === 'object' && typeof t.value === 'string')) {
+    return { reason: 'not-a-conversation', detail: 'no list of {from, value} turns in "conversations"' };
+  }
   if (!turns.length || turns.length % 2 !== 0 || turns.some((t, i) => t.from !== (i % 2 === 0 ? 'human' : 'gpt'))) {
     return { reason: 'turn-order', detail: 'turns must alternate human, gpt, starting with human' };
   }
@@ -129,6 +133,7 @@ export async function exportConversations(o: ExportOptions): Promise<ExportResul
   const realRoot = needImages ? await realpath(o.images!).catch((err: unknown) => {
     throw new InstructifyError('E_OPTION', `--images ${o.images}: not a folder that can be read (${(err as NodeJS.ErrnoException).code ?? String(err)})`, { cause: err });
   }) : '';
+  await expectOutputOf(o.input, 'generate', 'export');
   const name = o.name ?? 'instructify';
   await mkdir(o.out, { recursive: true });
   const rejects = createWriteStream(path.join(o.out, 'export-rejects.jsonl'));

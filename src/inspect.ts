@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Conversation } from './generate/generate.js';
-import { readShards } from './shard-reader.js';
+import { expectOutputOf, readShards } from './shard-reader.js';
 import { llmCall, type CallStats } from './generate/caller.js';
 import { boxList, runLoop } from './generate/loop.js';
 import { loadDistribution, loadPrompts, render } from './generate/prompts.js';
@@ -112,6 +112,7 @@ export async function preview(o: PreviewOptions): Promise<void> {
   const prompts = loadPrompts(o.promptDirs ?? []);
   const distribution = loadDistribution(o.distribution, prompts);
   const client = o.llm ? new LlmClient(o.llm) : null;
+  await expectOutputOf(o.input, 'prepare', 'preview');
   const rule = (title: string) => o.log(`\n── ${title} ${'─'.repeat(Math.max(0, 70 - title.length))}`);
   let n = 0;
   try {

@@ -44,6 +44,32 @@ export async function* readShardFile<T>(file: string, skip?: readonly string[]):
   for await (const table of parquetRowGroups(file, undefined, skip)) yield* tableRows<T>(table, camel);
 }
 
+/**
+ * Check that an input folder was written by the command whose output the
+ * caller reads (`generate` reads prepare's, `export` reads generate's), so
+ * that the wrong folder gets a message instead of a missing field deep in a
+ * record. A folder without a manifest (shards made another way) is taken
+ * as it is.
+ */
+export async function expectOutputOf(dir: string, command: 'prepare' | 'generate', reader: string): Promise<void> {
+  const file = path.join(dir, 'manifest.json');
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch {
+    return;
+  }
+  let made: unknown;
+  try {
+    made = (JSON.parse(text) as { command?: unknown }).command;
+  } catch (err) {
+    throw new InstructifyError('E_WRONG_KIND', `manifest.json is not JSON: is ${dir} an instructify output folder?`, { file, cause: err });
+  }
+  if (made !== undefined && made !== command) {
+    throw new InstructifyError('E_WRONG_KIND', `this folder holds the output of ${String(made)}; ${reader} reads the folder ${command} writes (its --out)`, { file });
+  }
+}
+
 /** Every row of a folder's shards, in shard order. */
 export async function* readShards<T>(dir: string, pattern = SHARD_FILE, skip?: readonly string[]): AsyncGenerator<T> {
   const names = (await readdir(dir)).filter((n) => pattern.test(n)).sort();

@@ -5,7 +5,7 @@ import path from 'node:path';
 import sharp from 'sharp';
 import { boxesTo1000, exportConversations, validateConversation } from '../src/export.js';
 import { generate, readShards, type Conversation } from '../src/generate/generate.js';
-import { folderStats } from '../src/inspect.js';
+import { folderStats, preview } from '../src/inspect.js';
 import { fakeAnswer } from '../src/llm/fake-answers.js';
 import { LoopbackLlmServer } from '../src/llm/loopback-server.js';
 import { COCO_CAPTIONS, COCO_IMAGES, COCO_INSTANCES, ROOT, duckdb, runPrepare, tmpDir } from './helpers.js';
@@ -83,6 +83,32 @@ describe('export round trips, turn by turn', () => {
     expect([lines[0]!.width, lines[0]!.height]).toEqual([meta.width, meta.height]);
     expect(JSON.parse(await readFile(path.join(out, 'internvl_meta.json'), 'utf8'))['coco-demo']).toEqual({ root: COCO_IMAGES, annotation: 'internvl.jsonl', data_augment: false, repeat_time: 1, length: lines.length });
     expect(r.boxes).toContain('0..1000');
+  });
+});
+
+describe('the wrong folder as input', () => {
+  it('generate, preview and export each say which command\'s folder they read, and write nothing', async () => {
+    const { readdir } = await import('node:fs/promises');
+    const out = path.join(await tmpDir(), 'out');
+    await expect(exportConversations({ input: prepared, out, format: 'llava' })).rejects.toMatchObject({
+      code: 'E_WRONG_KIND',
+      message: expect.stringContaining(`${path.join(prepared, 'manifest.json')}: this folder holds the output of prepare; export reads the folder generate writes`),
+    });
+    await expect(generate({ input: conversations, out, distribution: 'instructify-mix' })).rejects.toMatchObject({
+      code: 'E_WRONG_KIND',
+      message: expect.stringContaining(`${path.join(conversations, 'manifest.json')}: this folder holds the output of generate; generate reads the folder prepare writes`),
+    });
+    await expect(preview({ input: conversations, count: 1, distribution: 'instructify-mix', log: () => undefined })).rejects.toMatchObject({ code: 'E_WRONG_KIND' });
+    await expect(readdir(out)).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+
+  it('export sets aside rows of a folder without a manifest that are not conversations', async () => {
+    const input = await tmpDir();
+    const good = source[0]!;
+    await writeFile(path.join(input, 'part-0-00000.jsonl'), [good, { id: 'x', image: 'a.jpg' }, { id: 'y', image: 'b.jpg', conversations: [{ from: 'human' }] }].map((r) => JSON.stringify(r)).join('\n') + '\n');
+    const r = await exportConversations({ input, out: await tmpDir(), format: 'llava-jsonl' });
+    expect(r.exported).toBe(1);
+    expect(r.rejected).toEqual({ 'not-a-conversation': 2 });
   });
 });
 

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import PQueue from 'p-queue';
 import { InstructifyError } from '../errors.js';
-import { readShards } from '../shard-reader.js';
+import { expectOutputOf, readShards } from '../shard-reader.js';
 import { ResponseCache } from '../llm/cache.js';
 import { LlmClient, type LlmClientOptions } from '../llm/client.js';
 import { CONVERSATION_SCHEMA_VERSION, conversationSchema } from '../schema.js';
@@ -187,6 +187,7 @@ export async function generate(o: GenerateOptions): Promise<GenerateResult> {
   const prompts = loadPrompts(o.promptDirs ?? []);
   const distribution = loadDistribution(o.distribution, prompts);
   const client = o.llm ? new LlmClient(o.llm) : null;
+  if (typeof o.input === 'string' && o.input !== '-') await expectOutputOf(o.input, 'prepare', 'generate');
   const inputManifest = (typeof o.input === 'string' && o.input !== '-' ? JSON.parse(await readFile(path.join(o.input, 'manifest.json'), 'utf8').catch(() => '{}')) : {}) as {
     status?: string;
     counts?: { images?: number };
