@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { readdir, readFile } from 'node:fs/promises';
+import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { tableFromIPC } from 'apache-arrow';
 import { InstructifyError } from './errors.js';
@@ -57,6 +57,7 @@ export async function expectOutputOf(dir: string, command: 'prepare' | 'generate
   try {
     text = await readFile(file, 'utf8');
   } catch {
+    if (!(await stat(dir).catch(() => null))?.isDirectory()) throw new InstructifyError('E_OPTION', 'no such folder: is the path right?', { file: dir });
     return;
   }
   let made: unknown;
@@ -72,7 +73,10 @@ export async function expectOutputOf(dir: string, command: 'prepare' | 'generate
 
 /** Every row of a folder's shards, in shard order. */
 export async function* readShards<T>(dir: string, pattern = SHARD_FILE, skip?: readonly string[]): AsyncGenerator<T> {
-  const names = (await readdir(dir)).filter((n) => pattern.test(n)).sort();
+  const all = await readdir(dir).catch((err: NodeJS.ErrnoException) => {
+    throw new InstructifyError('E_OPTION', `cannot read the folder (${err.code ?? err.message}): is the path right?`, { file: dir, cause: err });
+  });
+  const names = all.filter((n) => pattern.test(n)).sort();
   if (!names.length) throw new InstructifyError('E_OPTION', `no shards (part-*.parquet, .jsonl or .arrow) in ${dir}`, { file: dir });
   for (const name of names) yield* readShardFile<T>(path.join(dir, name), skip);
 }

@@ -87,7 +87,7 @@ describe('export round trips, turn by turn', () => {
 });
 
 describe('the wrong folder as input', () => {
-  it('generate, preview and export each say which command\'s folder they read, and write nothing', async () => {
+  it('generate, preview and export each say which command\'s folder they read (or that it is missing), and write nothing', async () => {
     const { readdir } = await import('node:fs/promises');
     const out = path.join(await tmpDir(), 'out');
     await expect(exportConversations({ input: prepared, out, format: 'llava' })).rejects.toMatchObject({
@@ -99,6 +99,10 @@ describe('the wrong folder as input', () => {
       message: expect.stringContaining(`${path.join(conversations, 'manifest.json')}: this folder holds the output of generate; generate reads the folder prepare writes`),
     });
     await expect(preview({ input: conversations, count: 1, distribution: 'instructify-mix', log: () => undefined })).rejects.toMatchObject({ code: 'E_WRONG_KIND' });
+    // A folder that is not there: said before anything is written.
+    const missing = path.join(prepared, 'not-here');
+    await expect(generate({ input: missing, out, distribution: 'instructify-mix' })).rejects.toMatchObject({ code: 'E_OPTION', message: `${missing}: no such folder: is the path right?` });
+    await expect(exportConversations({ input: missing, out, format: 'llava' })).rejects.toMatchObject({ code: 'E_OPTION' });
     await expect(readdir(out)).rejects.toMatchObject({ code: 'ENOENT' });
   });
 
