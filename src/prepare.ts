@@ -283,6 +283,14 @@ export async function prepare(options: PrepareOptions): Promise<PrepareResult> {
   const toStdout = o.out === '-';
   const workerCount = o.workers === 'auto' ? (bytesTotal >= AUTO_WORKERS_MIN_BYTES ? Math.min(3, os.availableParallelism() - 1) : 0) : o.workers;
 
+  // Before the output folder is touched: a wrong image root is a usage mistake, not a failed run
+  // (and must not clear what an earlier run wrote there).
+  const realRoot =
+    o.images !== null
+      ? await realpath(o.images).catch((err: NodeJS.ErrnoException) => {
+          throw new InstructifyError('E_OPTION', `--images: no such folder (${err.code ?? err.message}): is the path right?`, { file: o.images!, cause: err });
+        })
+      : '';
   if (!toStdout) {
     await mkdir(o.out, { recursive: true });
     await clearOutput(o.out);
@@ -302,7 +310,6 @@ export async function prepare(options: PrepareOptions): Promise<PrepareResult> {
   // Until the run finishes, the manifest says so: nothing here looks complete.
   await writeManifest(o.out, { ...baseManifest, status: 'running' });
 
-  const realRoot = o.images !== null ? await realpath(o.images) : '';
   const state = createIngestState();
   const join = new FragmentJoin({ memoryBudget: o.memoryBudget, tmpDir: o.tmpDir, partitions: partitionsFor(bytesTotal) });
   // Codecs in read workers must number sources and files as this one does: enter them all now, in reading order.

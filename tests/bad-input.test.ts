@@ -140,4 +140,17 @@ describe('options are checked before anything is read', () => {
     await expect(runPrepare({ sources: [{ kind: 'coco-captions', paths: ['/no/such/file.json'] }], out })).rejects.toMatchObject({ code: 'E_IO' });
     expect(await readdir(out)).toEqual([]);
   });
+
+  it('a wrong --images is E_OPTION and leaves an earlier run\'s output in the folder as it was', async () => {
+    const { out } = await runPrepare({ sources: [{ kind: 'coco-captions', paths: [COCO_CAPTIONS] }], images: COCO_IMAGES });
+    const before = (await readdir(out)).sort();
+    expect(before).toContain('manifest.json');
+    const wrong = path.join(COCO_IMAGES, 'no-such-folder');
+    await expect(runPrepare({ sources: [{ kind: 'coco-captions', paths: [COCO_CAPTIONS] }], images: wrong, out })).rejects.toMatchObject({
+      code: 'E_OPTION',
+      message: `${wrong}: --images: no such folder (ENOENT): is the path right?`,
+    });
+    expect((await readdir(out)).sort()).toEqual(before);
+    expect((await manifestOf(out)).status).toBe('complete');
+  });
 });
