@@ -1,4 +1,4 @@
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import bytes from 'bytes';
 import cliProgress from 'cli-progress';
 import { InstructifyError } from './errors.js';
@@ -152,7 +152,10 @@ export function buildProgram(): Command {
     .name('instructify')
     .description('Turn image dataset metadata (captions, boxes, masks, question/answer pairs) into visual instruction tuning data.')
     .version(VERSION)
-    .showHelpAfterError();
+    // A pointer, not the whole help: prepare's help is a hundred lines and would bury the message.
+    .showHelpAfterError('(add --help to see the options)')
+    // Usage mistakes exit 2 like our own option errors (E_OPTION), not commander's 1: see main().
+    .exitOverride();
 
   program
     .command('prepare')
@@ -541,6 +544,11 @@ export async function main(argv: string[]): Promise<void> {
   try {
     await program.parseAsync(argv);
   } catch (err) {
+    // commander has printed its message (or the help, or the version) already.
+    if (err instanceof CommanderError) {
+      process.exitCode = err.exitCode === 0 ? 0 : 2;
+      return;
+    }
     // The reader of our output went away (`| head`): that is how pipes end, not an error.
     if (err instanceof InstructifyError && err.code === 'E_PIPE_CLOSED') {
       process.exitCode = 0;

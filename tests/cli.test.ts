@@ -71,8 +71,14 @@ describe('bin/instructify', () => {
 
   it('usage mistakes exit non-zero with a message that says what is expected', () => {
     const unknown = run(['prepare', '--source', 'cocoo=x.json', '--out', '/tmp/x']);
-    expect(unknown.code).not.toBe(0);
+    // Exit 2 for every usage mistake, commander's own included, with a pointer to --help rather than the whole help.
+    expect(unknown.code).toBe(2);
     expect(unknown.stderr).toContain('unknown source kind "cocoo"');
+    expect(unknown.stderr).toContain('(add --help to see the options)');
+    expect(unknown.stderr.split('\n').length).toBeLessThan(6);
+    expect(run(['prepar']).stderr).toContain('Did you mean prepare?');
+    expect(run(['prepar']).code).toBe(2);
+    expect(run(['prepare', '--help']).code).toBe(0);
     const noSource = run(['prepare', '--out', '/tmp/instructify-none']);
     expect(noSource.code).toBe(2);
     expect(noSource.stderr).toContain('add at least one --source');
