@@ -158,7 +158,8 @@ describe('generate', () => {
 
   it('sets aside images whose calls keep failing, and fails the run past --max-failure-rate', async () => {
     const server = await fakeServer();
-    server.next(...Array.from({ length: 40 }, () => ({ kind: 'status' as const, status: 500 })));
+    // 20 failed answers: at most 10 images fail (two attempts each), fewer than the 16 in a row that stop a run early (tested in resume.test.ts).
+    server.next(...Array.from({ length: 20 }, () => ({ kind: 'status' as const, status: 500 })));
     const out = await tmpDir();
     const failing = { ...opts(server, out, { cache: null }), llm: { endpoints: [server.url], model: 'fake-model', maxConcurrency: 4, retries: 1, baseDelayMs: 1, maxDelayMs: 2 } };
     await expect(generate(failing)).rejects.toMatchObject({ code: 'E_LLM', message: expect.stringMatching(/images failed .* more than --max-failure-rate 0.01/) });
@@ -166,7 +167,7 @@ describe('generate', () => {
     expect(rejects.length).toBeGreaterThan(0);
     expect(rejects.every((x) => x.reason === 'llm-failed' && x.image.endsWith('.jpg'))).toBe(true);
     expect(JSON.parse(await readFile(path.join(out, 'manifest.json'), 'utf8')).status).toBe('failed');
-    server.next(...Array.from({ length: 40 }, () => ({ kind: 'status' as const, status: 500 })));
+    server.next(...Array.from({ length: 20 }, () => ({ kind: 'status' as const, status: 500 })));
     const tolerant = await generate({ ...failing, out: await tmpDir(), maxFailureRate: 1 });
     expect(tolerant.failed).toBeGreaterThan(0);
     expect(tolerant.images - tolerant.failed).toBeGreaterThan(0);

@@ -226,3 +226,44 @@ describe('generate: the LLM server goes away for a while', () => {
     expect((await verify([out])).ok).toBe(true);
   }, 120_000);
 });
+
+describe('generate: no LLM server at the address', () => {
+  it('stops starting images after a streak of failures, says why, and a rerun with the server up completes', async () => {
+    const { out: prepared } = await runPrepare({ sources: [{ kind: 'coco-captions', paths: [COCO_CAPTIONS] }, { kind: 'coco-instances', paths: [COCO_INSTANCES] }] });
+    const { generate } = await import('../src/generate/generate.js');
+    const { readFile } = await import('node:fs/promises');
+    const answer = (req: { messages: { content: string }[] }) => fakeAnswer(req.messages.at(-1)!.content);
+    // A port that was just free: nothing listens there.
+    const probe = new LoopbackLlmServer({ answer });
+    const url = await probe.start();
+    const port = Number(new URL(url).port);
+    await probe.stop();
+    // 2 request slots: 4 images in flight, so the run gives up after 16 failed images in a row.
+    const llm = { endpoints: [url], model: 'fake', maxConcurrency: 2, baseDelayMs: 5, maxDelayMs: 20, retries: 2, benchMs: 0 };
+    const out = await tmpDir();
+    const err = await generate({ input: prepared, out, llm, distribution: 'instructify-mix', loop: { seed: 3 } }).then(
+      () => null,
+      (e: unknown) => e as { code: string; message: string },
+    );
+    expect(err?.code).toBe('E_LLM');
+    expect(err?.message).toMatch(/^the last 16 images all failed \(the last: .*ECONNREFUSED\); no more images were started\./);
+    expect(err?.message).toContain('run the same command again to go on');
+    const manifest = JSON.parse(await readFile(path.join(out, 'manifest.json'), 'utf8')) as { status: string; images: number; failed: number };
+    expect(manifest.status).toBe('failed');
+    // The 16 of the streak and those already started or queued with them (4 running, up to 4 waiting): not all 79.
+    expect(manifest.failed).toBeGreaterThanOrEqual(16);
+    expect(manifest.images).toBeLessThanOrEqual(24);
+    expect((await readFile(path.join(out, 'rejects.jsonl'), 'utf8')).trim().split('\n')).toHaveLength(manifest.failed);
+
+    // The server comes up on that address; the same command completes every image.
+    const server = new LoopbackLlmServer({ latencyMs: 2, answer });
+    await server.start(port);
+    try {
+      const r = await generate({ input: prepared, out, llm, distribution: 'instructify-mix', loop: { seed: 3 } });
+      expect(r).toMatchObject({ images: 79, failed: 0 });
+      expect((await verify([out])).ok).toBe(true);
+    } finally {
+      await server.stop();
+    }
+  }, 120_000);
+});

@@ -280,6 +280,16 @@ export async function generate(o: GenerateOptions): Promise<GenerateResult> {
   // may spend them on speculative checks (`spare`).
   const concurrency = client ? o.imagesInFlight ?? 2 * slots : 1;
   const queue = new PQueue({ concurrency });
+  /**
+   * Images that failed (after their retries) since the last one that did
+   * not. Past `giveUpAfter` (every image in flight, at least 16) the servers
+   * are taken to be down or misconfigured and no more images are started:
+   * otherwise a dead server would have every remaining image of a large
+   * input tried and set aside, one retry budget at a time.
+   */
+  let failStreak = 0;
+  const giveUpAfter = Math.max(16, concurrency);
+  let gaveUp: string | null = null;
   const speculate = o.speculate ?? true;
   const spare = client && speculate ? () => client.spare : undefined;
   const progress = () =>
@@ -295,9 +305,8 @@ export async function generate(o: GenerateOptions): Promise<GenerateResult> {
   try {
     // The LLM loop reads neither masks nor tree nodes; the facts generator reads the tree nodes.
     for await (const rec of typeof o.input === 'string' ? readPrepared(o.input, { lean: client !== null }) : o.input) {
-      if (o.signal?.aborted) break;
+      if (o.signal?.aborted || gaveUp !== null) break;
       if (!inShard(rec.ref, o.shard ?? null)) continue;
-      const index = images++;
       // Backpressure: read the next record only when a slot is about to free up.
       await queue.onSizeLessThan(concurrency);
       // Let the event loop run between images: while the first slots fill, the
@@ -305,6 +314,8 @@ export async function generate(o: GenerateOptions): Promise<GenerateResult> {
       // waiting until every slot has its image (measured: the first answers
       // came back ~600 ms after their request at 256 slots, 200 ms without the wait).
       await new Promise<void>((resolve) => setImmediate(resolve));
+      if (gaveUp !== null) break;
+      const index = images++;
       // Images waiting for a slot start biggest first (p-queue runs higher
       // priorities first), within a bounded window: the last images of a run
       // are then the short ones, so the server stays full longer at the end.
@@ -356,9 +367,11 @@ export async function generate(o: GenerateOptions): Promise<GenerateResult> {
             });
           });
           conversations += rows.length;
+          failStreak = 0;
         } catch (err) {
-          // An image whose calls still fail after retries is set aside; the run goes on.
+          // An image whose calls still fail after retries is set aside; the run goes on, unless they all do.
           failed++;
+          if (++failStreak >= giveUpAfter) gaveUp ??= `the last ${failStreak} images all failed (the last: ${(err as Error).message})`;
           rejects.write(JSON.stringify({ reason: 'llm-failed', detail: (err as Error).message, image: rec.image }) + '\n');
         }
         done++;
@@ -391,6 +404,13 @@ export async function generate(o: GenerateOptions): Promise<GenerateResult> {
       interrupted: o.signal?.aborted ?? false,
     };
     const failureRate = images ? failed / images : 0;
+    if (gaveUp !== null) {
+      await writeManifest({ status: 'failed', finished: new Date().toISOString(), ...result, endpoints: llm.endpoints, failureRate, error: { message: gaveUp } });
+      throw new InstructifyError(
+        'E_LLM',
+        `${gaveUp}; no more images were started. Is the server up and serving --model ${model}? The images that finished are in ${o.out}; run the same command again to go on (answers already given come from the cache).`,
+      );
+    }
     const tooMany = failureRate > maxFailureRate;
     await writeManifest({ status: tooMany ? 'failed' : result.interrupted ? 'interrupted' : 'complete', finished: new Date().toISOString(), ...result, endpoints: llm.endpoints, failureRate });
     if (tooMany) {
