@@ -130,6 +130,17 @@ describe('instructify bench --llm-url', () => {
     expect(at64.latencyMs.p50).toBeGreaterThan(at16.latencyMs.p50 * 2.5);
   }, 60_000);
 
+  it('says there is no server when not one request gets an answer, instead of recommending a level', async () => {
+    // A port that was just free: nothing listens there.
+    const gone = new LoopbackLlmServer({ answer });
+    const url = await gone.start();
+    await gone.stop();
+    await expect(benchLlm({ endpoints: [url], model: 'm', levels: [1, 8], secondsPerLevel: 0.3, maxRequests: 200, input: null, sample: 2, refineSteps: 0 })).rejects.toMatchObject({
+      code: 'E_LLM',
+      message: expect.stringMatching(/^not one of \d+ requests got an answer at concurrency 1; the first: the LLM request failed after 1 attempt: .*ECONNREFUSED\. Is the server up/),
+    });
+  });
+
   it('stops within its request budget', async () => {
     server = new LoopbackLlmServer({ latencyMs: 5, answer });
     const url = await server.start();

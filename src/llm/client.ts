@@ -1,3 +1,4 @@
+import pluralize from 'pluralize';
 import { Pool } from 'undici';
 import { InstructifyError } from '../errors.js';
 
@@ -405,7 +406,7 @@ export class LlmClient {
       if (wait !== null) await new Promise((r) => setTimeout(r, wait));
     }
     this.stats.failures++;
-    throw new InstructifyError('E_LLM', `the LLM request failed after ${this.o.retries + 1} attempts: ${lastError?.message ?? 'unknown error'}`, { cause: lastError ?? undefined });
+    throw new InstructifyError('E_LLM', `the LLM request failed after ${pluralize('attempt', this.o.retries + 1, true)}: ${lastError?.message ?? 'unknown error'}`, { cause: lastError ?? undefined });
   }
 
   snapshot(): LlmStats {

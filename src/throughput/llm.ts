@@ -140,6 +140,7 @@ async function runLevel(o: LlmBenchOptions, concurrency: number, prompts: { text
   let issued = 0;
   let next = 0;
   let fatal: Error | null = null;
+  let firstFailure: Error | null = null;
   const t0 = performance.now();
   const deadline = t0 + o.secondsPerLevel * 1000;
   // A fixed set of clients, each sending its next request when the last is answered.
@@ -152,6 +153,7 @@ async function runLevel(o: LlmBenchOptions, concurrency: number, prompts: { text
         await client.chat([{ role: 'user', content: prompt.text }]);
         latencies.push(performance.now() - t);
       } catch (err) {
+        firstFailure ??= err as Error;
         // 4xx other than 429 (unknown model, bad key): measuring further is pointless.
         if (err instanceof InstructifyError && /answered HTTP 4/.test(err.message)) fatal = err;
         // Refused (429/503) or timed out: wait as a polite client would, rather than spin on refusals.
@@ -167,6 +169,11 @@ async function runLevel(o: LlmBenchOptions, concurrency: number, prompts: { text
   const throttled = Object.values(stats.endpoints).reduce((s, e) => s + e.throttled, 0);
   const ok = latencies.length;
   const errors = Math.max(0, issued - ok - throttled);
+  // Nothing got through and nothing was merely refused: no server to measure (wrong URL, not started).
+  const failure = firstFailure as Error | null; // set by the workers
+  if (ok === 0 && throttled === 0 && failure !== null) {
+    throw new InstructifyError('E_LLM', `not one of ${issued} requests got an answer at concurrency ${concurrency}; the first: ${failure.message}. Is the server up at that address?`, { cause: failure });
+  }
   latencies.sort((a, b) => a - b);
   return {
     concurrency,
