@@ -560,6 +560,12 @@ export async function main(argv: string[]): Promise<void> {
       process.exitCode = err.code === 'E_OPTION' ? 2 : err.code === 'E_INTERRUPTED' ? 130 : 1;
       return;
     }
+    // A file system error we did not wrap (an --out that is a file, a full disk): its message names the path.
+    if (err instanceof Error && typeof (err as NodeJS.ErrnoException).syscall === 'string') {
+      process.stderr.write(`instructify: E_IO: ${err.message}\n`);
+      process.exitCode = 1;
+      return;
+    }
     throw err;
   }
 }

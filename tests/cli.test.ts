@@ -79,6 +79,15 @@ describe('bin/instructify', () => {
     expect(run(['prepar']).stderr).toContain('Did you mean prepare?');
     expect(run(['prepar']).code).toBe(2);
     expect(run(['prepare', '--help']).code).toBe(0);
+  });
+
+  it('a file system error gets the E_IO code and the path, without a stack trace', async () => {
+    const { writeFile } = await import('node:fs/promises');
+    const file = path.join(await tmpDir(), 'a-file');
+    await writeFile(file, 'not a folder');
+    const r = run(['demo', '--out', file]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe(`instructify: E_IO: ENOTDIR: not a directory, mkdir '${file}/sample/images'\n`);
     const noSource = run(['prepare', '--out', '/tmp/instructify-none']);
     expect(noSource.code).toBe(2);
     expect(noSource.stderr).toContain('add at least one --source');
