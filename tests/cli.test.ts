@@ -79,15 +79,6 @@ describe('bin/instructify', () => {
     expect(run(['prepar']).stderr).toContain('Did you mean prepare?');
     expect(run(['prepar']).code).toBe(2);
     expect(run(['prepare', '--help']).code).toBe(0);
-  });
-
-  it('a file system error gets the E_IO code and the path, without a stack trace', async () => {
-    const { writeFile } = await import('node:fs/promises');
-    const file = path.join(await tmpDir(), 'a-file');
-    await writeFile(file, 'not a folder');
-    const r = run(['demo', '--out', file]);
-    expect(r.code).toBe(1);
-    expect(r.stderr).toBe(`instructify: E_IO: ENOTDIR: not a directory, mkdir '${file}/sample/images'\n`);
     const noSource = run(['prepare', '--out', '/tmp/instructify-none']);
     expect(noSource.code).toBe(2);
     expect(noSource.stderr).toContain('add at least one --source');
@@ -97,6 +88,15 @@ describe('bin/instructify', () => {
     const badGrowth = run(['prepare', '--source', `coco-captions=${COCO_CAPTIONS}`, '--out', '/tmp/x', '--heap-growth', '2.5']);
     expect(badGrowth.code).not.toBe(0);
     expect(badGrowth.stderr).toContain('"2.5" is not a heap growth in whole percent (0 to 1000)');
+  });
+
+  it('a file system error gets the E_IO code and the path, without a stack trace', async () => {
+    const { writeFile } = await import('node:fs/promises');
+    const file = path.join(await tmpDir(), 'a-file');
+    await writeFile(file, 'not a folder');
+    const r = run(['demo', '--out', file]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe(`instructify: E_IO: ENOTDIR: not a directory, mkdir '${file}/sample/images'\n`);
   });
 
   it('demo makes a sample dataset and prepares it with no server or network', async () => {
