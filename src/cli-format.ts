@@ -1,12 +1,17 @@
 import bytes from 'bytes';
 import type { PrepareResult } from './prepare.js';
 
-/** The end-of-run summary people read on stderr. */
-export function formatSummary(r: PrepareResult): string {
+/**
+ * The end-of-run summary people read on stderr. Records streamed rather than
+ * written to a folder (`--out -`, or `run` handing them to generate) have no
+ * shards to report: `streamedTo` names where they went.
+ */
+export function formatSummary(r: PrepareResult, streamedTo = 'stdout'): string {
+  const streamed = r.out === '-';
   const lines = [
-    `prepared ${r.counts.images} images in ${r.seconds}s -> ${r.out}`,
+    `prepared ${r.counts.images} images in ${r.seconds}s -> ${streamed ? streamedTo : r.out}`,
     `  boxes ${r.counts.boxes} (masks ${r.counts.masks}), captions ${r.counts.captions}, qa ${r.counts.qa}, regions ${r.counts.regions}`,
-    `  shards ${r.shards.length} (${bytes(r.shards.reduce((s, x) => s + x.bytes, 0))})`,
+    ...(streamed ? [] : [`  shards ${r.shards.length} (${bytes(r.shards.reduce((s, x) => s + x.bytes, 0))})`]),
     `  per source: ${Object.entries(r.perSource)
       .map(([k, v]) => `${k} ${v.images} images / ${v.fragments} fragments`)
       .join('; ')}`,

@@ -396,7 +396,7 @@ export function buildProgram(): Command {
         },
       });
       if (!opts.quiet) {
-        process.stderr.write(formatSummary(r.prepared) + '\n');
+        process.stderr.write(formatSummary(r.prepared, 'generate (in this process)') + '\n');
         process.stderr.write(`generated ${r.generated.conversations} conversations for ${r.generated.images} images in ${r.generated.seconds}s -> ${opts.out}\n`);
       }
     });
