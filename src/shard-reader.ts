@@ -49,26 +49,27 @@ export async function* readShardFile<T>(file: string, skip?: readonly string[]):
  * caller reads (`generate` reads prepare's, `export` reads generate's), so
  * that the wrong folder gets a message instead of a missing field deep in a
  * record. A folder without a manifest (shards made another way) is taken
- * as it is.
+ * as it is (null); otherwise the manifest is returned.
  */
-export async function expectOutputOf(dir: string, command: 'prepare' | 'generate', reader: string): Promise<void> {
+export async function expectOutputOf(dir: string, command: 'prepare' | 'generate', reader: string): Promise<Record<string, unknown> | null> {
   const file = path.join(dir, 'manifest.json');
   let text: string;
   try {
     text = await readFile(file, 'utf8');
   } catch {
     if (!(await stat(dir).catch(() => null))?.isDirectory()) throw new InstructifyError('E_OPTION', 'no such folder: is the path right?', { file: dir });
-    return;
+    return null;
   }
-  let made: unknown;
+  let manifest: Record<string, unknown>;
   try {
-    made = (JSON.parse(text) as { command?: unknown }).command;
+    manifest = JSON.parse(text) as Record<string, unknown>;
   } catch (err) {
     throw new InstructifyError('E_WRONG_KIND', `manifest.json is not JSON: is ${dir} an instructify output folder?`, { file, cause: err });
   }
-  if (made !== undefined && made !== command) {
-    throw new InstructifyError('E_WRONG_KIND', `this folder holds the output of ${String(made)}; ${reader} reads the folder ${command} writes (its --out)`, { file });
+  if (manifest.command !== undefined && manifest.command !== command) {
+    throw new InstructifyError('E_WRONG_KIND', `this folder holds the output of ${String(manifest.command)}; ${reader} reads the folder ${command} writes (its --out)`, { file });
   }
+  return manifest;
 }
 
 /** Every row of a folder's shards, in shard order. */

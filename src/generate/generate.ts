@@ -184,14 +184,14 @@ export async function generate(o: GenerateOptions): Promise<GenerateResult> {
   if (o.imagesInFlight !== undefined && !(Number.isInteger(o.imagesInFlight) && o.imagesInFlight >= 1)) {
     throw new InstructifyError('E_OPTION', `images in flight must be a positive whole number, got ${o.imagesInFlight}`);
   }
-  const prompts = loadPrompts(o.promptDirs ?? []);
-  const distribution = loadDistribution(o.distribution, prompts);
-  const client = o.llm ? new LlmClient(o.llm) : null;
-  if (typeof o.input === 'string' && o.input !== '-') await expectOutputOf(o.input, 'prepare', 'generate');
-  const inputManifest = (typeof o.input === 'string' && o.input !== '-' ? JSON.parse(await readFile(path.join(o.input, 'manifest.json'), 'utf8').catch(() => '{}')) : {}) as {
+  // The input first: a wrong folder is said before anything is built or written.
+  const inputManifest = ((typeof o.input === 'string' && o.input !== '-' ? await expectOutputOf(o.input, 'prepare', 'generate') : null) ?? {}) as {
     status?: string;
     counts?: { images?: number };
   };
+  const prompts = loadPrompts(o.promptDirs ?? []);
+  const distribution = loadDistribution(o.distribution, prompts);
+  const client = o.llm ? new LlmClient(o.llm) : null;
   if (typeof o.input === 'string' && inputManifest.status !== undefined && inputManifest.status !== 'complete') {
     throw new InstructifyError('E_OPTION', `the prepared folder ${o.input} is not complete (its manifest says "${inputManifest.status}")`, { file: o.input });
   }
