@@ -1,13 +1,13 @@
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { once } from 'node:events';
-import { mkdir, readFile, realpath, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Binary, Field, List, Schema, Struct, Utf8 } from 'apache-arrow';
 import { InstructifyError } from './errors.js';
 import type { Conversation } from './generate/generate.js';
 import { expectOutputOf, readShards } from './shard-reader.js';
 import { ShardWriter } from './shards.js';
-import { probeImage, type ProbeResult } from './images.js';
+import { probeImage, resolveImageRoot, type ProbeResult } from './images.js';
 import type { Size } from './assemble.js';
 
 /**
@@ -130,9 +130,7 @@ export async function exportConversations(o: ExportOptions): Promise<ExportResul
   if (needImages && !o.images) {
     throw new InstructifyError('E_OPTION', `${o.format === 'internvl' ? 'InternVL needs image sizes' : '--embed-images needs the images'}: give --images (the image root)`);
   }
-  const realRoot = needImages ? await realpath(o.images!).catch((err: unknown) => {
-    throw new InstructifyError('E_OPTION', `--images ${o.images}: not a folder that can be read (${(err as NodeJS.ErrnoException).code ?? String(err)})`, { cause: err });
-  }) : '';
+  const realRoot = needImages ? await resolveImageRoot(o.images!) : '';
   await expectOutputOf(o.input, 'generate', 'export');
   const name = o.name ?? 'instructify';
   await mkdir(o.out, { recursive: true });

@@ -1,8 +1,16 @@
 import { realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { loadSharp } from './sharp.js';
+import { InstructifyError } from './errors.js';
 import type { Size } from './assemble.js';
 import type { RejectReason } from './types.js';
+
+/** The image root as `probeImage` needs it (symlinks resolved); a usage error when it is not there. */
+export async function resolveImageRoot(root: string): Promise<string> {
+  return realpath(root).catch((err: NodeJS.ErrnoException) => {
+    throw new InstructifyError('E_OPTION', `--images: no such folder (${err.code ?? err.message}): is the path right?`, { file: root, cause: err });
+  });
+}
 
 export type ProbeResult = { ok: true; size: Size | null } | { ok: false; reason: Extract<RejectReason, 'missing-image' | 'unreadable-image' | 'path-escape'>; detail: string };
 

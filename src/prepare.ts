@@ -1,5 +1,5 @@
 import { createReadStream, createWriteStream, type WriteStream } from 'node:fs';
-import { mkdir, readdir, realpath, rm, writeFile, rename } from 'node:fs/promises';
+import { mkdir, readdir, rm, writeFile, rename } from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import os from 'node:os';
@@ -14,6 +14,7 @@ import type { TreeStageOptions } from './tree/stage.js';
 import { inShard, shardTag, type Shard } from './sharding.js';
 import { LanePool } from './lanes.js';
 import { InstructifyError } from './errors.js';
+import { resolveImageRoot } from './images.js';
 import { DEFAULT_PARTITIONS, FragmentJoin, type JoinStats, type SpilledJoin } from './join.js';
 import { PREPARED_SCHEMA_VERSION, preparedSchema } from './schema.js';
 import { fileSizeAndMtime, type ShardFormat, type ShardInfo } from './shards.js';
@@ -285,12 +286,7 @@ export async function prepare(options: PrepareOptions): Promise<PrepareResult> {
 
   // Before the output folder is touched: a wrong image root is a usage mistake, not a failed run
   // (and must not clear what an earlier run wrote there).
-  const realRoot =
-    o.images !== null
-      ? await realpath(o.images).catch((err: NodeJS.ErrnoException) => {
-          throw new InstructifyError('E_OPTION', `--images: no such folder (${err.code ?? err.message}): is the path right?`, { file: o.images!, cause: err });
-        })
-      : '';
+  const realRoot = o.images !== null ? await resolveImageRoot(o.images) : '';
   if (!toStdout) {
     await mkdir(o.out, { recursive: true });
     await clearOutput(o.out);

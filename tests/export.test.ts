@@ -103,6 +103,10 @@ describe('the wrong folder as input', () => {
     const missing = path.join(prepared, 'not-here');
     await expect(generate({ input: missing, out, distribution: 'instructify-mix' })).rejects.toMatchObject({ code: 'E_OPTION', message: `${missing}: no such folder: is the path right?` });
     await expect(exportConversations({ input: missing, out, format: 'llava' })).rejects.toMatchObject({ code: 'E_OPTION' });
+    await expect(exportConversations({ input: conversations, out, format: 'internvl', images: missing })).rejects.toMatchObject({
+      code: 'E_OPTION',
+      message: `${missing}: --images: no such folder (ENOENT): is the path right?`,
+    });
     await expect(readdir(out)).rejects.toMatchObject({ code: 'ENOENT' });
   });
 
