@@ -29,6 +29,11 @@ export function formatSummary(r: PrepareResult, streamedTo = 'stdout'): string {
     const share = r.join.fragments ? Math.round((100 * r.read.fragments) / r.join.fragments) : 0;
     lines.push(`  read workers: ${r.read.workers} parsed ${r.read.batches} batches (${r.read.elements} elements, ${share}% of fragments) while the main thread scanned`);
   }
+  const setAside = Object.values(r.rejects).reduce((a, b) => a + b, 0);
+  // An empty output with every record set aside is most often a wrong mapping or source kind, not an empty dataset.
+  if (r.counts.images === 0 && setAside > 0) {
+    lines.push(`warning: no images prepared, and ${setAside} records were set aside (${Object.keys(r.rejects).join(', ')}): see ${r.out === '-' ? 'the rejects file' : 'rejects.jsonl'} for why`);
+  }
   return lines.join('\n');
 }
 

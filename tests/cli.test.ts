@@ -90,6 +90,21 @@ describe('bin/instructify', () => {
     expect(badGrowth.stderr).toContain('"2.5" is not a heap growth in whole percent (0 to 1000)');
   });
 
+  it('warns when no image was prepared and records were set aside (a wrong mapping, most often)', async () => {
+    const { writeFile } = await import('node:fs/promises');
+    const dir = await tmpDir();
+    await writeFile(path.join(dir, 'data.jsonl'), '{"img": "a.jpg", "text": "A cat."}\n{"img": "b.jpg", "text": "A dog."}\n');
+    await writeFile(path.join(dir, 'my.mapping.json'), JSON.stringify({ image: 'picture', captions: 'text' }));
+    const source = `custom=${path.join(dir, 'my.mapping.json')},${path.join(dir, 'data.jsonl')}`;
+    const wrong = run(['prepare', '--source', source, '--out', path.join(dir, 'out'), '--format', 'jsonl']);
+    expect(wrong.code).toBe(0);
+    expect(wrong.stderr).toContain('warning: no images prepared, and 2 records were set aside (bad-record): see rejects.jsonl for why');
+    await writeFile(path.join(dir, 'my.mapping.json'), JSON.stringify({ image: 'img', captions: 'text' }));
+    const right = run(['prepare', '--source', source, '--out', path.join(dir, 'out'), '--format', 'jsonl']);
+    expect(right.stderr).toContain('prepared 2 images');
+    expect(right.stderr).not.toContain('warning:');
+  });
+
   it('a file system error gets the E_IO code and the path, without a stack trace', async () => {
     const { writeFile } = await import('node:fs/promises');
     const file = path.join(await tmpDir(), 'a-file');
