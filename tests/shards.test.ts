@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
@@ -7,11 +7,12 @@ import { ShardWriter, type ShardFormat } from '../src/shards.js';
 import { preparedSchema } from '../src/schema.js';
 import { COCO_CAPTIONS, COCO_INSTANCES, readJsonlShards, runPrepare, tmpDir } from './helpers.js';
 
-/** The 79 real COCO images as prepare makes them (captions, boxes, masks, trees). */
-async function realRecords(): Promise<Record<string, unknown>[]> {
+/** The 79 real COCO images as prepare makes them (captions, boxes, masks, trees): prepared once for every test here. */
+let records: Record<string, unknown>[];
+beforeAll(async () => {
   const { result, out } = await runPrepare({ sources: [{ kind: 'coco-captions', paths: [COCO_CAPTIONS] }, { kind: 'coco-instances', paths: [COCO_INSTANCES] }], format: 'jsonl' });
-  return readJsonlShards(out, result);
-}
+  records = await readJsonlShards(out, result);
+});
 
 /** Poll until `test` holds; false after `ms`. */
 async function eventually(test: () => Promise<boolean>, ms = 5000): Promise<boolean> {
@@ -24,7 +25,6 @@ const sizeOf = (file: string) => stat(file).then((s) => s.size, () => -1);
 describe('ShardWriter: JSONL and Arrow shards are written as they fill', () => {
   for (const format of ['jsonl', 'arrow'] as const satisfies readonly ShardFormat[]) {
     it(`${format}: rows reach the .tmp file before the shard is cut, and the finished shards hold every row in order`, async () => {
-      const records = await realRecords();
       expect(records).toHaveLength(79);
       const dir = await tmpDir();
       const w = new ShardWriter({ dir, prefix: 'part-0', format, rowsPerShard: 60, rowGroupRows: 10, metadata: [...preparedSchema.metadata] });
@@ -57,7 +57,6 @@ describe('ShardWriter: JSONL and Arrow shards are written as they fill', () => {
     });
 
     it(`${format}: abort in the middle of a shard removes its .tmp file and keeps the finished shard`, async () => {
-      const records = await realRecords();
       const dir = await tmpDir();
       const w = new ShardWriter({ dir, prefix: 'part-0', format, rowsPerShard: 40, rowGroupRows: 10, metadata: [...preparedSchema.metadata] });
       await w.add(records.slice(0, 60));
@@ -76,7 +75,6 @@ describe('ShardWriter: JSONL and Arrow shards are written as they fill', () => {
 describe('ShardWriter: a shard that cannot be written', () => {
   for (const format of ['parquet', 'jsonl', 'arrow'] as const satisfies readonly ShardFormat[]) {
     it(`${format}: a file that cannot be written fails the writer with the system's error, without hanging`, async () => {
-      const records = await realRecords();
       const dir = path.join(await tmpDir(), 'missing-folder');
       const w = new ShardWriter({ dir, prefix: 'part-0', format, rowsPerShard: 40, rowGroupRows: 10, metadata: [...preparedSchema.metadata] });
       await expect(w.add(records).then(() => w.close())).rejects.toThrow(/ENOENT/);
