@@ -1,12 +1,10 @@
-import { createWriteStream, type WriteStream } from 'node:fs';
-import { once } from 'node:events';
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Binary, Field, List, Schema, Struct, Utf8 } from 'apache-arrow';
 import { InstructifyError } from './errors.js';
 import type { Conversation } from './generate/generate.js';
 import { expectOutputOf, readShards } from './shard-reader.js';
-import { ShardWriter } from './shards.js';
+import { FileSink, ShardWriter } from './shards.js';
 import { probeImage, resolveImageRoot, type ProbeResult } from './images.js';
 import type { Size } from './assemble.js';
 
@@ -107,23 +105,6 @@ export const hfSchema = new Schema(
   ]),
 );
 
-async function writeLine(s: WriteStream, text: string): Promise<void> {
-  if (!s.write(text)) await once(s, 'drain');
-}
-
-/** Drop a stream after a failure: writes still queued fail quietly instead of as an unhandled error. */
-async function discard(s: WriteStream): Promise<void> {
-  s.on('error', () => undefined);
-  const closed = s.closed ? Promise.resolve() : new Promise<void>((resolve) => s.once('close', () => resolve()));
-  s.destroy();
-  await closed;
-}
-
-async function closeStream(s: WriteStream): Promise<void> {
-  s.end();
-  await once(s, 'finish');
-}
-
 export async function exportConversations(o: ExportOptions): Promise<ExportResult> {
   if (!EXPORT_FORMATS.includes(o.format)) throw new InstructifyError('E_OPTION', `unknown export format "${o.format}"; one of ${EXPORT_FORMATS.join(', ')}`);
   const needImages = o.format === 'internvl' || o.embedImages === true;
@@ -134,7 +115,7 @@ export async function exportConversations(o: ExportOptions): Promise<ExportResul
   await expectOutputOf(o.input, 'generate', 'export');
   const name = o.name ?? 'instructify';
   await mkdir(o.out, { recursive: true });
-  const rejects = createWriteStream(path.join(o.out, 'export-rejects.jsonl'));
+  const rejects = new FileSink(path.join(o.out, 'export-rejects.jsonl'));
   const rejected: Record<string, number> = {};
   const files: string[] = [];
   let exported = 0;
@@ -145,25 +126,25 @@ export async function exportConversations(o: ExportOptions): Promise<ExportResul
     return path.join(o.out, n);
   };
   /** The one text file of a JSON / JSONL format: written as `<name>.tmp`, renamed once complete. */
-  let text: WriteStream | null = null;
+  let text: FileSink | null = null;
   let outFile = '';
   const openOut = (n: string) => {
     outFile = file(n);
-    return createWriteStream(`${outFile}.tmp`);
+    return new FileSink(`${outFile}.tmp`);
   };
   let hf: ShardWriter | null = null;
   let first = true;
   /** Each image checked once (a generate output has several conversations per image). */
   const probes = new Map<string, ProbeResult>();
-  const setAside = (c: Conversation, reason: ExportRejectReason, detail: string) => {
+  const setAside = async (c: Conversation, reason: ExportRejectReason, detail: string) => {
     if (o.strict) throw new InstructifyError('E_BAD_RECORD', `${reason}: ${detail} (strict mode stops at the first bad conversation)`, { imageId: c.image });
     rejected[reason] = (rejected[reason] ?? 0) + 1;
-    rejects.write(JSON.stringify({ id: c.id, image: c.image, reason, detail }) + '\n');
+    await rejects.write(JSON.stringify({ id: c.id, image: c.image, reason, detail }) + '\n');
   };
   try {
-    if (o.format === 'llava') await writeLine((text = openOut('llava.json')), '[\n');
+    if (o.format === 'llava') await (text = openOut('llava.json')).write('[\n');
     else if (o.format === 'llava-jsonl') text = openOut('llava.jsonl');
-    else if (o.format === 'sharegpt') await writeLine((text = openOut('sharegpt.json')), '[\n');
+    else if (o.format === 'sharegpt') await (text = openOut('sharegpt.json')).write('[\n');
     else if (o.format === 'internvl') text = openOut('internvl.jsonl');
     else {
       await mkdir(path.join(o.out, 'data'), { recursive: true });
@@ -172,7 +153,7 @@ export async function exportConversations(o: ExportOptions): Promise<ExportResul
     for await (const c of readShards<Conversation>(o.input, /^part-[\w-]+\.(parquet|jsonl)$/)) {
       const v = validateConversation(c);
       if (v) {
-        setAside(c, v.reason, v.detail);
+        await setAside(c, v.reason, v.detail);
         continue;
       }
       let size: Size | null = null;
@@ -184,7 +165,7 @@ export async function exportConversations(o: ExportOptions): Promise<ExportResul
           probes.set(c.image, probe);
         }
         if (!probe.ok) {
-          setAside(c, probe.reason, probe.detail);
+          await setAside(c, probe.reason, probe.detail);
           continue;
         }
         size = probe.size;
@@ -193,12 +174,12 @@ export async function exportConversations(o: ExportOptions): Promise<ExportResul
       const turns = c.conversations.map((t) => ({ from: t.from, value: o.format === 'internvl' ? boxesTo1000(t.value) : t.value }));
       if (o.format === 'llava' || o.format === 'llava-jsonl') {
         const item = JSON.stringify({ id: c.id, image: c.image, conversations: turns });
-        await writeLine(text!, o.format === 'llava' ? `${first ? '' : ',\n'}${item}` : `${item}\n`);
+        await text!.write(o.format === 'llava' ? `${first ? '' : ',\n'}${item}` : `${item}\n`);
       } else if (o.format === 'sharegpt') {
         const messages = turns.map((t) => ({ role: t.from === 'human' ? 'user' : 'assistant', content: t.value }));
-        await writeLine(text!, `${first ? '' : ',\n'}${JSON.stringify({ messages, images: [c.image] })}`);
+        await text!.write(`${first ? '' : ',\n'}${JSON.stringify({ messages, images: [c.image] })}`);
       } else if (o.format === 'internvl') {
-        await writeLine(text!, JSON.stringify({ id: c.id, image: c.image, width: size!.width, height: size!.height, conversations: turns }) + '\n');
+        await text!.write(JSON.stringify({ id: c.id, image: c.image, width: size!.width, height: size!.height, conversations: turns }) + '\n');
       } else {
         const messages = turns.map((t, i) => ({
           role: t.from === 'human' ? 'user' : 'assistant',
@@ -210,16 +191,16 @@ export async function exportConversations(o: ExportOptions): Promise<ExportResul
       first = false;
     }
     if (text) {
-      if (o.format === 'llava' || o.format === 'sharegpt') await writeLine(text, '\n]\n');
-      await closeStream(text);
+      if (o.format === 'llava' || o.format === 'sharegpt') await text.write('\n]\n');
+      await text.finish();
       await rename(`${outFile}.tmp`, outFile);
     }
     if (hf) for (const s of await hf.close()) files.push(path.join('data', s.file));
-    await closeStream(rejects);
+    await rejects.finish();
   } catch (err) {
     // Nothing of a failed export is left to look complete: not the text file's .tmp, not a finished Parquet file.
-    if (text) await discard(text);
-    await discard(rejects);
+    await text?.abort();
+    await rejects.abort();
     if (outFile) await rm(`${outFile}.tmp`, { force: true });
     if (hf) {
       await hf.abort();

@@ -115,9 +115,10 @@ class ParquetFileStream {
  * A shard file written as it fills (JSONL lines, Arrow IPC bytes), so a lane
  * holds at most what the disk has not taken yet, not the whole shard: with
  * 10,000 rows a shard, holding JSONL shards whole had a 300 MB prepare peak
- * at 594 MB instead of 268. Flushed to disk before it closes.
+ * at 594 MB instead of 268. Flushed to disk before it closes. export
+ * writes its JSON / JSONL files and its rejects through it too.
  */
-class FileSink {
+export class FileSink {
   private readonly out: WriteStream;
   private readonly closed: Promise<void>;
   private error: unknown = null;
