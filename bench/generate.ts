@@ -40,6 +40,10 @@ export interface GenerateBench {
   cpuMicrosPerRequest: number;
   baselineRate: number;
   baselineImages: number;
+  /** The loop's cost: requests and prompt tokens per kept conversation (speculative asks included). */
+  requestsPerKept: number;
+  promptTokensPerKept: number;
+  kept: number;
 }
 
 export async function benchGenerate(o: { images: number; latency: number; capacity: number; log: (s: string) => void }): Promise<GenerateBench> {
@@ -71,7 +75,8 @@ export async function benchGenerate(o: { images: number; latency: number; capaci
       const cpu = process.cpuUsage(cpu0);
       // Speculative asks whose answers went unused are work, but not useful work: the rate leaves them out.
       const useful = r.requests - r.speculativeUnused;
-      return { requests: r.requests, unused: r.speculativeUnused, seconds, rate: useful / seconds, cpuMicros: (cpu.user + cpu.system) / Math.max(1, r.requests) };
+      const kept = Math.max(1, r.conversations);
+      return { requests: r.requests, unused: r.speculativeUnused, seconds, rate: useful / seconds, cpuMicros: (cpu.user + cpu.system) / Math.max(1, r.requests), kept: r.conversations, requestsPerKept: r.requests / kept, promptTokensPerKept: r.promptTokens / kept };
     } finally {
       server.stop();
     }
@@ -80,6 +85,7 @@ export async function benchGenerate(o: { images: number; latency: number; capaci
   const ideal = o.capacity / (o.latency / 1000);
   const ours = await run(o.capacity, false);
   o.log(`  instructify, --max-concurrency ${o.capacity}: ${ours.requests} requests (${ours.unused} speculative, unused) in ${ours.seconds.toFixed(1)}s = ${ours.rate.toFixed(0)} useful requests/s (ideal ${ideal.toFixed(0)}), ${ours.cpuMicros.toFixed(0)} us client CPU per request`);
+  o.log(`  loop cost: ${ours.kept} conversations kept, ${ours.requestsPerKept.toFixed(2)} requests and ${ours.promptTokensPerKept.toFixed(0)} prompt tokens per kept conversation`);
   const baseline = await run(80, true);
   o.log(`  baseline, 80 workers with one image each: ${baseline.requests} requests in ${baseline.seconds.toFixed(1)}s = ${baseline.rate.toFixed(0)} requests/s`);
   return {
@@ -92,6 +98,9 @@ export async function benchGenerate(o: { images: number; latency: number; capaci
     cpuMicrosPerRequest: ours.cpuMicros,
     baselineRate: baseline.rate,
     baselineImages: o.images,
+    requestsPerKept: ours.requestsPerKept,
+    promptTokensPerKept: ours.promptTokensPerKept,
+    kept: ours.kept,
   };
 }
 

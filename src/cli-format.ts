@@ -1,5 +1,8 @@
 import bytes from 'bytes';
 import type { PrepareResult } from './prepare.js';
+import type { GenerateResult } from './generate/generate.js';
+import { unusableSummary } from './generate/generate.js';
+import { formatPromptTable } from './inspect.js';
 
 /**
  * The end-of-run summary people read on stderr. Records streamed rather than
@@ -37,3 +40,22 @@ export function formatSummary(r: PrepareResult, streamedTo = 'stdout'): string {
   return lines.join('\n');
 }
 
+
+/**
+ * generate's summary: images worked on and those that got conversations,
+ * requests and cache replays as separate figures, and every prompt type
+ * with what it asked, parsed, kept and could not use.
+ */
+export function formatGenerateSummary(r: GenerateResult, out: string): string {
+  const td = Object.entries(r.treeDescriptions);
+  const rejects = Object.entries(r.rejects);
+  const lines = [
+    `generated ${r.conversations} conversations for ${r.imagesWithConversations} of ${r.images} images worked on, in ${r.seconds}s -> ${out}`,
+    `  ${r.requests} requests to servers (${r.retries} retried), ${r.cacheHits} answers replayed from the cache, ${r.speculativeUnused} asked ahead and unused; tokens ${r.promptTokens} in / ${r.completionTokens} out`,
+    ...formatPromptTable(Object.fromEntries(Object.entries(r.perPromptType).map(([k, v]) => [k, { ...v, kept: v.accepted }]))).map((l) => `  ${l}`),
+    ...(td.length ? [`  tree descriptions: ${td.map(([k, v]) => `${k} ${v}`).join(', ')}`] : []),
+    `  set aside: ${rejects.map(([k, v]) => `${k} ${v}`).join(', ') || 'none'}`,
+  ];
+  if (r.unusableImages) lines.push(`warning: for ${r.unusableImages} of ${r.images} images no answer of the model could be used (${unusableSummary(r.perPromptType)})`);
+  return lines.join('\n');
+}

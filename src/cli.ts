@@ -14,7 +14,7 @@ import { EXPORT_FORMATS, exportConversations } from './export.js';
 import { folderStats, formatStats, preview } from './inspect.js';
 import { parseShard } from './sharding.js';
 import { formatVerify, verify } from './verify.js';
-import { formatSummary } from './cli-format.js';
+import { formatGenerateSummary, formatSummary } from './cli-format.js';
 import { benchStages, formatStageBench } from './throughput/stages.js';
 import { benchLlm, formatLlmBench } from './throughput/llm.js';
 
@@ -281,6 +281,7 @@ export function buildProgram(): Command {
     .option('--max-failure-rate <x>', 'exit non-zero when more than this share of images fail', parseNonNegative, 0.01)
     .option('--shard <K/N|N>', 'process only shard K of N (N alone: K from JOB_COMPLETION_INDEX or SLURM_ARRAY_TASK_ID)', (v: string) => parseShard(v))
     .option('--force', 'replace a run in --out that was made with other settings')
+    .option('--limit <n>', 'only the first N images of the input: a trial run on a big input', parsePositiveInt)
     .option('--json', 'print the summary as JSON on stdout')
     .option('-q, --quiet', 'no progress and no summary')
     .action(async (opts) => {
@@ -329,6 +330,7 @@ export function buildProgram(): Command {
         speculate: opts.speculate,
         shard: opts.shard ?? null,
         force: opts.force ?? false,
+        limit: opts.limit,
         onProgress: (p) => {
           if (!bar) return;
           if (!started) {
@@ -347,16 +349,7 @@ export function buildProgram(): Command {
         },
       }).finally(() => bar?.stop());
       if (opts.json) process.stdout.write(JSON.stringify(result, null, 2) + '\n');
-      else if (!opts.quiet) {
-        const types = Object.entries(result.perPromptType)
-          .map(([k, v]) => `${k} ${v.accepted}/${v.generated} kept${v.retries ? `, ${v.retries} retries` : ''}`)
-          .join(', ');
-        process.stderr.write(
-          `generated ${result.conversations} conversations for ${result.images} images in ${result.seconds}s -> ${opts.out}\n` +
-            `  requests ${result.requests} (retries ${result.retries}, answered from cache ${result.cacheHits}, speculative and unused ${result.speculativeUnused}), tokens ${result.promptTokens} in / ${result.completionTokens} out\n` +
-            `  by prompt type: ${types || 'none'}\n  failed images: ${result.failed}\n`,
-        );
-      }
+      else if (!opts.quiet) process.stderr.write(formatGenerateSummary(result, opts.out) + '\n');
       stop.dispose();
       // 130: stopped by a signal, as shells report it; the output is consistent but not finished.
       if (result.interrupted) process.exitCode = 130;
@@ -380,6 +373,7 @@ export function buildProgram(): Command {
     .option('--max-failure-rate <x>', 'exit non-zero past this share of failed images', parseNonNegative, 0.01)
     .option('--shard <K/N|N>', 'process only shard K of N (N alone: K from JOB_COMPLETION_INDEX or SLURM_ARRAY_TASK_ID)', (v: string) => parseShard(v))
     .option('--heap-growth <percent>', HEAP_GROWTH_HELP, parseHeapGrowth, DEFAULT_HEAP_GROWTH_PERCENT)
+    .option('--limit <n>', 'only the first N images: a trial run', parsePositiveInt)
     .option('-q, --quiet', 'no summary')
     .action(async (opts) => {
       setHeapGrowth(opts.heapGrowth);
@@ -392,12 +386,13 @@ export function buildProgram(): Command {
           loop: { useTree: opts.tree, seed: opts.seed ?? 0 },
           maxFailureRate: opts.maxFailureRate,
           speculate: opts.speculate,
+          limit: opts.limit,
           // prepare already kept only this shard's images.
         },
       });
       if (!opts.quiet) {
         process.stderr.write(formatSummary(r.prepared, 'generate (in this process)') + '\n');
-        process.stderr.write(`generated ${r.generated.conversations} conversations for ${r.generated.images} images in ${r.generated.seconds}s -> ${opts.out}\n`);
+        process.stderr.write(formatGenerateSummary(r.generated, opts.out) + '\n');
       }
     });
 
@@ -446,7 +441,8 @@ export function buildProgram(): Command {
     .command('preview')
     .description('For a few prepared images, show the information, the tree and the exact prompts that would be sent (with --llm-url: the answers too).')
     .requiredOption('--in <dir>', 'a prepare output folder')
-    .option('-n, --count <n>', 'how many images', parsePositiveInt, 2)
+    .option('-n, --count <n>', 'how many images (the first N of the input)', parsePositiveInt, 2)
+    .option('--limit <n>', 'the same as --count, as generate and run spell it', parsePositiveInt)
     .option('--distribution <name|file>', 'prompt mix', 'instructify-mix')
     .option('--prompts <dir>', 'your own prompt folder (repeatable)', repeated, [] as string[])
     .option('--llm-url <url>', 'also ask this server and show its answers (repeatable)', repeated, [] as string[])
@@ -456,7 +452,7 @@ export function buildProgram(): Command {
       quietOnClosedPipe();
       await preview({
         input: opts.in,
-        count: opts.count,
+        count: opts.limit ?? opts.count,
         distribution: opts.distribution,
         promptDirs: opts.prompts,
         llm: opts.llmUrl.length ? { endpoints: opts.llmUrl, model: opts.model } : undefined,

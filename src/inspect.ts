@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import type { Conversation } from './generate/generate.js';
+import type { Conversation, PromptTypeStats } from './generate/generate.js';
 import { expectOutputOf, readShards } from './shard-reader.js';
 import { llmCall, type CallStats } from './generate/caller.js';
 import { boxList, runLoop } from './generate/loop.js';
@@ -13,13 +13,42 @@ import type { ImageRecord } from './types.js';
  * `stats` and `preview`: looking at what a run made, and at what a run
  * would send, before spending GPU time on it.
  */
+export interface PromptTypeRow {
+  role: string;
+  /** Answers asked for. */
+  asks: number;
+  /** Answers that parsed into a conversation. */
+  generated: number;
+  /** Conversations kept (as the run counted them). */
+  kept: number;
+  /** Conversations in the shards (equal to kept for a complete run). */
+  conversations: number;
+  turns: number;
+  avgQuestionChars: number;
+  avgAnswerChars: number;
+  parseFailures: number;
+  refusals: number;
+  unusable: Record<string, number>;
+  /** kept / generated; null when nothing parsed. */
+  acceptRate: number | null;
+}
+
 export interface FolderStats {
   kind: 'prepare' | 'generate';
   status: string;
+  /** prepare: images written; generate: images worked on. */
   images: number;
+  /** generate: images with at least one conversation in the shards. */
+  imagesWithConversations?: number;
+  /** generate: images where no generation answer could be used. */
+  unusableImages?: number;
   conversations?: number;
-  byPromptType?: Record<string, { conversations: number; turns: number; avgQuestionChars: number; avgAnswerChars: number; acceptRate: number | null }>;
+  byPromptType?: Record<string, PromptTypeRow>;
   byGenerator?: Record<string, number>;
+  /** generate: requests sent to servers, and answers replayed from the cache instead. */
+  requests?: number;
+  cacheReplays?: number;
+  treeDescriptions?: Record<string, number>;
   counts?: Record<string, number>;
   rejects: Record<string, number>;
 }
@@ -43,6 +72,8 @@ async function rejectsByReason(dir: string): Promise<Record<string, number>> {
   return out;
 }
 
+type ManifestTypeStats = Partial<Omit<PromptTypeStats, 'unusable'>> & { unusable?: Record<string, number> };
+
 export async function folderStats(dir: string): Promise<FolderStats> {
   const m = await readJson(path.join(dir, 'manifest.json'));
   const rejects = await rejectsByReason(dir);
@@ -50,18 +81,37 @@ export async function folderStats(dir: string): Promise<FolderStats> {
     const counts = (m.counts ?? {}) as Record<string, number>;
     return { kind: 'prepare', status: String(m.status), images: counts.images ?? 0, counts, rejects };
   }
-  const perType = (m.perPromptType ?? {}) as Record<string, { generated: number; accepted: number }>;
-  const by: NonNullable<FolderStats['byPromptType']> = {};
+  const perType = (m.perPromptType ?? {}) as Record<string, ManifestTypeStats>;
+  const by: Record<string, PromptTypeRow> = {};
+  const row = (k: string): PromptTypeRow => {
+    const t = perType[k] ?? {};
+    return (by[k] ??= {
+      role: t.role ?? (k.startsWith('facts-') ? 'facts' : 'generate'),
+      asks: t.asks ?? 0,
+      generated: t.generated ?? 0,
+      kept: t.accepted ?? 0,
+      conversations: 0,
+      turns: 0,
+      avgQuestionChars: 0,
+      avgAnswerChars: 0,
+      parseFailures: t.parseFailures ?? 0,
+      refusals: t.refusals ?? 0,
+      unusable: t.unusable ?? {},
+      acceptRate: t.generated ? Math.round((1000 * (t.accepted ?? 0)) / t.generated) / 1000 : null,
+    });
+  };
+  // Every prompt type the run counted, those that kept nothing included.
+  for (const k of Object.keys(perType)) row(k);
   const gens: Record<string, number> = {};
   const images = new Set<string>();
-  const sums: Record<string, { q: number; a: number; turns: number }> = {};
+  const sums: Record<string, { q: number; a: number }> = {};
   let conversations = 0;
   for await (const c of readShards<Conversation>(dir, /^part-[\w-]+\.(parquet|jsonl)$/)) {
     conversations++;
     images.add(c.image);
     gens[c.generator] = (gens[c.generator] ?? 0) + 1;
-    const s = (sums[c.promptType] ??= { q: 0, a: 0, turns: 0 });
-    const e = (by[c.promptType] ??= { conversations: 0, turns: 0, avgQuestionChars: 0, avgAnswerChars: 0, acceptRate: null });
+    const s = (sums[c.promptType] ??= { q: 0, a: 0 });
+    const e = row(c.promptType);
     e.conversations++;
     for (const t of c.conversations) {
       if (t.from === 'human') {
@@ -69,29 +119,67 @@ export async function folderStats(dir: string): Promise<FolderStats> {
         e.turns++;
       } else s.a += t.value.length;
     }
-    s.turns = e.turns;
   }
   for (const [k, e] of Object.entries(by)) {
-    e.avgQuestionChars = Math.round(sums[k]!.q / Math.max(1, e.turns));
-    e.avgAnswerChars = Math.round(sums[k]!.a / Math.max(1, e.turns));
-    const t = perType[k];
-    e.acceptRate = t && t.generated ? Math.round((1000 * t.accepted) / t.generated) / 1000 : null;
+    e.avgQuestionChars = Math.round((sums[k]?.q ?? 0) / Math.max(1, e.turns));
+    e.avgAnswerChars = Math.round((sums[k]?.a ?? 0) / Math.max(1, e.turns));
   }
-  return { kind: 'generate', status: String(m.status), images: images.size, conversations, byPromptType: by, byGenerator: gens, rejects };
+  return {
+    kind: 'generate',
+    status: String(m.status),
+    // Older manifests have no count of images worked on: the images with conversations are all that is known.
+    images: typeof m.images === 'number' ? m.images : images.size,
+    imagesWithConversations: images.size,
+    unusableImages: typeof m.unusableImages === 'number' ? m.unusableImages : 0,
+    conversations,
+    byPromptType: by,
+    byGenerator: gens,
+    requests: typeof m.requests === 'number' ? m.requests : 0,
+    cacheReplays: typeof m.cacheHits === 'number' ? m.cacheHits : 0,
+    treeDescriptions: (m.treeDescriptions ?? {}) as Record<string, number>,
+    rejects,
+  };
 }
 
+const plural = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
+
 export function formatStats(s: FolderStats): string {
-  const lines = [`${s.kind} output, ${s.status}: ${s.images} images`];
-  if (s.counts) lines.push(`  ${Object.entries(s.counts).map(([k, v]) => `${k} ${v}`).join(', ')}`);
-  if (s.byPromptType) {
-    lines.push(`  ${s.conversations} conversations; by generator: ${Object.entries(s.byGenerator!).map(([k, v]) => `${k} ${v}`).join(', ')}`);
-    lines.push('  prompt type            conversations  turns  avg question  avg answer  accepted');
-    for (const [k, v] of Object.entries(s.byPromptType).sort()) {
-      lines.push(`  ${k.padEnd(22)} ${String(v.conversations).padStart(13)} ${String(v.turns).padStart(6)} ${String(v.avgQuestionChars).padStart(13)} ${String(v.avgAnswerChars).padStart(11)}  ${v.acceptRate === null ? '-' : `${Math.round(100 * v.acceptRate)}%`}`);
-    }
+  if (s.kind === 'prepare') {
+    const lines = [`prepare output, ${s.status}: ${plural(s.images, 'image')}`];
+    if (s.counts) lines.push(`  ${Object.entries(s.counts).map(([k, v]) => `${k} ${v}`).join(', ')}`);
+    lines.push(`  rejects: ${Object.entries(s.rejects).map(([k, v]) => `${k} ${v}`).join(', ') || 'none'}`);
+    return lines.join('\n');
   }
+  const lines = [
+    `generate output, ${s.status}: ${plural(s.images, 'image')} worked on, ${s.imagesWithConversations} with conversations, ${plural(s.conversations ?? 0, 'conversation')} kept`,
+    `  ${plural(s.requests ?? 0, 'request')} to servers, ${plural(s.cacheReplays ?? 0, 'answer')} replayed from the cache; by generator: ${Object.entries(s.byGenerator ?? {}).map(([k, v]) => `${k} ${v}`).join(', ') || 'none'}`,
+  ];
+  if (s.unusableImages) lines.push(`  ${plural(s.unusableImages, 'image')} where no answer of the model could be used`);
+  const table = formatPromptTable(s.byPromptType ?? {});
+  lines.push(...table.map((l) => `  ${l}`));
+  const td = Object.entries(s.treeDescriptions ?? {});
+  if (td.length) lines.push(`  tree descriptions: ${td.map(([k, v]) => `${k} ${v}`).join(', ')}`);
   lines.push(`  rejects: ${Object.entries(s.rejects).map(([k, v]) => `${k} ${v}`).join(', ') || 'none'}`);
   return lines.join('\n');
+}
+
+/**
+ * One line per prompt type: generation prompts with what they made and
+ * kept, the loop's own prompts as asks and failures only (a check keeps
+ * no conversation, so "0/0 kept" would say nothing).
+ */
+export function formatPromptTable(by: Record<string, Pick<PromptTypeRow, 'role' | 'asks' | 'generated' | 'kept' | 'parseFailures' | 'refusals' | 'unusable'> & { turns?: number }>): string[] {
+  const entries = Object.entries(by).sort(([a, x], [b, y]) => (x.role === y.role ? (a < b ? -1 : 1) : x.role === 'internal' ? 1 : -1));
+  if (!entries.length) return ['prompt types: none'];
+  const lines = ['prompt type            asks  parsed  kept  unusable  refusals  why unusable'];
+  for (const [k, v] of entries) {
+    const why = Object.entries(v.unusable).filter(([r]) => r !== 'refusal').map(([r, n]) => `${r} ${n}`).join(', ');
+    const internal = v.role === 'internal';
+    lines.push(
+      `${(internal ? `(${k})` : k).padEnd(22)} ${String(v.asks).padStart(5)} ${(internal ? '-' : String(v.generated)).padStart(7)} ${(internal ? '-' : String(v.kept)).padStart(5)} ${String(v.parseFailures).padStart(9)} ${String(v.refusals).padStart(9)}  ${why}`,
+    );
+  }
+  return lines;
 }
 
 export interface PreviewOptions {
@@ -145,7 +233,8 @@ export async function preview(o: PreviewOptions): Promise<void> {
             rule(`prompt: ${spec.name}`);
             o.log(text);
             rule(`answer: ${spec.name}`);
-            o.log(answer);
+            o.log(answer.content);
+            if (answer.finishReason !== 'stop' && answer.finishReason !== null) o.log(`(finish_reason: ${answer.finishReason})`);
             return answer;
           },
         });

@@ -15,7 +15,8 @@ import { VERSION } from '../version.js';
 import { llmCall, type CallStats } from './caller.js';
 import { factConversations } from './facts.js';
 import { inShard, shardTag, type Shard } from '../sharding.js';
-import { runLoop, type LoopOptions, type LoopStats } from './loop.js';
+import { UNUSABLE_REASONS, type UnusableReason } from './answer-text.js';
+import { runLoop, type LoopOptions, type LoopStats, type TreeDescription } from './loop.js';
 import { loadDistribution, loadPrompts } from './prompts.js';
 
 /**
@@ -56,6 +57,8 @@ export interface GenerateOptions {
   maxFailureRate?: number;
   /** Write into a folder that holds a run made with other settings. */
   force?: boolean;
+  /** Only the first N images of the input (after `shard`): a trial run on a big input. */
+  limit?: number;
   onProgress?: (p: { done: number; total: number; inFlight: number; requests: number; accepted: number; generated: number; tokens: number }) => void;
 }
 
@@ -68,6 +71,8 @@ export interface Conversation {
   conversations: { from: 'human' | 'gpt'; value: string }[];
   information: string[];
   removed: string[];
+  /** Where the tree's part of `information` came from (see loop.ts TreeDescription); 'none' for facts conversations. */
+  treeDescription: TreeDescription;
   model: string;
   temperature: number;
   maxTokens: number;
@@ -75,24 +80,52 @@ export interface Conversation {
 }
 
 export interface PromptTypeStats {
+  /**
+   * 'generate': a prompt type of the distribution (its answers become
+   * conversations); 'internal': the loop's own prompts (QA to facts, tree
+   * description and its check, turn checks, reduce), counted as asks and
+   * failures only.
+   */
+  role: 'generate' | 'internal' | 'facts';
+  /** Answers asked for (from the servers or the cache). */
+  asks: number;
+  /** Answers that parsed into a conversation (generation prompts). */
   generated: number;
+  /** Conversations kept after the checks. */
   accepted: number;
   turnsRejected: number;
   conversationsRejected: number;
+  /** Answers that could not be used, for any reason (`unusable` has them by reason). */
   parseFailures: number;
+  /** Of those, the model declined the task. */
+  refusals: number;
+  unusable: Partial<Record<UnusableReason, number>>;
+  /** Requests sent to the servers (not answered from the cache). */
   requests: number;
   retries: number;
 }
 
 export interface GenerateResult {
+  /** Images worked on. */
   images: number;
+  /** Images with at least one conversation kept. */
+  imagesWithConversations: number;
+  /** Images set aside because their requests failed (after retries). */
   failed: number;
+  /** Images where no answer to a generation prompt could be used (noise, refusals, cut short ...). */
+  unusableImages: number;
   conversations: number;
   perPromptType: Record<string, PromptTypeStats>;
   stops: Record<string, number>;
+  /** What became of each image's tree description. */
+  treeDescriptions: Partial<Record<TreeDescription, number>>;
+  /** Requests sent to the servers. */
   requests: number;
   retries: number;
+  /** Answers replayed from the cache: asked in an earlier run, not sent again. */
   cacheHits: number;
+  /** Set-aside images by reason (as in rejects.jsonl). */
+  rejects: Record<string, number>;
   /** Prompts asked ahead at the end of the run (`speculate`) whose answers were not needed. */
   speculativeUnused: number;
   promptTokens: number;
@@ -184,6 +217,7 @@ export async function generate(o: GenerateOptions): Promise<GenerateResult> {
   if (o.imagesInFlight !== undefined && !(Number.isInteger(o.imagesInFlight) && o.imagesInFlight >= 1)) {
     throw new InstructifyError('E_OPTION', `images in flight must be a positive whole number, got ${o.imagesInFlight}`);
   }
+  if (o.limit !== undefined && !(Number.isInteger(o.limit) && o.limit >= 1)) throw new InstructifyError('E_OPTION', `--limit must be a positive whole number, got ${o.limit}`);
   // The input first: a wrong folder is said before anything is built or written.
   const inputManifest = ((typeof o.input === 'string' && o.input !== '-' ? await expectOutputOf(o.input, 'prepare', 'generate') : null) ?? {}) as {
     status?: string;
@@ -230,8 +264,20 @@ export async function generate(o: GenerateOptions): Promise<GenerateResult> {
   const writer = new ShardWriter({ dir: o.out, prefix: `part-${shardTag(o.shard ?? null)}0`, format: o.format ?? 'parquet', rowsPerShard: o.rowsPerShard ?? 10_000, metadata: [...conversationSchema.metadata], schema: conversationSchema });
   const rejects = createWriteStream(path.join(o.out, 'rejects.jsonl'));
   const perType: Record<string, PromptTypeStats> = {};
-  const typeStats = (k: string) => (perType[k] ??= { generated: 0, accepted: 0, turnsRejected: 0, conversationsRejected: 0, parseFailures: 0, requests: 0, retries: 0 });
+  const role = (k: string): PromptTypeStats['role'] => (prompts.get(k)?.role === 'generate' ? 'generate' : prompts.has(k) ? 'internal' : 'facts');
+  const typeStats = (k: string) =>
+    (perType[k] ??= { role: role(k), asks: 0, generated: 0, accepted: 0, turnsRejected: 0, conversationsRejected: 0, parseFailures: 0, refusals: 0, unusable: {}, requests: 0, retries: 0 });
+  // Every prompt the run may use has a row, zeros included: a type that kept nothing is news, not noise.
+  if (client) for (const k of [...distribution.types.map((t) => t.prompt), ...LOOP_PROMPTS]) typeStats(k);
   const stops: Record<string, number> = {};
+  const treeDescriptions: Partial<Record<TreeDescription, number>> = {};
+  const rejectCounts: Record<string, number> = {};
+  const setAside = (reason: string, image: string, detail: string) => {
+    rejectCounts[reason] = (rejectCounts[reason] ?? 0) + 1;
+    rejects.write(JSON.stringify({ reason, detail, image }) + '\n');
+  };
+  let imagesWithConversations = 0;
+  let unusableImages = 0;
   const total = inputManifest.counts?.images ?? 0;
   let images = 0;
   let done = 0;
@@ -247,6 +293,7 @@ export async function generate(o: GenerateOptions): Promise<GenerateResult> {
     generator: client ? 'llm' : 'facts',
     fingerprint,
     shard: o.shard ?? null,
+    limit: o.limit ?? null,
     model,
     sampling,
     distribution: client ? distribution.name : null,
@@ -307,6 +354,7 @@ export async function generate(o: GenerateOptions): Promise<GenerateResult> {
     for await (const rec of typeof o.input === 'string' ? readPrepared(o.input, { lean: client !== null }) : o.input) {
       if (o.signal?.aborted || gaveUp !== null) break;
       if (!inShard(rec.ref, o.shard ?? null)) continue;
+      if (o.limit !== undefined && images >= o.limit) break;
       // Backpressure: read the next record only when a slot is about to free up.
       await queue.onSizeLessThan(concurrency);
       // Let the event loop run between images: while the first slots fill, the
@@ -323,6 +371,7 @@ export async function generate(o: GenerateOptions): Promise<GenerateResult> {
         const rows: Conversation[] = [];
         try {
           let results;
+          let treeDescription: TreeDescription = 'none';
           if (call) {
             // An image replayed from the cache (a rerun after a crash) never
             // speculates: a speculative prompt the first run did not send would
@@ -332,14 +381,21 @@ export async function generate(o: GenerateOptions): Promise<GenerateResult> {
             const loop = await runLoop(rec, {
               prompts,
               distribution,
-              call: (spec, text, priority) => call(spec, text, priority, onRequest),
+              call: (spec, text, priority, attempt) => call(spec, text, priority, attempt, onRequest),
               options: o.loop,
               spare: spare && (() => asked && spare()),
             });
             mergeStats(loop.stats, typeStats);
             speculativeUnused += loop.stats.speculativeUnused;
             stops[loop.stats.stop] = (stops[loop.stats.stop] ?? 0) + 1;
+            treeDescriptions[loop.stats.treeDescription] = (treeDescriptions[loop.stats.treeDescription] ?? 0) + 1;
             results = loop.results;
+            treeDescription = loop.stats.treeDescription;
+            const why = unusableGeneration(loop.stats, distribution.types.map((t) => t.prompt));
+            if (why) {
+              unusableImages++;
+              setAside('unusable-answers', rec.image, why);
+            }
           } else {
             results = factConversations(rec, { seed: o.loop?.seed ?? 0, maxTurns: 8 });
             for (const r of results) {
@@ -360,6 +416,7 @@ export async function generate(o: GenerateOptions): Promise<GenerateResult> {
               conversations: turns,
               information: r.input,
               removed: r.removed,
+              treeDescription,
               model,
               temperature: sampling.temperature,
               maxTokens: sampling.maxTokens,
@@ -367,12 +424,13 @@ export async function generate(o: GenerateOptions): Promise<GenerateResult> {
             });
           });
           conversations += rows.length;
+          if (rows.length) imagesWithConversations++;
           failStreak = 0;
         } catch (err) {
           // An image whose calls still fail after retries is set aside; the run goes on, unless they all do.
           failed++;
           if (++failStreak >= giveUpAfter) gaveUp ??= `the last ${failStreak} images all failed (the last: ${(err as Error).message})`;
-          rejects.write(JSON.stringify({ reason: 'llm-failed', detail: (err as Error).message, image: rec.image }) + '\n');
+          setAside('llm-failed', rec.image, (err as Error).message);
         }
         done++;
         finished.set(index, rows);
@@ -389,13 +447,17 @@ export async function generate(o: GenerateOptions): Promise<GenerateResult> {
     const llm = client?.snapshot() ?? { requests: 0, retries: 0, endpoints: {} };
     const result: GenerateResult = {
       images,
+      imagesWithConversations,
       failed,
+      unusableImages,
       conversations,
       perPromptType: perType,
       stops,
+      treeDescriptions,
       requests: llm.requests,
       retries: llm.retries,
       cacheHits: callStats.cacheHits,
+      rejects: rejectCounts,
       speculativeUnused,
       promptTokens: callStats.promptTokens,
       completionTokens: callStats.completionTokens,
@@ -403,7 +465,8 @@ export async function generate(o: GenerateOptions): Promise<GenerateResult> {
       seconds: Math.round(performance.now() - t0) / 1000,
       interrupted: o.signal?.aborted ?? false,
     };
-    const failureRate = images ? failed / images : 0;
+    // An image whose model answers were all unusable failed as surely as one whose requests did.
+    const failureRate = images ? (failed + unusableImages) / images : 0;
     if (gaveUp !== null) {
       await writeManifest({ status: 'failed', finished: new Date().toISOString(), ...result, endpoints: llm.endpoints, failureRate, error: { message: gaveUp } });
       throw new InstructifyError(
@@ -414,7 +477,11 @@ export async function generate(o: GenerateOptions): Promise<GenerateResult> {
     const tooMany = failureRate > maxFailureRate;
     await writeManifest({ status: tooMany ? 'failed' : result.interrupted ? 'interrupted' : 'complete', finished: new Date().toISOString(), ...result, endpoints: llm.endpoints, failureRate });
     if (tooMany) {
-      throw new InstructifyError('E_LLM', `${failed} of ${images} images failed (${(100 * failureRate).toFixed(1)}%, more than --max-failure-rate ${maxFailureRate}); see ${path.join(o.out, 'rejects.jsonl')}`);
+      const what = [failed ? `${failed} failed (requests)` : '', unusableImages ? `${unusableImages} had no usable answer (${unusableSummary(perType)})` : ''].filter(Boolean).join(' and ');
+      throw new InstructifyError(
+        'E_LLM',
+        `of ${images} images, ${what}: ${(100 * failureRate).toFixed(1)}%, more than --max-failure-rate ${maxFailureRate}. Nothing unusable was kept; see ${path.join(o.out, 'rejects.jsonl')}, and try the model on a few images with preview`,
+      );
     }
     return result;
   } catch (err) {
@@ -433,7 +500,54 @@ export async function generate(o: GenerateOptions): Promise<GenerateResult> {
   }
 }
 
+/** The loop's own prompts, beside the distribution's. */
+export const LOOP_PROMPTS = ['qa-to-facts', 'tree-to-description', 'tree-check', 'check', 'reduce'];
+
+/**
+ * Why no conversation of an image could come from the model: generation
+ * prompts were asked and no answer parsed, or answers parsed but not one
+ * verdict of their checks could be read. Null otherwise: a conversation
+ * kept, or parsed and judged False (the filter working, not a failure).
+ */
+export function unusableGeneration(s: LoopStats, generationPrompts: string[]): string | null {
+  let asks = 0;
+  let parsed = 0;
+  let kept = 0;
+  const reasons: Partial<Record<UnusableReason, number>> = {};
+  const count = (k: string) => {
+    for (const [r, n] of Object.entries(s.unusable[k] ?? {}) as [UnusableReason, number][]) reasons[r] = (reasons[r] ?? 0) + n;
+  };
+  for (const k of generationPrompts) {
+    asks += s.asks[k] ?? 0;
+    parsed += s.generated[k] ?? 0;
+    kept += s.accepted[k] ?? 0;
+    count(k);
+  }
+  const list = () => UNUSABLE_REASONS.filter((r) => reasons[r]).map((r) => `${r} ${reasons[r]}`).join(', ');
+  if (asks === 0 || kept > 0) return null;
+  if (parsed === 0) return `${asks} answers to generation prompts, none usable: ${list()}`;
+  const checks = s.asks.check ?? 0;
+  if (checks > 0 && (s.parseFailures.check ?? 0) === checks) {
+    count('check');
+    return `${parsed} conversations parsed, but none of the ${checks} answers to their checks was a verdict: ${list()}`;
+  }
+  return null;
+}
+
+/** Unusable answers over every prompt, by reason: "format 120, refusal 3". */
+export function unusableSummary(perType: Record<string, PromptTypeStats>): string {
+  const by: Partial<Record<UnusableReason, number>> = {};
+  for (const t of Object.values(perType)) for (const [r, n] of Object.entries(t.unusable) as [UnusableReason, number][]) by[r] = (by[r] ?? 0) + n;
+  return UNUSABLE_REASONS.filter((r) => by[r]).map((r) => `${r} ${by[r]}`).join(', ') || 'none';
+}
+
 function mergeStats(s: LoopStats, typeStats: (k: string) => PromptTypeStats): void {
+  for (const [k, n] of Object.entries(s.asks)) typeStats(k).asks += n;
+  for (const [k, by] of Object.entries(s.unusable)) {
+    const t = typeStats(k);
+    for (const [r, n] of Object.entries(by) as [UnusableReason, number][]) t.unusable[r] = (t.unusable[r] ?? 0) + n;
+    t.refusals += by.refusal ?? 0;
+  }
   for (const [k, n] of Object.entries(s.generated)) typeStats(k).generated += n;
   for (const [k, n] of Object.entries(s.accepted)) typeStats(k).accepted += n;
   for (const [k, n] of Object.entries(s.turnsRejected)) typeStats(k).turnsRejected += n;

@@ -1,7 +1,9 @@
 import { hashRef } from '../join.js';
 import { rng } from '../synthetic.js';
 import type { ImageRecord } from '../types.js';
-import { parseAnswer, render, sentenceCode, type Distribution, type Parsed, type PromptSpec, type Turn } from './prompts.js';
+import type { UnusableReason } from './answer-text.js';
+import { boxFacts } from './box-facts.js';
+import { readAnswer, render, sentenceCode, type AnswerContext, type Distribution, type Parsed, type PromptSpec, type Turn } from './prompts.js';
 
 /**
  * The Instructify loop for one image (METHOD.md sections 2 and 5): build the
@@ -44,12 +46,22 @@ export const DEFAULT_LOOP_OPTIONS: LoopOptions = {
   seed: 0,
 };
 
+/** A model's answer: its text and why the server stopped (`length`: cut short). */
+export interface LlmAnswer {
+  content: string;
+  finishReason: string | null;
+}
+
 /**
- * Sends one rendered prompt (a single user turn) and returns the answer
- * text. `priority`: when requests wait for a slot, higher goes first
+ * Sends one rendered prompt (a single user turn) and returns the answer.
+ * `priority`: when requests wait for a slot, higher goes first
  * (speculative requests ask with -1, so they never hold up needed ones).
+ * `attempt`: how many times this image has sent the same prompt before;
+ * from 1 on, the request carries another seed (and so another cache key),
+ * so a retry is a new ask, never the cache's copy of an answer that failed.
+ * A plain string answer means the server finished normally.
  */
-export type Call = (prompt: PromptSpec, text: string, priority?: number) => Promise<string>;
+export type Call = (prompt: PromptSpec, text: string, priority?: number, attempt?: number) => Promise<string | LlmAnswer>;
 
 export interface LoopResult {
   promptType: string;
@@ -62,12 +74,26 @@ export interface LoopResult {
 
 export type StopReason = 'rounds' | 'little-information' | 'failures' | 'used-up' | 'no-prompt-left';
 
+/**
+ * What became of the model's description of the tree: it passed its check
+ * against the tree ('checked'), or failed it (or never parsed) and the
+ * boxes' own counts and positions stand in ('tree-facts'), or it was used
+ * unchecked (`--no-filter`), or there was no tree to describe ('none').
+ */
+export type TreeDescription = 'checked' | 'tree-facts' | 'unchecked' | 'none';
+
 export interface LoopStats {
+  /** Answers asked for, by prompt (internal prompts included). */
+  asks: Record<string, number>;
   generated: Record<string, number>;
   accepted: Record<string, number>;
   turnsRejected: Record<string, number>;
   conversationsRejected: Record<string, number>;
+  /** Answers that could not be used, by prompt (every reason). */
   parseFailures: Record<string, number>;
+  /** The same failures by reason: prompt -> reason -> count. */
+  unusable: Record<string, Partial<Record<UnusableReason, number>>>;
+  treeDescription: TreeDescription;
   /** Speculative asks whose answers were not needed (see `checkAndReduce`). */
   speculativeUnused: number;
   stop: StopReason;
@@ -89,16 +115,45 @@ export interface LoopContext {
 
 const bump = (m: Record<string, number>, k: string, n = 1) => (m[k] = (m[k] ?? 0) + n);
 
-/** Ask until the answer parses (up to `tries`); null when it never does. */
-async function ask(ctx: LoopContext, spec: PromptSpec, text: string, tries: number, pick: (n: number) => number, stats: LoopStats, priority = 0): Promise<Parsed | null> {
+export function emptyLoopStats(): LoopStats {
+  return { asks: {}, generated: {}, accepted: {}, turnsRejected: {}, conversationsRejected: {}, parseFailures: {}, unusable: {}, treeDescription: 'none', speculativeUnused: 0, stop: 'rounds' };
+}
+
+/** One image's asking: its stats, and how often it has sent each prompt (for `attempt`). */
+interface Asker {
+  stats: LoopStats;
+  sent: Map<string, number>;
+}
+
+/**
+ * Ask until the answer can be used (up to `tries`); null when it never can.
+ * Every try is a new request: its text says which attempt it is, and its
+ * `attempt` number (how often this image sent the same prompt, over rounds
+ * too) changes the seed, so neither the server's determinism nor the cache
+ * can hand back the answer that just failed.
+ */
+async function ask(ctx: LoopContext, asker: Asker, spec: PromptSpec, text: string, tries: number, pick: (n: number) => number, priority = 0, extra: AnswerContext = {}): Promise<Parsed | null> {
   for (let i = 0; i < tries; i++) {
-    // A repeated ask must differ, or a cache would return the same unparseable answer.
-    const answer = await ctx.call(spec, i === 0 ? text : `${text}\n\n(Attempt ${i + 1}: follow the format exactly.)`, priority);
-    const parsed = parseAnswer(spec, answer, pick);
-    if (parsed) return parsed;
-    bump(stats.parseFailures, spec.name);
+    const attempt = asker.sent.get(text) ?? 0;
+    asker.sent.set(text, attempt + 1);
+    const sent = i === 0 ? text : `${text}\n\n(Attempt ${i + 1}: follow the format exactly.)`;
+    const raw = await ctx.call(spec, sent, priority, attempt);
+    const answer: LlmAnswer = typeof raw === 'string' ? { content: raw, finishReason: 'stop' } : raw;
+    bump(asker.stats.asks, spec.name);
+    const r = readAnswer(spec, answer.content, pick, { ...extra, prompt: sent, finishReason: answer.finishReason });
+    if (r.ok) return r.parsed;
+    bump(asker.stats.parseFailures, spec.name);
+    const by = (asker.stats.unusable[spec.name] ??= {});
+    by[r.reason] = (by[r.reason] ?? 0) + 1;
   }
   return null;
+}
+
+/** Sum of a reason over every prompt of `stats.unusable`. */
+export function unusableTotal(stats: Pick<LoopStats, 'unusable'>, reason: UnusableReason): number {
+  let n = 0;
+  for (const by of Object.values(stats.unusable)) n += by[reason] ?? 0;
+  return n;
 }
 
 function need(ctx: LoopContext, name: string): PromptSpec {
@@ -136,7 +191,8 @@ export async function runLoop(rec: ImageRecord, ctx: LoopContext): Promise<{ res
   // Draws depend only on the seed and the image: reruns and sharded runs draw the same.
   const random = rng((hashRef(`${o.seed}\u0000${rec.image}`) ^ o.seed) >>> 0);
   const pick = (n: number) => Math.floor(random() * n);
-  const stats: LoopStats = { generated: {}, accepted: {}, turnsRejected: {}, conversationsRejected: {}, parseFailures: {}, speculativeUnused: 0, stop: 'rounds' };
+  const stats = emptyLoopStats();
+  const asker: Asker = { stats, sent: new Map() };
 
   // 1. The information list.
   const info: string[] = rec.captions.map((c) => c.text.trim()).filter(Boolean);
@@ -151,19 +207,13 @@ export async function runLoop(rec: ImageRecord, ctx: LoopContext): Promise<{ res
     ? (() => {
         const spec = need(ctx, 'qa-to-facts');
         const qa = rec.qa.map((q) => `Q: ${q.question}\nA: ${q.answer}`).join('\n');
-        return ask(ctx, spec, render(spec, { qa }), o.parseTries, pick, stats);
+        return ask(ctx, asker, spec, render(spec, { qa }), o.parseTries, pick);
       })()
     : null;
-  const fromTree =
-    o.useTree && rec.tree && rec.tree.length >= o.minTreeChars
-      ? (() => {
-          const spec = need(ctx, 'tree-to-description');
-          return ask(ctx, spec, render(spec, { tree: rec.tree! }), o.parseTries, pick, stats);
-        })()
-      : null;
-  const [qaParsed, treeParsed] = await Promise.all([fromQa, fromTree]);
+  const fromTree = o.useTree && rec.tree && rec.tree.length >= o.minTreeChars ? describeTree(ctx, asker, o, rec, pick) : null;
+  const [qaParsed, treeLines] = await Promise.all([fromQa, fromTree]);
   if (qaParsed?.kind === 'lines') info.push(...qaParsed.lines.filter((l) => l.length > o.minFactChars));
-  if (treeParsed?.kind === 'lines') info.push(...treeParsed.lines);
+  if (treeLines) info.push(...treeLines);
 
   // 2. Rounds of generate, check, reduce.
   const orig = [...info];
@@ -195,7 +245,7 @@ export async function runLoop(rec: ImageRecord, ctx: LoopContext): Promise<{ res
       label_style: MC_LABELS[pick(MC_LABELS.length)]!,
       answer_instruction: MC_INSTRUCTIONS[pick(MC_INSTRUCTIONS.length)]!,
     };
-    const parsed = await ask(ctx, spec, render(spec, vars), o.parseTries, pick, stats);
+    const parsed = await ask(ctx, asker, spec, render(spec, vars), o.parseTries, pick);
     // A type's samples are used up by what is kept, not by failed draws.
     const consume = () => remaining.set(type.prompt, (remaining.get(type.prompt) ?? 1) - 1);
     if (!parsed || parsed.kind !== 'turns') {
@@ -216,7 +266,7 @@ export async function runLoop(rec: ImageRecord, ctx: LoopContext): Promise<{ res
     // Check each turn against everything originally known (a bad first turn
     // kills the conversation), then find the facts the kept turns used.
     const facts = sentences(cur);
-    const { kept, rejected, codes } = await checkAndReduce(ctx, o, orig, facts, parsed.turns, pick, stats);
+    const { kept, rejected, codes } = await checkAndReduce(ctx, asker, o, orig, facts, parsed.turns, pick);
     if (kept.length) bump(stats.turnsRejected, spec.name, rejected);
     else {
       bump(stats.conversationsRejected, spec.name);
@@ -242,6 +292,34 @@ export async function runLoop(rec: ImageRecord, ctx: LoopContext): Promise<{ res
 }
 
 /**
+ * The tree as information (METHOD.md section 2.3), but only what holds: the
+ * model's description of the tree joins the information once a check
+ * against the tree itself passes. Otherwise (the check fails, or the
+ * description or its verdict never parses) the boxes' own counts and
+ * positions stand in: a hallucinated description must not become the
+ * ground truth every later turn is checked against.
+ */
+async function describeTree(ctx: LoopContext, asker: Asker, o: LoopOptions, rec: ImageRecord, pick: (n: number) => number): Promise<string[]> {
+  const spec = need(ctx, 'tree-to-description');
+  const described = await ask(ctx, asker, spec, render(spec, { tree: rec.tree! }), o.parseTries, pick);
+  const lines = described?.kind === 'lines' ? described.lines : null;
+  if (lines && !o.filtering) {
+    asker.stats.treeDescription = 'unchecked';
+    return lines;
+  }
+  if (lines) {
+    const check = need(ctx, 'tree-check');
+    const verdict = await ask(ctx, asker, check, render(check, { tree: rec.tree!, description: lines.join('\n') }), o.parseTries, pick);
+    if (verdict?.kind === 'bool' && verdict.value) {
+      asker.stats.treeDescription = 'checked';
+      return lines;
+    }
+  }
+  asker.stats.treeDescription = 'tree-facts';
+  return boxFacts(rec);
+}
+
+/**
  * One round's filtering: check each turn, then reduce with the kept turns.
  * `rejected` counts the turns after the first that failed their check;
  * `kept` is empty when the first turn failed (then nothing is reduced).
@@ -257,23 +335,25 @@ export async function runLoop(rec: ImageRecord, ctx: LoopContext): Promise<{ res
  */
 async function checkAndReduce(
   ctx: LoopContext,
+  asker: Asker,
   o: LoopOptions,
   orig: string[],
   facts: string[],
   turns: Turn[],
   pick: (n: number) => number,
-  stats: LoopStats,
 ): Promise<{ kept: Turn[]; rejected: number; codes: Set<string> }> {
+  const stats = asker.stats;
   const checkSpec = need(ctx, 'check');
   const reduceSpec = need(ctx, 'reduce');
   const information = orig.join('\n');
   const verdict = async (t: Turn, priority = 0) => {
-    const p = await ask(ctx, checkSpec, render(checkSpec, { information, question: t.question, answer: t.answer }), o.parseTries, pick, stats, priority);
+    const p = await ask(ctx, asker, checkSpec, render(checkSpec, { information, question: t.question, answer: t.answer }), o.parseTries, pick, priority);
     return p?.kind === 'bool' && p.value;
   };
   const coded = facts.map((f, i) => `${sentenceCode(i)}. ${f}`).join('\n');
+  const offeredCodes = new Set(facts.map((_, i) => sentenceCode(i)));
   const reduce = async (kept: Turn[], priority = 0) => {
-    const used = await ask(ctx, reduceSpec, render(reduceSpec, { sentences: coded, questions: kept.map((t) => `Question: ${t.question}\nAnswer: ${t.answer}`).join('\n') }), o.parseTries, pick, stats, priority);
+    const used = await ask(ctx, asker, reduceSpec, render(reduceSpec, { sentences: coded, questions: kept.map((t) => `Question: ${t.question}\nAnswer: ${t.answer}`).join('\n') }), o.parseTries, pick, priority, { offeredCodes });
     // When reduce fails, nothing is removed (the reference dropped everything left).
     return new Set(used?.kind === 'codes' ? used.codes : []);
   };

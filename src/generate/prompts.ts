@@ -2,6 +2,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { InstructifyError } from '../errors.js';
+import { isInLanguage, isRefusal, unusable, withoutThinking, type UnusableReason } from './answer-text.js';
 
 /**
  * Prompts are files: a JSON header (name, role, how the answer is parsed,
@@ -22,6 +23,8 @@ export interface PromptSpec {
   questions?: string[];
   /** For instruction prompts: tasks, one drawn per use into {{task}}. */
   tasks?: string[];
+  /** The language answers must be in, ISO 639-3 (default eng). */
+  language?: string;
   template: string;
   file: string;
 }
@@ -132,11 +135,101 @@ export type Parsed =
   | { kind: 'bool'; value: boolean }
   | { kind: 'codes'; codes: string[] };
 
+/** What is known about an answer besides its text. */
+export interface AnswerContext {
+  /** The prompt it answers: an answer that reads it back is an echo. */
+  prompt?: string;
+  /** The server's `finish_reason`: 'length' means the answer was cut short. */
+  finishReason?: string | null;
+  /** For reduce: the codes that were offered; any other code makes the answer unparseable. */
+  offeredCodes?: ReadonlySet<string>;
+}
+
+export type ReadOutcome = { ok: true; parsed: Parsed } | { ok: false; reason: UnusableReason };
+
+const VERDICT = /^(true|false)$/i;
+/** Words that turn "... is true" into its opposite: such a sentence is not a verdict. */
+const NEGATION = /(not|no|never|neither|nor|isn't|isn’t|aren't|wasn't|cannot|can't)|n't/i;
+
 /**
- * Parse an answer as its prompt declares; null when it does not fit (the
- * loop then asks again). `pick` chooses the human turn of a description.
+ * A check's verdict, and nothing else: True or False (any case, with or
+ * without punctuation or emphasis) alone on the answer's last line, maybe
+ * after a label ("Verdict: False"), or the last word of the answer when
+ * nothing in its sentence negates it. Words are split on Unicode letters,
+ * so "TRUEβcurr" is one word, not "TRUE".
  */
-export function parseAnswer(spec: PromptSpec, text: string, pick: (n: number) => number): Parsed | null {
+export function parseVerdict(text: string): boolean | null {
+  const lines = text.split('\n').map((l) => l.trim()).filter(Boolean);
+  const last = lines.at(-1);
+  if (!last) return null;
+  const bare = last
+    .replace(/^[\p{P}\p{S}\s]*(?:(?:final\s+)?(?:answer|verdict|reply|judg(?:e)?ment|result)\s*[:：-]\s*)?/iu, '')
+    .replace(/[\p{P}\p{S}\s]+$/u, '');
+  if (VERDICT.test(bare)) return bare.toLowerCase() === 'true';
+  const words = last.split(/[^\p{L}\p{N}'’]+/u).filter(Boolean);
+  const word = words.at(-1);
+  if (!word || !VERDICT.test(word)) return null;
+  // The last sentence, up to its verdict: "It is not true that ..., so: False" is False;
+  // "The answer is not true." is no verdict at all.
+  const sentence = last.slice(0, last.lastIndexOf(word)).split(/[.!?;:]\s/).at(-1) ?? '';
+  if (NEGATION.test(sentence)) return null;
+  return word.toLowerCase() === 'true';
+}
+
+/**
+ * Reduce's answer in its declared form: codes separated by commas (or
+ * spaces), every one of them offered, or "none". Prose is not a list of
+ * codes: "I cannot tell." names no fact.
+ */
+export function parseCodes(text: string, offered?: ReadonlySet<string>): string[] | null {
+  const t = text.trim().replace(/^(?:codes?|answer|used)\s*[:：]\s*/i, '').replace(/[.\s]+$/, '');
+  if (/^none$/i.test(t)) return [];
+  if (!/^[A-Z]{1,3}(?:\s*[,;]?\s*(?:and\s+)?[A-Z]{1,3})*$/.test(t)) return null;
+  const codes = [...new Set(t.split(/[\s,;]+/).filter((c) => c && c !== 'and'))];
+  if (offered && codes.some((c) => !offered.has(c))) return null;
+  return codes;
+}
+
+/** Prompts whose answers are prose (or prose in turns), held to the prompt's language. */
+function isFreeText(spec: PromptSpec): boolean {
+  return spec.parser !== 'bool' && spec.parser !== 'codes';
+}
+
+/**
+ * Read an answer as its prompt declares, or say why it cannot be used:
+ * first what holds for every answer (cut short, empty, the prompt read
+ * back, a refusal, not in the prompt's language), then the prompt's own
+ * format. Thinking blocks are set aside before anything else. `pick`
+ * chooses the human turn of a description.
+ */
+export function readAnswer(spec: PromptSpec, raw: string, pick: (n: number) => number, ctx: AnswerContext = {}): ReadOutcome {
+  const bad = unusable(raw, { prompt: ctx.prompt ?? '', finishReason: ctx.finishReason ?? null, freeText: false, language: spec.language });
+  if (bad) return { ok: false, reason: bad };
+  const text = withoutThinking(raw);
+  const parsed = parseFormat(spec, text, pick, ctx);
+  if (!parsed) return { ok: false, reason: 'format' };
+  if (isFreeText(spec)) {
+    // Every piece of prose that would become information or a turn.
+    const pieces = parsed.kind === 'lines' ? parsed.lines : parsed.kind === 'turns' ? parsed.turns.flatMap((t) => [t.question, t.answer]) : [];
+    for (const p of pieces) {
+      if (isRefusal(p)) return { ok: false, reason: 'refusal' };
+      if (!isInLanguage(p, spec.language)) return { ok: false, reason: 'language' };
+    }
+    if (parsed.kind === 'lines' || parsed.kind === 'turns') {
+      // Word salad spread thin over short lines: judged as a whole as well.
+      if (!isInLanguage(pieces.join('\n'), spec.language)) return { ok: false, reason: 'language' };
+    }
+  }
+  return { ok: true, parsed };
+}
+
+/** `readAnswer` for callers that only need the parsed answer: null when it cannot be used. */
+export function parseAnswer(spec: PromptSpec, text: string, pick: (n: number) => number, ctx: AnswerContext = {}): Parsed | null {
+  const r = readAnswer(spec, text, pick, ctx);
+  return r.ok ? r.parsed : null;
+}
+
+function parseFormat(spec: PromptSpec, text: string, pick: (n: number) => number, ctx: AnswerContext): Parsed | null {
   switch (spec.parser) {
     case 'lines': {
       const lines = text
@@ -146,13 +239,12 @@ export function parseAnswer(spec: PromptSpec, text: string, pick: (n: number) =>
       return lines.length ? { kind: 'lines', lines } : null;
     }
     case 'bool': {
-      const m = /\b(true|false)\b/i.exec(text);
-      return m ? { kind: 'bool', value: m[1]!.toLowerCase() === 'true' } : null;
+      const value = parseVerdict(text);
+      return value === null ? null : { kind: 'bool', value };
     }
     case 'codes': {
-      if (/^\s*none\b/i.test(text)) return { kind: 'codes', codes: [] };
-      const codes = text.match(/\b[A-Z]{1,3}\b/g);
-      return codes ? { kind: 'codes', codes: [...new Set(codes)] } : null;
+      const codes = parseCodes(text, ctx.offeredCodes);
+      return codes ? { kind: 'codes', codes } : null;
     }
     case 'description': {
       const answer = text.trim();

@@ -15,8 +15,8 @@ export function cacheKey(model: string, messages: ChatMessage[], sampling: Sampl
 
 export class ResponseCache {
   private readonly db: Database.Database;
-  private readonly getStmt: Database.Statement<[string], { content: string; prompt_tokens: number; completion_tokens: number }>;
-  private readonly putStmt: Database.Statement<[string, string, string, number, number, number]>;
+  private readonly getStmt: Database.Statement<[string], { content: string; finish_reason: string | null; prompt_tokens: number; completion_tokens: number }>;
+  private readonly putStmt: Database.Statement<[string, string, string, string | null, number, number, number]>;
   hits = 0;
   misses = 0;
 
@@ -34,22 +34,25 @@ export class ResponseCache {
       completion_tokens integer not null,
       created integer not null
     )`);
-    this.getStmt = this.db.prepare('select content, prompt_tokens, completion_tokens from answers where key = ?');
-    this.putStmt = this.db.prepare('insert or replace into answers (key, model, content, prompt_tokens, completion_tokens, created) values (?, ?, ?, ?, ?, ?)');
+    // Caches made before finish reasons were kept gain the column; their rows read as null (not cut short).
+    const columns = this.db.prepare('select name from pragma_table_info(?)').all('answers') as { name: string }[];
+    if (!columns.some((c) => c.name === 'finish_reason')) this.db.exec('alter table answers add column finish_reason text');
+    this.getStmt = this.db.prepare('select content, finish_reason, prompt_tokens, completion_tokens from answers where key = ?');
+    this.putStmt = this.db.prepare('insert or replace into answers (key, model, content, finish_reason, prompt_tokens, completion_tokens, created) values (?, ?, ?, ?, ?, ?, ?)');
   }
 
-  get(key: string): Pick<ChatResult, 'content' | 'usage'> | null {
+  get(key: string): Pick<ChatResult, 'content' | 'finishReason' | 'usage'> | null {
     const row = this.getStmt.get(key);
     if (!row) {
       this.misses++;
       return null;
     }
     this.hits++;
-    return { content: row.content, usage: { promptTokens: row.prompt_tokens, completionTokens: row.completion_tokens } };
+    return { content: row.content, finishReason: row.finish_reason, usage: { promptTokens: row.prompt_tokens, completionTokens: row.completion_tokens } };
   }
 
-  put(key: string, model: string, r: Pick<ChatResult, 'content' | 'usage'>): void {
-    this.putStmt.run(key, model, r.content, r.usage.promptTokens, r.usage.completionTokens, Date.now());
+  put(key: string, model: string, r: Pick<ChatResult, 'content' | 'finishReason' | 'usage'>): void {
+    this.putStmt.run(key, model, r.content, r.finishReason, r.usage.promptTokens, r.usage.completionTokens, Date.now());
   }
 
   size(): number {

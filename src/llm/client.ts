@@ -60,7 +60,13 @@ export interface LlmClientOptions {
 }
 
 export interface ChatResult {
+  /**
+   * The answer's text. Reasoning that servers return beside it
+   * (`reasoning_content`) is never read: it is not the answer.
+   */
   content: string;
+  /** Why the server stopped: 'stop', 'length' (cut at max_tokens), 'content_filter', or null if it did not say. */
+  finishReason: string | null;
   usage: { promptTokens: number; completionTokens: number };
   endpoint: string;
   attempts: number;
@@ -335,16 +341,20 @@ export class LlmClient {
       // 4xx other than 429: the request itself is wrong (unknown model, bad key); retrying will not help.
       throw new InstructifyError('E_LLM', `${e.base} answered HTTP ${res.statusCode}: ${text.slice(0, 300)}`);
     }
-    let parsed: { choices?: { message?: { content?: unknown } }[]; usage?: { prompt_tokens?: number; completion_tokens?: number } };
+    let parsed: { choices?: { message?: { content?: unknown }; finish_reason?: unknown }[]; usage?: { prompt_tokens?: number; completion_tokens?: number } };
     try {
       parsed = JSON.parse(text) as typeof parsed;
     } catch {
       throw new RetryableError(`${e.base}: the answer is not JSON`, null, false, true);
     }
-    const content = parsed.choices?.[0]?.message?.content;
+    const choice = parsed.choices?.[0];
+    const finishReason = typeof choice?.finish_reason === 'string' ? choice.finish_reason : null;
+    let content = choice?.message?.content;
+    // A reasoning model cut short while thinking answers content null beside its reasoning: an empty answer, not a broken one.
+    if (content === null && finishReason !== null) content = '';
     if (typeof content !== 'string') throw new RetryableError(`${e.base}: the answer has no choices[0].message.content`, null, false, true);
     const usage = { promptTokens: parsed.usage?.prompt_tokens ?? 0, completionTokens: parsed.usage?.completion_tokens ?? 0 };
-    return { content, usage, endpoint: e.base, attempts: 1 };
+    return { content, finishReason, usage, endpoint: e.base, attempts: 1 };
   }
 
   /**

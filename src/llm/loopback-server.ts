@@ -10,7 +10,7 @@ import type { AddressInfo, Socket } from 'node:net';
  * many requests at once; a latency delays every answer.
  */
 export type Behaviour =
-  | { kind: 'ok'; content?: string; delayMs?: number }
+  | { kind: 'ok'; content?: string; delayMs?: number; finishReason?: string }
   | { kind: 'status'; status: number; retryAfter?: string; body?: string }
   | { kind: 'hang' }
   | { kind: 'reset' }
@@ -24,6 +24,13 @@ export interface ChatRequest {
   seed?: number;
 }
 
+export interface LoopbackAnswer {
+  /** null: the message has no content (a reasoning model cut short while thinking). */
+  content: string | null;
+  finishReason?: string;
+  reasoningContent?: string;
+}
+
 export interface LoopbackServerOptions {
   /** Requests answered at once before the server says 429 (or, with `queue`, makes them wait). */
   capacity?: number;
@@ -31,8 +38,12 @@ export interface LoopbackServerOptions {
   queue?: boolean;
   /** Delay before every answer. */
   latencyMs?: number;
-  /** The answer text for a request when no behaviour is planned. */
-  answer?: (req: ChatRequest) => string;
+  /**
+   * The answer for a request when no behaviour is planned: its text, or the
+   * text with the finish reason (default 'stop') and the reasoning that
+   * vLLM and SGLang return beside the content.
+   */
+  answer?: (req: ChatRequest) => string | LoopbackAnswer;
   /** Keep every request's body and authorization header in `seen` (default true; benchmarks turn it off so memory stays flat). */
   record?: boolean;
 }
@@ -121,13 +132,21 @@ export class LoopbackLlmServer {
         if (b.kind === 'ok') {
           // The answer is made when the request starts, so the latency is all
           // the time it takes (a model's time is in its latency, not after it).
-          const content = b.content ?? this.o.answer?.(parsed) ?? `echo: ${parsed.messages.at(-1)?.content.slice(0, 60) ?? ''}`;
+          const given = b.content ?? this.o.answer?.(parsed) ?? `echo: ${parsed.messages.at(-1)?.content.slice(0, 60) ?? ''}`;
+          const a: LoopbackAnswer = typeof given === 'string' ? { content: given } : given;
+          const content = a.content;
           answer = JSON.stringify({
             id: `cmpl-${this.seen.requests}`,
             object: 'chat.completion',
             model: parsed.model,
-            choices: [{ index: 0, message: { role: 'assistant', content }, finish_reason: 'stop' }],
-            usage: { prompt_tokens: Math.ceil(body.length / 4), completion_tokens: Math.ceil(content.length / 4) },
+            choices: [
+              {
+                index: 0,
+                message: { role: 'assistant', content, ...(a.reasoningContent !== undefined ? { reasoning_content: a.reasoningContent } : {}) },
+                finish_reason: (b.kind === 'ok' ? b.finishReason : undefined) ?? a.finishReason ?? 'stop',
+              },
+            ],
+            usage: { prompt_tokens: Math.ceil(body.length / 4), completion_tokens: Math.ceil(((content ?? '').length + (a.reasoningContent ?? '').length) / 4) },
           });
         }
         this.inFlight++;

@@ -1,0 +1,154 @@
+import { createRequire } from 'node:module';
+import { francAll } from 'franc-min';
+
+/**
+ * Tests every free-text answer of a model must pass before any parser or
+ * check looks at it. A weak or broken model answers with noise, refusals,
+ * another language, the prompt read back, or its own reasoning: none of
+ * that may become training data, and none of it may be read as a verdict.
+ */
+
+/** Why an answer was not used. 'format' is the parser's own "this is not the declared form". */
+export type UnusableReason = 'empty' | 'truncated' | 'refusal' | 'language' | 'echo' | 'format';
+
+export const UNUSABLE_REASONS: readonly UnusableReason[] = ['empty', 'truncated', 'refusal', 'language', 'echo', 'format'];
+
+/**
+ * Reasoning models put their thinking before the answer. vLLM and SGLang
+ * return it apart (`reasoning_content`, which the client never reads);
+ * llama.cpp and Ollama may leave `<think>...</think>` in the content. A
+ * block that never closes means the answer is all thinking: nothing is left.
+ */
+export function withoutThinking(text: string): string {
+  let out = text.replace(/<(think|thinking|reasoning)>[\s\S]*?<\/\1>/gi, '');
+  // Some chat templates open the block in the prompt, so only its end shows.
+  const lone = /<\/(think|thinking|reasoning)>/i.exec(out);
+  if (lone) out = out.slice(lone.index + lone[0].length);
+  if (/<(think|thinking|reasoning)>/i.test(out)) out = out.slice(0, out.search(/<(think|thinking|reasoning)>/i));
+  return out.trim();
+}
+
+/**
+ * A model declining the task. Specific phrases only: an avoidance answer
+ * ("I cannot see a dragon in this image") is training data, not a refusal.
+ */
+const REFUSALS = [
+  /\bas an (ai|a\.i\.|artificial intelligence|language model|llm)\b/i,
+  /\b(i am|i'm|i’m) (so |very |truly )?sorry\b/i,
+  /\bi apologi[sz]e\b/i,
+  /\bi (cannot|can't|can’t|am unable to|'m unable to|am not able to|do not|don't|don’t) (see|view|access|open|process|look at|analy[sz]e) (the |this |that |any )?(images?|pictures?|photos?|photographs?)\b/i,
+  /\bi (cannot|can't|can’t|won't|won’t|am unable to|'m unable to|am not able to) (help|assist|comply|fulfil|fulfill|do that|complete (this|that|the) (task|request))\b/i,
+  /\b(i do not|i don't|i don’t) have (the )?(ability|access|capability) to (see|view|access)\b/i,
+  /\bwithout (seeing|access to) the (image|picture|photo)\b/i,
+];
+
+export function isRefusal(text: string): boolean {
+  return REFUSALS.some((r) => r.test(text));
+}
+
+/** Letters of `text` by script: Latin, and everything else. */
+function letterScripts(text: string): { latin: number; other: number } {
+  let latin = 0;
+  let other = 0;
+  for (const ch of text.matchAll(/\p{L}/gu)) {
+    if (/\p{Script=Latin}/u.test(ch[0])) latin++;
+    else other++;
+  }
+  return { latin, other };
+}
+
+/** A word made of letters of two scripts ("TRUEβcurr") is noise in any language. */
+function hasMixedScriptWord(text: string): boolean {
+  for (const m of text.matchAll(/\p{L}+/gu)) {
+    const w = m[0];
+    if (/\p{Script=Latin}/u.test(w) && /[^\p{Script=Latin}]/u.test(w)) return true;
+  }
+  return false;
+}
+
+/**
+ * Below this many letters a language detector guesses; shorter answers
+ * ("Yes", "two", "ec-agg") are judged by their script alone.
+ */
+export const LANGUAGE_MIN_LETTERS = 20;
+/**
+ * franc's score for the prompt's language, relative to its best guess (1),
+ * at least. Measured on the real COCO captions and VQA questions in
+ * ../shared/data: English scored 0.68 at the lowest (short captions);
+ * one-sentence German, French, Spanish, Italian, Dutch and Portuguese
+ * scored 0.33-0.62.
+ */
+export const LANGUAGE_MIN_SCORE = 0.65;
+/**
+ * Share of an English text's words that are English words, at least
+ * (texts of 6 words or more). Real captions and questions: 0.78 at the
+ * lowest. Salad of made-up Latin syllables fools a trigram detector (0.94
+ * "English") but not this: 0.33.
+ */
+export const ENGLISH_WORD_SHARE = 0.6;
+
+let englishWords: Set<string> | null = null;
+/** ~275,000 English words (an-array-of-english-words), loaded on first use: 0.1 s. */
+function isEnglishWord(w: string): boolean {
+  englishWords ??= new Set(createRequire(import.meta.url)('an-array-of-english-words') as string[]);
+  return englishWords.has(w) || englishWords.has(w.replace(/['’]s$/, ''));
+}
+
+/** Share of the words of `text` that are English words; null below 6 words (too few to tell). */
+export function englishWordShare(text: string): number | null {
+  const words = text.toLowerCase().match(/\p{L}+(?:['’]\p{L}+)*/gu) ?? [];
+  if (words.length < 6) return null;
+  return words.filter(isEnglishWord).length / words.length;
+}
+
+/**
+ * True when the text is in the prompt's language as far as can be told:
+ * written in its script (Latin for English; a few foreign letters are
+ * allowed, as a name or a sign may have them), no word mixing scripts, and,
+ * for text long enough to tell, recognised as that language by franc and,
+ * for English, mostly made of English words.
+ * Only English prompts ship; `language` is an ISO 639-3 code.
+ */
+export function isInLanguage(text: string, language = 'eng'): boolean {
+  if (hasMixedScriptWord(text)) return false;
+  const { latin, other } = letterScripts(text);
+  const letters = latin + other;
+  if (letters === 0) return true;
+  const latinLanguage = language === 'eng' || language === 'fra' || language === 'deu' || language === 'spa' || language === 'ita' || language === 'por' || language === 'nld';
+  if (latinLanguage && other / letters > 0.1) return false;
+  if (letters < LANGUAGE_MIN_LETTERS) return true;
+  const scores = francAll(text, { minLength: 10 });
+  const mine = scores.find(([code]) => code === language)?.[1] ?? 0;
+  if (mine < LANGUAGE_MIN_SCORE) return false;
+  if (language !== 'eng') return true;
+  const share = englishWordShare(text);
+  return share === null || share >= ENGLISH_WORD_SHARE;
+}
+
+/** The model read the prompt back: a line of the prompt's own instructions appears in the answer. */
+export function isEcho(answer: string, prompt: string): boolean {
+  if (!prompt) return false;
+  const a = answer.replace(/\s+/g, ' ');
+  // The prompt's instruction lines, not its data: an answer may repeat a fact verbatim.
+  const lines = prompt.split('\n').map((l) => l.trim().replace(/\s+/g, ' '));
+  const dataStart = lines.findIndex((l) => /^[A-Z][A-Za-z ]{1,30}:$/.test(l));
+  const instructions = (dataStart >= 0 ? lines.slice(0, dataStart) : lines).filter((l) => l.length >= 40);
+  return instructions.some((l) => a.includes(l));
+}
+
+/**
+ * The first test of every answer: null when it may go on to its parser,
+ * else why not. `freeText` answers (descriptions, facts, conversation
+ * turns) are also held to the prompt's language; verdicts and codes have
+ * their own strict parsers.
+ */
+export function unusable(answer: string, o: { prompt: string; finishReason: string | null; freeText: boolean; language?: string }): UnusableReason | null {
+  // Cut off by the token limit or a filter: a sentence that stops mid-way ("The man is holding a").
+  if (o.finishReason === 'length' || o.finishReason === 'content_filter') return 'truncated';
+  const text = withoutThinking(answer);
+  if (!text) return 'empty';
+  if (isEcho(text, o.prompt)) return 'echo';
+  if (isRefusal(text)) return 'refusal';
+  if (o.freeText && !isInLanguage(text, o.language)) return 'language';
+  return null;
+}
