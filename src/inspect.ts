@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Conversation, PromptTypeStats } from './generate/generate.js';
 import { expectOutputOf, readShards } from './shard-reader.js';
@@ -106,7 +106,9 @@ export async function folderStats(dir: string): Promise<FolderStats> {
   const images = new Set<string>();
   const sums: Record<string, { q: number; a: number }> = {};
   let conversations = 0;
-  for await (const c of readShards<Conversation>(dir, /^part-[\w-]+\.(parquet|jsonl)$/)) {
+  // A run that kept nothing wrote no shard: its manifest still has everything to say.
+  const shardNames = (await readdir(dir)).filter((n) => /^part-[\w-]+\.(parquet|jsonl)$/.test(n));
+  for await (const c of shardNames.length ? readShards<Conversation>(dir, /^part-[\w-]+\.(parquet|jsonl)$/) : []) {
     conversations++;
     images.add(c.image);
     gens[c.generator] = (gens[c.generator] ?? 0) + 1;

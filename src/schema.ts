@@ -84,9 +84,12 @@ export const preparedSchema = new Schema(
  * Conversation shards, written by `generate`: one row per accepted
  * conversation. `conversations` is LLaVA's form (first human turn starts
  * with "<image>\n"); `information` is what the prompt was given and
- * `removed` the facts the conversation used, for provenance.
+ * `removed` the facts the conversation used, for provenance;
+ * `tree_description` says whether the model's description of the tree
+ * passed its check ('checked') or the boxes' own facts stood in for it
+ * ('tree-facts').
  */
-export const CONVERSATION_SCHEMA_VERSION = 'instructify.conversations/1';
+export const CONVERSATION_SCHEMA_VERSION = 'instructify.conversations/2';
 
 export const conversationSchema = new Schema(
   [
@@ -97,6 +100,8 @@ export const conversationSchema = new Schema(
     field('conversations', list(new Struct([field('from', utf8()), field('value', utf8())]))),
     field('information', list(utf8())),
     field('removed', list(utf8())),
+    // Where the tree's part of `information` came from: checked, tree-facts, unchecked or none (/2).
+    field('tree_description', utf8()),
     field('model', utf8()),
     field('temperature', f32()),
     field('max_tokens', new Int32()),

@@ -162,7 +162,7 @@ describe('generate', () => {
     server.next(...Array.from({ length: 20 }, () => ({ kind: 'status' as const, status: 500 })));
     const out = await tmpDir();
     const failing = { ...opts(server, out, { cache: null }), llm: { endpoints: [server.url], model: 'fake-model', maxConcurrency: 4, retries: 1, baseDelayMs: 1, maxDelayMs: 2 } };
-    await expect(generate(failing)).rejects.toMatchObject({ code: 'E_LLM', message: expect.stringMatching(/images failed .* more than --max-failure-rate 0.01/) });
+    await expect(generate(failing)).rejects.toMatchObject({ code: 'E_LLM', message: expect.stringMatching(/of 79 images, \d+ failed \(requests\).* more than --max-failure-rate 0\.01/) });
     const rejects = (await readFile(path.join(out, 'rejects.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as { reason: string; image: string });
     expect(rejects.length).toBeGreaterThan(0);
     expect(rejects.every((x) => x.reason === 'llm-failed' && x.image.endsWith('.jpg'))).toBe(true);
@@ -210,8 +210,10 @@ describe('generate', () => {
       child.on('close', (c) => resolve({ code: c, stderr: err }));
     });
     expect(code).toBe(0);
-    expect(stderr).toMatch(/generated \d+ conversations for 79 images/);
-    expect(stderr).toMatch(/by prompt type: .*llava-/);
+    expect(stderr).toMatch(/generated \d+ conversations for 79 of 79 images worked on/);
+    expect(stderr).toMatch(/\d+ requests to servers \(\d+ retried\), \d+ answers replayed from the cache/);
+    expect(stderr).toMatch(/\n  llava-conversation +\d+ +\d+ +\d+ +0 +0/);
+    expect(stderr).toMatch(/\n  \(check\) +\d+ +- +- +0 +0/);
   });
 });
 

@@ -22,9 +22,9 @@ describe('prompt files', () => {
     expect([...prompts.keys()].sort()).toEqual([
       'avoidance', 'caption', 'check', 'docowl', 'fill-blank', 'instruction', 'llava-complex', 'llava-conversation', 'llava-detail', 'llavar',
       'lvis-conversation', 'lvis-detail', 'multiple-choice', 'polite-flamingo', 'qa-to-facts', 'reduce', 'shikra-grounded', 'shikra-text',
-      'short-answer', 'tree-to-description', 'true-false', 'yes-no',
+      'short-answer', 'tree-check', 'tree-to-description', 'true-false', 'yes-no',
     ]);
-    const vars = { information: 'i', qa: 'q', tree: 't', question: 'q', answer: 'a', sentences: 's', questions: 'q', boxes: 'b', task: 't', option_count: '3', label_style: 'A', answer_instruction: 'x' };
+    const vars = { information: 'i', qa: 'q', tree: 't', description: 'd', question: 'q', answer: 'a', sentences: 's', questions: 'q', boxes: 'b', task: 't', option_count: '3', label_style: 'A', answer_instruction: 'x' };
     for (const p of prompts.values()) expect(render(p, vars)).not.toMatch(/\{\{\w+\}\}/);
     expect(() => render(prompts.get('check')!, { information: 'i' })).toThrowError(/uses \{\{question\}\}/);
     expect(prompts.get('instruction')!.tasks!.length).toBeGreaterThan(20);

@@ -125,28 +125,53 @@ interface Asker {
   sent: Map<string, number>;
 }
 
+/** An answer being asked for, and how to count its attempt numbers as taken (see `askAhead`). */
+interface Asked {
+  asked: Promise<{ parsed: Parsed | null }>;
+  commit: () => void;
+}
+
 /**
  * Ask until the answer can be used (up to `tries`); null when it never can.
  * Every try is a new request: its text says which attempt it is, and its
- * `attempt` number (how often this image sent the same prompt, over rounds
- * too) changes the seed, so neither the server's determinism nor the cache
- * can hand back the answer that just failed.
+ * `attempt` number (how often this image sent the same prompt before, over
+ * rounds too) changes the seed, so neither the server's determinism nor
+ * the cache can hand back the answer that just failed.
  */
 async function ask(ctx: LoopContext, asker: Asker, spec: PromptSpec, text: string, tries: number, pick: (n: number) => number, priority = 0, extra: AnswerContext = {}): Promise<Parsed | null> {
+  const a = askAhead(ctx, asker, spec, text, tries, pick, priority, extra);
+  // Taken at once, so the same prompt asked twice side by side (two identical turns checked together) gets other attempt numbers.
+  a.commit();
+  return (await a.asked).parsed;
+}
+
+/**
+ * `ask`, but the sends are counted towards later attempt numbers only on
+ * `commit()`. Speculative asks commit only when their answer is used: an
+ * ask the sequential loop would never have made must not shift the
+ * attempt numbers of the asks it does make, or a rerun (which never
+ * speculates) would send other requests than the cache holds.
+ */
+function askAhead(ctx: LoopContext, asker: Asker, spec: PromptSpec, text: string, tries: number, pick: (n: number) => number, priority = 0, extra: AnswerContext = {}): Asked {
+  const base = asker.sent.get(text) ?? 0;
+  // Every try's number is taken, used or not: what the next ask of the text starts from does not depend on answers.
+  const commit = () => asker.sent.set(text, Math.max(asker.sent.get(text) ?? 0, base + tries));
+  return { asked: tryAnswers(ctx, asker, spec, text, base, tries, pick, priority, extra), commit };
+}
+
+async function tryAnswers(ctx: LoopContext, asker: Asker, spec: PromptSpec, text: string, base: number, tries: number, pick: (n: number) => number, priority: number, extra: AnswerContext): Promise<{ parsed: Parsed | null }> {
   for (let i = 0; i < tries; i++) {
-    const attempt = asker.sent.get(text) ?? 0;
-    asker.sent.set(text, attempt + 1);
     const sent = i === 0 ? text : `${text}\n\n(Attempt ${i + 1}: follow the format exactly.)`;
-    const raw = await ctx.call(spec, sent, priority, attempt);
+    const raw = await ctx.call(spec, sent, priority, base + i);
     const answer: LlmAnswer = typeof raw === 'string' ? { content: raw, finishReason: 'stop' } : raw;
     bump(asker.stats.asks, spec.name);
     const r = readAnswer(spec, answer.content, pick, { ...extra, prompt: sent, finishReason: answer.finishReason });
-    if (r.ok) return r.parsed;
+    if (r.ok) return { parsed: r.parsed };
     bump(asker.stats.parseFailures, spec.name);
     const by = (asker.stats.unusable[spec.name] ??= {});
     by[r.reason] = (by[r.reason] ?? 0) + 1;
   }
-  return null;
+  return { parsed: null };
 }
 
 /** Sum of a reason over every prompt of `stats.unusable`. */
@@ -346,17 +371,25 @@ async function checkAndReduce(
   const checkSpec = need(ctx, 'check');
   const reduceSpec = need(ctx, 'reduce');
   const information = orig.join('\n');
+  const verdictAhead = async (t: Turn, priority = 0) => {
+    const a = askAhead(ctx, asker, checkSpec, render(checkSpec, { information, question: t.question, answer: t.answer }), o.parseTries, pick, priority);
+    const { parsed } = await a.asked;
+    return { value: parsed?.kind === 'bool' && parsed.value, commit: a.commit };
+  };
   const verdict = async (t: Turn, priority = 0) => {
     const p = await ask(ctx, asker, checkSpec, render(checkSpec, { information, question: t.question, answer: t.answer }), o.parseTries, pick, priority);
     return p?.kind === 'bool' && p.value;
   };
   const coded = facts.map((f, i) => `${sentenceCode(i)}. ${f}`).join('\n');
   const offeredCodes = new Set(facts.map((_, i) => sentenceCode(i)));
-  const reduce = async (kept: Turn[], priority = 0) => {
-    const used = await ask(ctx, asker, reduceSpec, render(reduceSpec, { sentences: coded, questions: kept.map((t) => `Question: ${t.question}\nAnswer: ${t.answer}`).join('\n') }), o.parseTries, pick, priority, { offeredCodes });
-    // When reduce fails, nothing is removed (the reference dropped everything left).
-    return new Set(used?.kind === 'codes' ? used.codes : []);
+  const reduceText = (kept: Turn[]) => render(reduceSpec, { sentences: coded, questions: kept.map((t) => `Question: ${t.question}\nAnswer: ${t.answer}`).join('\n') });
+  // When reduce fails, nothing is removed (the reference dropped everything left).
+  const codesOf = (p: Parsed | null) => new Set(p?.kind === 'codes' ? p.codes : []);
+  const reduceAhead = async (kept: Turn[], priority = 0) => {
+    const a = askAhead(ctx, asker, reduceSpec, reduceText(kept), o.parseTries, pick, priority, { offeredCodes });
+    return { value: codesOf((await a.asked).parsed), commit: a.commit };
   };
+  const reduce = async (kept: Turn[], priority = 0) => codesOf(await ask(ctx, asker, reduceSpec, reduceText(kept), o.parseTries, pick, priority, { offeredCodes }));
   const [first, ...rest] = turns;
   // The first turn passed: it and the later turns whose verdict is true.
   const keep = (verdicts: boolean[]) => {
@@ -367,12 +400,14 @@ async function checkAndReduce(
     // Speculative requests wait behind needed ones (priority -1); their
     // failures only matter if their answer turns out to be needed.
     const settle = <T>(p: Promise<T>) => p.then((value) => ({ ok: true as const, value }), (error: unknown) => ({ ok: false as const, error }));
-    const restChecks = rest.map((t) => settle(verdict(t, -1)));
-    const allKept = settle(reduce(turns, -1));
-    const take = async <T>(p: Promise<{ ok: true; value: T } | { ok: false; error: unknown }>) => {
+    const restChecks = rest.map((t) => settle(verdictAhead(t, -1)));
+    const allKept = settle(reduceAhead(turns, -1));
+    // An answer asked ahead that turns out to be needed: its requests count as sent from here on.
+    const take = async <T>(p: Promise<{ ok: true; value: { value: T; commit: () => void } } | { ok: false; error: unknown }>) => {
       const r = await p;
       if (!r.ok) throw r.error;
-      return r.value;
+      r.value.commit();
+      return r.value.value;
     };
     try {
       if (!(await verdict(first!))) {

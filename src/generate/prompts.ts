@@ -149,7 +149,7 @@ export type ReadOutcome = { ok: true; parsed: Parsed } | { ok: false; reason: Un
 
 const VERDICT = /^(true|false)$/i;
 /** Words that turn "... is true" into its opposite: such a sentence is not a verdict. */
-const NEGATION = /(not|no|never|neither|nor|isn't|isn’t|aren't|wasn't|cannot|can't)|n't/i;
+const NEGATION = /\b(not|no|never|neither|nor|isn't|isn’t|aren't|wasn't|cannot|can't)\b|n't\b/i;
 
 /**
  * A check's verdict, and nothing else: True or False (any case, with or

@@ -32,11 +32,14 @@ function core(answer: string): string {
     .toLowerCase();
 }
 
-export function fakeAnswer(prompt: string, o: FakeOptions = {}): string {
+export function fakeAnswer(asked: string, o: FakeOptions = {}): string {
+  // A retry's note on the format is an instruction, not a fact to repeat.
+  const prompt = asked.replace(/\n\n\(Attempt \d+: follow the format exactly\.\)$/, '');
   if (prompt.includes('\nDescription to check:\n')) {
     // Faithful when every object the description names is in the list.
-    const list = section(prompt, 'Object list').join('\n').toLowerCase();
-    const named = section(prompt, 'Description to check').map((l) => /^There is an? (.+?) in the picture\.$/.exec(l)?.[1]);
+    const list = prompt.slice(prompt.lastIndexOf('\nObject list:\n'), prompt.lastIndexOf('\nDescription to check:\n')).toLowerCase();
+    const description = prompt.slice(prompt.lastIndexOf('\nDescription to check:\n') + 23).split('\n\n')[0]!;
+    const named = description.split('\n').filter(Boolean).map((l) => /^There is an? (.+?) in the picture\.$/.exec(l.trim())?.[1]);
     return named.length && named.every((n) => n !== undefined && list.includes(n.toLowerCase())) ? 'True' : 'False';
   }
   if (prompt.includes('Rewrite every pair as a plain statement')) {
