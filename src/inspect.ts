@@ -177,8 +177,10 @@ export function formatPromptTable(by: Record<string, Pick<PromptTypeRow, 'role' 
   for (const [k, v] of entries) {
     const why = Object.entries(v.unusable).filter(([r]) => r !== 'refusal').map(([r, n]) => `${r} ${n}`).join(', ');
     const internal = v.role === 'internal';
+    // Facts conversations are read off the record: nothing is asked, nothing can fail to parse.
+    const asked = v.role !== 'facts';
     lines.push(
-      `${(internal ? `(${k})` : k).padEnd(22)} ${String(v.asks).padStart(5)} ${(internal ? '-' : String(v.generated)).padStart(7)} ${(internal ? '-' : String(v.kept)).padStart(5)} ${String(v.parseFailures).padStart(9)} ${String(v.refusals).padStart(9)}  ${why}`,
+      `${(internal ? `(${k})` : k).padEnd(22)} ${(asked ? String(v.asks) : '-').padStart(5)} ${(internal ? '-' : String(v.generated)).padStart(7)} ${(internal ? '-' : String(v.kept)).padStart(5)} ${(asked ? String(v.parseFailures) : '-').padStart(9)} ${(asked ? String(v.refusals) : '-').padStart(9)}  ${why}`.trimEnd(),
     );
   }
   return lines;

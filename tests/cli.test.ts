@@ -132,4 +132,23 @@ describe('bin/instructify', () => {
     expect(conv!.marked).toBe(conv!.n);
     expect(r.stdout).toMatch(/conversation \(facts-[a-z-]+\):\n  human: <image> \| /);
   });
+  it('--limit N: generate, run and preview take only the first N images, and stats says how many were worked on', async () => {
+    const dir = await tmpDir();
+    const sources = ['--source', `coco-captions=${COCO_CAPTIONS}`, '--source', `coco-instances=${COCO_INSTANCES}`];
+    const ran = run(['run', ...sources, '--out', path.join(dir, 'run'), '--limit', '3', '-q']);
+    expect(ran.code).toBe(0);
+    expect(JSON.parse(readFileSync(path.join(dir, 'run', 'manifest.json'), 'utf8'))).toMatchObject({ status: 'complete', images: 3, limit: 3 });
+    const [runRows] = await duckdb<{ images: string }>(`select count(distinct image)::varchar as images from '${dir}/run/part-*.parquet'`);
+    expect(runRows!.images).toBe('3');
+    expect(run(['prepare', ...sources, '--out', path.join(dir, 'prepared'), '-q']).code).toBe(0);
+    const gen = run(['generate', '--in', path.join(dir, 'prepared'), '--out', path.join(dir, 'gen'), '--limit', '2']);
+    expect(gen.code).toBe(0);
+    expect(gen.stderr).toMatch(/for 2 of 2 images worked on/);
+    const stats = run(['stats', path.join(dir, 'gen')]);
+    expect(stats.stdout).toMatch(/^generate output, complete: 2 images worked on, 2 with conversations, \d+ conversations kept\n  0 requests to servers, 0 answers replayed from the cache/);
+    const preview = run(['preview', '--in', path.join(dir, 'prepared'), '--limit', '1']);
+    expect(preview.code).toBe(0);
+    // One image: one title line naming a .jpg (the other rules name prompts).
+    expect(preview.stdout.split('\n').filter((l) => /^── \S+\.jpg /.test(l))).toHaveLength(1);
+  });
 });
