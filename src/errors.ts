@@ -16,6 +16,9 @@ export type ErrorCode =
   | 'E_PIPE_CLOSED'       // the reader of stdout went away (`| head`): a normal end
   | 'E_LLM'               // an LLM request failed for good (after retries, or a 4xx)
   | 'E_INTERRUPTED'       // stopped by SIGINT/SIGTERM; the output says "interrupted"
+  | 'E_OUTPUT'            // the output folder is not this command's to write (exit 2)
+  | 'E_EMPTY'             // nothing to write: prepare set every record aside, or generate got no record (exit 3)
+  | 'E_FILE_FORMAT'       // an input is a known other format (a pickle, an archive): the message says how to convert it
   | 'E_INTERNAL';
 
 export interface ErrorContext {
@@ -76,4 +79,39 @@ export function errorToData(err: unknown): ErrorData {
 
 export function errorFromData(d: ErrorData): InstructifyError {
   return new InstructifyError(d.code as ErrorCode, d.detail, { file: d.file, offset: d.offset, imageId: d.imageId, source: d.source });
+}
+
+/** What to do about a file system error, by its code. */
+const IO_REMEDIES: Record<string, string> = {
+  ENOSPC: 'the disk is full: free some space, or write elsewhere (--out, --tmp-dir)',
+  EDQUOT: 'the disk quota is used up: free some space, or write elsewhere (--out, --tmp-dir)',
+  EACCES: 'no permission: check the owner and mode of the file or folder, or use another one',
+  EPERM: 'not permitted: check the owner and mode of the file or folder, or use another one',
+  EROFS: 'the file system is read-only: write elsewhere',
+  EISDIR: 'a folder was given where a file is needed: give the file inside it',
+  ENOTDIR: 'a file was given where a folder is needed (or a file is in the way of a folder): check the path',
+  EEXIST: 'a file is in the way: move it, or choose another path',
+  ENOENT: 'no such file or folder: check the path',
+  EMFILE: 'too many open files: raise the limit (ulimit -n) or lower the concurrency',
+  ENFILE: 'too many open files on this machine: raise the limit or lower the concurrency',
+  EBUSY: 'the file is busy: something else holds it',
+  ENAMETOOLONG: 'the path is too long: use a shorter one',
+};
+
+/** A remedy for a file system error code, or '' when there is none to give. */
+export function ioRemedy(code: string | undefined): string {
+  return (code && IO_REMEDIES[code]) ?? '';
+}
+
+/**
+ * A file system error as an E_IO that names its path (Node leaves it out of
+ * errors on open files: "EISDIR: illegal operation on a directory, read"),
+ * what was being done, and what to do about it.
+ */
+export function ioError(err: NodeJS.ErrnoException, file: string, doing: string): InstructifyError {
+  if (err instanceof InstructifyError) return err;
+  const code = err.code ?? 'EIO';
+  const remedy = ioRemedy(code);
+  const base = (err.message ?? String(err)).replace(/^[A-Z]+: /, '');
+  return new InstructifyError('E_IO', `${code}: could not ${doing}: ${base}${remedy ? `; ${remedy}` : ''}`, { file, cause: err });
 }

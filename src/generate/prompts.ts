@@ -2,7 +2,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { InstructifyError } from '../errors.js';
-import { isInLanguage, isRefusal, unusable, withoutThinking, type UnusableReason } from './answer-text.js';
+import { instructionLines, isInLanguage, isRefusal, LANGUAGE_MIN_LETTERS, unusable, withoutThinking, type UnusableReason } from './answer-text.js';
 
 /**
  * Prompts are files: a JSON header (name, role, how the answer is parsed,
@@ -203,7 +203,9 @@ function isFreeText(spec: PromptSpec): boolean {
  * chooses the human turn of a description.
  */
 export function readAnswer(spec: PromptSpec, raw: string, pick: (n: number) => number, ctx: AnswerContext = {}): ReadOutcome {
-  const bad = unusable(raw, { prompt: ctx.prompt ?? '', finishReason: ctx.finishReason ?? null, freeText: false, language: spec.language });
+  // The template's instructions are the prompt's: read once per prompt file, not once per answer.
+  const echo = ctx.prompt === undefined ? [] : instructionLinesOf(spec);
+  const bad = unusable(raw, { prompt: echo, finishReason: ctx.finishReason ?? null, freeText: false, language: spec.language });
   if (bad) return { ok: false, reason: bad };
   const text = withoutThinking(raw);
   const parsed = parseFormat(spec, text, pick, ctx);
@@ -211,16 +213,27 @@ export function readAnswer(spec: PromptSpec, raw: string, pick: (n: number) => n
   if (isFreeText(spec)) {
     // Every piece of prose that would become information or a turn.
     const pieces = parsed.kind === 'lines' ? parsed.lines : parsed.kind === 'turns' ? parsed.turns.flatMap((t) => [t.question, t.answer]) : [];
+    let judged = false;
     for (const p of pieces) {
       if (isRefusal(p)) return { ok: false, reason: 'refusal' };
       if (!isInLanguage(p, spec.language)) return { ok: false, reason: 'language' };
+      judged ||= p.length >= 2 * LANGUAGE_MIN_LETTERS;
     }
-    if (parsed.kind === 'lines' || parsed.kind === 'turns') {
-      // Word salad spread thin over short lines: judged as a whole as well.
-      if (!isInLanguage(pieces.join('\n'), spec.language)) return { ok: false, reason: 'language' };
-    }
+    // Word salad spread thin over short pieces, none long enough to judge alone: judged as a whole.
+    if (!judged && pieces.length > 1 && !isInLanguage(pieces.join('\n'), spec.language)) return { ok: false, reason: 'language' };
   }
   return { ok: true, parsed };
+}
+
+const echoLines = new WeakMap<PromptSpec, string[]>();
+function instructionLinesOf(spec: PromptSpec): string[] {
+  let lines = echoLines.get(spec);
+  if (!lines) {
+    // Placeholders are data: a line holding one is not an instruction to look for.
+    lines = instructionLines(spec.template).filter((l) => !l.includes('{{'));
+    echoLines.set(spec, lines);
+  }
+  return lines;
 }
 
 /** `readAnswer` for callers that only need the parsed answer: null when it cannot be used. */
