@@ -1,4 +1,6 @@
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { claimOutput } from './output-folder.js';
+import { onHardStop } from './hard-stop.js';
 import path from 'node:path';
 import { Binary, Field, List, Schema, Struct, Utf8 } from 'apache-arrow';
 import { InstructifyError } from './errors.js';
@@ -33,6 +35,8 @@ export interface ExportOptions {
   strict?: boolean;
   /** hf-parquet: conversations per `data/train-*.parquet` file (default 50,000). */
   rowsPerShard?: number;
+  /** Said to the user: the input is not a complete run, the output folder's lock was taken over ...; default: stderr. */
+  warn?: (message: string) => void;
 }
 
 export interface ExportResult {
@@ -112,9 +116,27 @@ export async function exportConversations(o: ExportOptions): Promise<ExportResul
     throw new InstructifyError('E_OPTION', `${o.format === 'internvl' ? 'InternVL needs image sizes' : '--embed-images needs the images'}: give --images (the image root)`);
   }
   const realRoot = needImages ? await resolveImageRoot(o.images!) : '';
-  await expectOutputOf(o.input, 'generate', 'export');
+  const inputManifest = await expectOutputOf(o.input, 'generate', 'export');
+  const warn = o.warn ?? ((m: string) => process.stderr.write(`instructify: ${m}\n`));
+  // A run that was stopped or failed holds only part of what it would have made: say so (refuse, in strict mode).
+  const status = inputManifest?.status;
+  if (status !== undefined && status !== 'complete') {
+    const what = `${o.input} holds a generate run that is ${String(status)} (its manifest says so): it has only the images finished before it stopped`;
+    if (o.strict) throw new InstructifyError('E_OUTPUT', `${what}; --strict exports only complete runs: run the same generate command again to finish it`, { file: o.input });
+    warn(`warning: ${what}; run the same generate command again to finish it`);
+  }
   const name = o.name ?? 'instructify';
-  await mkdir(o.out, { recursive: true });
+  const claim = await claimOutput({ out: o.out, command: 'export', inputs: [o.input], roots: o.images ? [o.images] : [], warn });
+  const disposeHardStop = onHardStop(claim.stopNow);
+  try {
+    return await exportInto(o, name, needImages, realRoot);
+  } finally {
+    disposeHardStop();
+    claim.release();
+  }
+}
+
+async function exportInto(o: ExportOptions, name: string, needImages: boolean, realRoot: string): Promise<ExportResult> {
   const rejects = new FileSink(path.join(o.out, 'export-rejects.jsonl'));
   const rejected: Record<string, number> = {};
   const files: string[] = [];

@@ -37,6 +37,8 @@ export interface ClaimOptions {
   command: OwningCommand;
   /** What the command reads (folders or files): the output may not be one of them, nor inside a folder of them or around any. */
   inputs: string[];
+  /** Folders it reads files from by name (the image root): the output may be inside one, but not be it or hold it. */
+  roots?: string[];
   /** Said to the user: a stale lock taken over, leftovers of a dead run removed. */
   warn?: (message: string) => void;
 }
@@ -119,6 +121,10 @@ export async function claimOutput(o: ClaimOptions): Promise<ClaimedOutput> {
     if (realIn === realOut) throw refuse(o.out, `is this command's own input: choose another --out`);
     if (within(realIn, realOut)) throw refuse(o.out, `holds this command's input ${input}: choose a folder that does not contain it`);
     if (isFolder && within(realOut, realIn)) throw refuse(o.out, `is inside this command's input folder ${input}: choose a folder outside it`);
+  }
+  for (const root of o.roots ?? []) {
+    const realRoot = await realish(root);
+    if (within(realRoot, realOut)) throw refuse(o.out, `${realRoot === realOut ? 'is' : 'holds'} the image root ${root}: choose another folder`);
   }
   const st = await stat(out).catch((err: NodeJS.ErrnoException) => {
     if (err.code === 'ENOENT') return null;

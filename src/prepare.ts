@@ -1,5 +1,7 @@
 import { createReadStream, createWriteStream, type WriteStream } from 'node:fs';
-import { mkdir, readdir, rm, writeFile, rename } from 'node:fs/promises';
+import { open, readdir, rm, stat, writeFile, rename } from 'node:fs/promises';
+import { claimOutput } from './output-folder.js';
+import { onHardStop } from './hard-stop.js';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import os from 'node:os';
@@ -88,6 +90,8 @@ export interface PrepareOptions {
    * command starts the folder over and gives the same output.
    */
   signal?: AbortSignal;
+  /** Said to the user about the output folder (a stale lock taken over, leftovers removed); default: stderr. */
+  warn?: (message: string) => void;
 }
 
 export interface PrepareProgress {
@@ -138,7 +142,7 @@ export function manifestPath(out: string): string {
   return path.join(out, 'manifest.json');
 }
 
-interface ResolvedOptions extends Required<Omit<PrepareOptions, 'onProgress' | 'tmpDir' | 'images' | 'sources' | 'tree' | 'recordStream' | 'shard' | 'signal'>> {
+interface ResolvedOptions extends Required<Omit<PrepareOptions, 'onProgress' | 'tmpDir' | 'images' | 'sources' | 'tree' | 'recordStream' | 'shard' | 'signal' | 'warn'>> {
   shard: Shard | null;
   tree: TreeStageOptions;
   images: string | null;
@@ -244,6 +248,44 @@ async function clearOutput(out: string): Promise<void> {
   );
 }
 
+/**
+ * Formats people give by mistake, told apart by their first bytes, with
+ * what to do instead. (Parquet, JSON, CSV and text are read as they are.)
+ */
+const KNOWN_OTHER_FORMATS: { test: (b: Buffer) => boolean; what: string; fix: (file: string) => string }[] = [
+  {
+    // Pickle protocol 2-5 starts with 0x80 and the protocol number (RefCOCO's refs(unc).p, refs(umd).p).
+    test: (b) => b[0] === 0x80 && b[1]! >= 2 && b[1]! <= 5,
+    what: 'a Python pickle',
+    fix: (file) =>
+      `convert it to JSON first: python3 -c "import pickle, json, sys; json.dump(pickle.load(open(sys.argv[1], 'rb')), open(sys.argv[2], 'w'))" '${file}' '${file.replace(/\.p(kl|ickle)?$/, '')}.json'`,
+  },
+  { test: (b) => b[0] === 0x1f && b[1] === 0x8b, what: 'a gzip file', fix: (file) => `unpack it first: gunzip -k '${file}'` },
+  { test: (b) => b[0] === 0x50 && b[1] === 0x4b && (b[2] === 0x03 || b[2] === 0x05) , what: 'a zip archive', fix: (file) => `unpack it first: unzip '${file}'` },
+  { test: (b) => b[0] === 0x42 && b[1] === 0x5a && b[2] === 0x68, what: 'a bzip2 file', fix: (file) => `unpack it first: bunzip2 -k '${file}'` },
+  { test: (b) => b[0] === 0xfd && b[1] === 0x37 && b[2] === 0x7a && b[3] === 0x58, what: 'an xz file', fix: (file) => `unpack it first: unxz -k '${file}'` },
+  { test: (b) => b[0] === 0x28 && b[1] === 0xb5 && b[2] === 0x2f && b[3] === 0xfd, what: 'a zstd file', fix: (file) => `unpack it first: unzstd '${file}'` },
+];
+
+/** An input file must be a file, and not a known other format. */
+async function checkInputFile(file: string, source: string): Promise<void> {
+  const st = await stat(file).catch(() => null);
+  // A missing file is the loader's to report (it knows what it expected).
+  if (!st) return;
+  if (st.isDirectory()) throw new InstructifyError('E_OPTION', `source ${source}: this is a folder; give the annotation file inside it`, { file, source });
+  const head = Buffer.alloc(8);
+  const fh = await open(file, 'r').catch(() => null);
+  if (!fh) return;
+  try {
+    await fh.read(head, 0, 8, 0);
+  } finally {
+    await fh.close();
+  }
+  for (const f of KNOWN_OTHER_FORMATS) {
+    if (f.test(head)) throw new InstructifyError('E_FILE_FORMAT', `source ${source}: this is ${f.what}, not an annotation file; ${f.fix(file)}`, { file, source });
+  }
+}
+
 async function writeManifestFile(out: string, manifest: object): Promise<void> {
   const file = manifestPath(out);
   await writeFile(`${file}.tmp`, JSON.stringify(manifest, null, 2) + '\n');
@@ -273,6 +315,8 @@ export async function prepare(options: PrepareOptions): Promise<PrepareResult> {
   planned.sort((a, b) => Number(b.file.first ?? false) - Number(a.file.first ?? false));
   const inputs: InputInfo[] = [];
   for (const { file, source } of planned) {
+    // A folder, a pickle or an archive given as an annotation file: said now, with what to do.
+    if (file.path !== '-') await checkInputFile(file.path, source.name);
     const info = file.path === '-' ? { size: 0, mtime: '' } : await fileSizeAndMtime(file.path).catch((err: Error) => {
       throw new InstructifyError('E_IO', `cannot read input for source ${source.name}: ${err.message}`, { file: file.path, source: source.name, cause: err });
     });
@@ -287,10 +331,12 @@ export async function prepare(options: PrepareOptions): Promise<PrepareResult> {
   // Before the output folder is touched: a wrong image root is a usage mistake, not a failed run
   // (and must not clear what an earlier run wrote there).
   const realRoot = o.images !== null ? await resolveImageRoot(o.images) : '';
-  if (!toStdout) {
-    await mkdir(o.out, { recursive: true });
-    await clearOutput(o.out);
-  }
+  // The folder must be prepare's to write (missing, empty, or an earlier prepare's): decided before anything is written.
+  const claim = toStdout
+    ? null
+    : await claimOutput({ out: o.out, command: 'prepare', inputs: planned.map((p) => p.file.path), roots: o.images !== null ? [o.images] : [], warn: options.warn });
+  const disposeHardStop = claim ? onHardStop(claim.stopNow) : () => {};
+  if (!toStdout) await clearOutput(o.out);
   // With stdout as the output there is no folder: the manifest is not written.
   const writeManifest = (out: string, manifest: object) => (toStdout ? Promise.resolve() : writeManifestFile(out, manifest));
   const baseManifest = {
@@ -534,6 +580,8 @@ export async function prepare(options: PrepareOptions): Promise<PrepareResult> {
     }).catch(() => {});
     throw err;
   } finally {
+    disposeHardStop();
+    claim?.release();
     await readWorkers?.cleanup();
     await lanes?.close();
     // A failed cleanup must not hide the run's own error; say it and move on.

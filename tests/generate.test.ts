@@ -182,7 +182,8 @@ describe('generate', () => {
     // The same settings again: fine (this is how a crashed run is resumed).
     await generate(opts(server, out, { cache: null }));
     const changed = opts(server, out, { cache: null, loop: { seed: 2 } });
-    await expect(generate(changed)).rejects.toMatchObject({ code: 'E_OPTION', message: expect.stringContaining(`made with other settings (fingerprint ${first.fingerprint}`) });
+    // The refusal names what changed, then how to go on.
+    await expect(generate(changed)).rejects.toMatchObject({ code: 'E_OPTION', message: expect.stringContaining(`made with other settings (loop.seed: 1 -> 2): use another --out, the same settings, or --force`) });
     const forced = await generate({ ...changed, force: true });
     expect(forced.images).toBe(79);
     const second = JSON.parse(await readFile(path.join(out, 'manifest.json'), 'utf8')) as { fingerprint: string };

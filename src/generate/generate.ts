@@ -1,11 +1,13 @@
 import { createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { claimOutput, type ClaimedOutput } from '../output-folder.js';
+import { onHardStop } from '../hard-stop.js';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import PQueue from 'p-queue';
 import { InstructifyError } from '../errors.js';
-import { expectOutputOf, readShards } from '../shard-reader.js';
+import { expectOutputOf, readShards, SHARD_FILE } from '../shard-reader.js';
 import { ResponseCache } from '../llm/cache.js';
 import { LlmClient, type LlmClientOptions } from '../llm/client.js';
 import { CONVERSATION_SCHEMA_VERSION, conversationSchema } from '../schema.js';
@@ -59,6 +61,8 @@ export interface GenerateOptions {
   force?: boolean;
   /** Only the first N images of the input (after `shard`): a trial run on a big input. */
   limit?: number;
+  /** Said to the user about the output folder (a stale lock taken over, leftovers removed); default: stderr. */
+  warn?: (message: string) => void;
   onProgress?: (p: { done: number; total: number; inFlight: number; requests: number; accepted: number; generated: number; tokens: number }) => void;
 }
 
@@ -230,30 +234,47 @@ export async function generate(o: GenerateOptions): Promise<GenerateResult> {
     throw new InstructifyError('E_OPTION', `the prepared folder ${o.input} is not complete (its manifest says "${inputManifest.status}")`, { file: o.input });
   }
   // What decides the output: a rerun (say after a crash) must use the same, or it would mix two runs.
-  const fingerprint = createHash('sha256')
-    .update(
-      JSON.stringify({
-        input: typeof o.input === 'string' ? path.resolve(o.input) : 'stream',
-        model: client?.model ?? null,
-        sampling: client?.sampling ?? null,
-        distribution: client ? distribution : null,
-        prompts: client ? [...prompts.values()].map((p) => [p.name, p.parser, p.template]) : null,
-        loop: o.loop ?? {},
-        shard: o.shard ?? null,
-      }),
-    )
-    .digest('hex')
-    .slice(0, 16);
-  const previous = JSON.parse(await readFile(path.join(o.out, 'manifest.json'), 'utf8').catch(() => '{}')) as { fingerprint?: string; status?: string };
-  if (previous.fingerprint && previous.fingerprint !== fingerprint && !o.force) {
+  const settings = {
+    input: typeof o.input === 'string' ? path.resolve(o.input) : 'stream',
+    model: client?.model ?? null,
+    sampling: client?.sampling ?? null,
+    distribution: client ? distribution : null,
+    // Each prompt by a hash of its template: a changed prompt file is a changed setting, named in the refusal.
+    prompts: client ? Object.fromEntries([...prompts.values()].map((p) => [p.name, `${p.parser} ${createHash('sha256').update(p.template).digest('hex').slice(0, 12)}`])) : null,
+    loop: o.loop ?? {},
+    shard: o.shard ?? null,
+  };
+  const fingerprint = createHash('sha256').update(JSON.stringify(settings)).digest('hex').slice(0, 16);
+  if (typeof o.input === 'string' && o.input !== '-') {
+    const shardFiles = (await readdir(o.input)).filter((n) => SHARD_FILE.test(n));
+    if (inputManifest.counts?.images === 0 || !shardFiles.length) {
+      await client?.close();
+      // Said before the output folder is made: where nothing was started, nothing is left behind.
+      if (inputManifest.counts?.images === 0) {
+        throw new InstructifyError('E_EMPTY', `the prepared folder holds no record (its manifest counts 0 images): nothing to generate from; see its rejects.jsonl for what prepare set aside`, { file: o.input });
+      }
+      throw new InstructifyError('E_OPTION', `no shards (part-*.parquet, .jsonl or .arrow) in this folder: is it prepare's output?`, { file: o.input });
+    }
+  }
+  let claim: ClaimedOutput;
+  try {
+    claim = await claimOutput({ out: o.out, command: 'generate', inputs: typeof o.input === 'string' ? [o.input] : [], warn: o.warn });
+  } catch (err) {
     await client?.close();
+    throw err;
+  }
+  const previous = (claim.previous ?? {}) as { fingerprint?: string; status?: string; settings?: Record<string, unknown> };
+  if (previous.fingerprint && previous.fingerprint !== fingerprint && !o.force) {
+    claim.release();
+    await client?.close();
+    const changes = previous.settings ? settingsDiff(previous.settings, settings) : [];
     throw new InstructifyError(
       'E_OPTION',
-      `${o.out} holds a ${previous.status ?? ''} run made with other settings (fingerprint ${previous.fingerprint}, now ${fingerprint}): use another --out, the same settings, or --force to replace it`,
+      `holds a ${previous.status ?? ''} run made with other settings (${changes.length ? changes.join('; ') : `fingerprint ${previous.fingerprint}, now ${fingerprint}`}): use another --out, the same settings, or --force to replace it`,
       { file: o.out },
     );
   }
-  await mkdir(o.out, { recursive: true });
+  const disposeHardStop = onHardStop(claim.stopNow);
   for (const n of await readdir(o.out)) if (/^part-[\w-]+\.(parquet|jsonl)(\.tmp)?$/.test(n) || n === 'manifest.json' || n === 'rejects.jsonl') await rm(path.join(o.out, n), { force: true });
   const cacheFile = client === null ? null : o.cache === undefined ? path.join(o.out, 'cache.sqlite') : o.cache;
   const cache = cacheFile ? new ResponseCache(cacheFile) : null;
@@ -292,6 +313,7 @@ export async function generate(o: GenerateOptions): Promise<GenerateResult> {
     input: typeof o.input === 'string' ? o.input : '(streamed from prepare)',
     generator: client ? 'llm' : 'facts',
     fingerprint,
+    settings,
     shard: o.shard ?? null,
     limit: o.limit ?? null,
     model,
@@ -440,6 +462,7 @@ export async function generate(o: GenerateOptions): Promise<GenerateResult> {
     }
     await queue.onIdle();
     await flush();
+    if (images === 0 && !o.signal?.aborted) throw new InstructifyError('E_EMPTY', 'no input record: nothing was generated (did prepare set every record aside?)', { file: typeof o.input === 'string' ? o.input : undefined });
     const shards = await writer.close();
     await new Promise<void>((resolve) => rejects.end(() => resolve()));
     for (const [k, n] of Object.entries(callStats.requests)) typeStats(k).requests = n;
@@ -490,14 +513,28 @@ export async function generate(o: GenerateOptions): Promise<GenerateResult> {
     await queue.onIdle();
     await writer.abort();
     rejects.destroy();
-    if (!(err instanceof InstructifyError && err.code === 'E_LLM')) {
-      await writeManifest({ status: 'failed', error: { message: (err as Error).message } }).catch(() => {});
+    if (err instanceof InstructifyError && err.code === 'E_EMPTY') await writeManifest({ status: 'empty', finished: new Date().toISOString(), images: 0 }).catch(() => {});
+    else if (!(err instanceof InstructifyError && err.code === 'E_LLM')) {
+      await writeManifest({ status: 'failed', error: { code: err instanceof InstructifyError ? err.code : 'E_INTERNAL', message: (err as Error).message } }).catch(() => {});
     }
     throw err;
   } finally {
     cache?.close();
     await client?.close();
+    disposeHardStop();
+    claim.release();
   }
+}
+
+/** The settings that differ, as "loop.seed: 1 -> 2", dotted paths in order. */
+export function settingsDiff(before: unknown, after: unknown, at = ''): string[] {
+  const isObj = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
+  if (isObj(before) && isObj(after)) {
+    const keys = [...new Set([...Object.keys(before), ...Object.keys(after)])];
+    return keys.flatMap((k) => settingsDiff(before[k], after[k], at ? `${at}.${k}` : k));
+  }
+  const show = (v: unknown) => (v === undefined ? '(none)' : typeof v === 'string' ? v : JSON.stringify(v));
+  return JSON.stringify(before) === JSON.stringify(after) ? [] : [`${at}: ${show(before)} -> ${show(after)}`];
 }
 
 /** The loop's own prompts, beside the distribution's. */

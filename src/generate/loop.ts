@@ -123,7 +123,12 @@ export function emptyLoopStats(): LoopStats {
 interface Asker {
   stats: LoopStats;
   sent: Map<string, number>;
+  /** Answers asked ahead for a prompt text's next first try (see `runLoop`'s first round). */
+  prefetched: Map<string, Promise<Settled<string | LlmAnswer>>>;
 }
+
+type Settled<T> = { ok: true; value: T } | { ok: false; error: unknown };
+const settle = <T>(p: Promise<T>): Promise<Settled<T>> => p.then((value) => ({ ok: true as const, value }), (error: unknown) => ({ ok: false as const, error }));
 
 /** An answer being asked for, and how to count its attempt numbers as taken (see `askAhead`). */
 interface Asked {
@@ -162,7 +167,15 @@ function askAhead(ctx: LoopContext, asker: Asker, spec: PromptSpec, text: string
 async function tryAnswers(ctx: LoopContext, asker: Asker, spec: PromptSpec, text: string, base: number, tries: number, pick: (n: number) => number, priority: number, extra: AnswerContext): Promise<{ parsed: Parsed | null }> {
   for (let i = 0; i < tries; i++) {
     const sent = i === 0 ? text : `${text}\n\n(Attempt ${i + 1}: follow the format exactly.)`;
-    const raw = await ctx.call(spec, sent, priority, base + i);
+    const ahead = i === 0 ? asker.prefetched.get(text) : undefined;
+    let raw: string | LlmAnswer;
+    if (ahead) {
+      // Asked ahead with the same text and attempt number: the very request this try would send.
+      asker.prefetched.delete(text);
+      const r = await ahead;
+      if (!r.ok) throw r.error;
+      raw = r.value;
+    } else raw = await ctx.call(spec, sent, priority, base + i);
     const answer: LlmAnswer = typeof raw === 'string' ? { content: raw, finishReason: 'stop' } : raw;
     bump(asker.stats.asks, spec.name);
     const r = readAnswer(spec, answer.content, pick, { ...extra, prompt: sent, finishReason: answer.finishReason });
@@ -217,7 +230,43 @@ export async function runLoop(rec: ImageRecord, ctx: LoopContext): Promise<{ res
   const random = rng((hashRef(`${o.seed}\u0000${rec.image}`) ^ o.seed) >>> 0);
   const pick = (n: number) => Math.floor(random() * n);
   const stats = emptyLoopStats();
-  const asker: Asker = { stats, sent: new Map() };
+  const asker: Asker = { stats, sent: new Map(), prefetched: new Map() };
+  try {
+    return await loopImage(rec, ctx, o, asker, random, pick);
+  } finally {
+    // No request outlives its image: answers asked ahead and never used are waited for (and counted).
+    for (const p of asker.prefetched.values()) {
+      stats.speculativeUnused++;
+      await p;
+    }
+  }
+}
+
+/** A round's draw: its prompt type and the values of the prompt's placeholders, but the information. */
+interface RoundDraw {
+  type: Distribution['types'][number];
+  spec: PromptSpec;
+  vars: Record<string, string>;
+}
+
+/** The draws of one round, in the order the loop has always made them (reruns draw alike). */
+function drawRound(ctx: LoopContext, rec: ImageRecord, open: Distribution['types'], random: () => number, pick: (n: number) => number): RoundDraw {
+  let x = random() * open.reduce((s, t) => s + t.weight, 0);
+  const type = open.find((t) => (x -= t.weight) < 0) ?? open.at(-1)!;
+  const spec = need(ctx, type.prompt);
+  const vars: Record<string, string> = {
+    // Grounded prompts get boxes in the same form they must answer in: top-left origin, 0..1.
+    boxes: boxList(rec),
+    task: spec.tasks?.length ? spec.tasks[pick(spec.tasks.length)]! : '',
+    option_count: String(2 + pick(4)),
+    label_style: MC_LABELS[pick(MC_LABELS.length)]!,
+    answer_instruction: MC_INSTRUCTIONS[pick(MC_INSTRUCTIONS.length)]!,
+  };
+  return { type, spec, vars };
+}
+
+async function loopImage(rec: ImageRecord, ctx: LoopContext, o: LoopOptions, asker: Asker, random: () => number, pick: (n: number) => number): Promise<{ results: LoopResult[]; information: string[]; stats: LoopStats }> {
+  const stats = asker.stats;
 
   // 1. The information list.
   const info: string[] = rec.captions.map((c) => c.text.trim()).filter(Boolean);
@@ -235,17 +284,36 @@ export async function runLoop(rec: ImageRecord, ctx: LoopContext): Promise<{ res
         return ask(ctx, asker, spec, render(spec, { qa }), o.parseTries, pick);
       })()
     : null;
-  const fromTree = o.useTree && rec.tree && rec.tree.length >= o.minTreeChars ? describeTree(ctx, asker, o, rec, pick) : null;
-  const [qaParsed, treeLines] = await Promise.all([fromQa, fromTree]);
+  const remaining = new Map(ctx.distribution.types.map((t) => [t.prompt, t.maxSamples]));
+  const openTypes = () => ctx.distribution.types.filter((t) => (remaining.get(t.prompt) ?? 0) > 0);
+  const describing = o.useTree && rec.tree && rec.tree.length >= o.minTreeChars ? describeTree(ctx, asker, o, rec, pick) : null;
+  const [qaParsed, description] = await Promise.all([fromQa, describing]);
   if (qaParsed?.kind === 'lines') info.push(...qaParsed.lines.filter((l) => l.length > o.minFactChars));
-  if (treeLines) info.push(...treeLines);
+  // The first round's draw, when it had to be made before the tree's check came back.
+  let firstDraw: RoundDraw | null = null;
+  if (description) {
+    if (description.verdict && ctx.spare?.() && o.maxRounds > 0) {
+      // Slots are free (the end of a run): rather than wait for the check,
+      // ask the first round now as if the description passes. Its draws are
+      // the ones the loop makes next anyway (the check draws nothing); if
+      // the check fails, the answer goes unused and the round is asked with
+      // the tree's facts instead.
+      const tentative = [...info, ...description.lines].join('\n');
+      const open = openTypes();
+      if (tentative.length >= o.minInfoChars && open.length) {
+        firstDraw = drawRound(ctx, rec, open, random, pick);
+        const text = render(firstDraw.spec, { ...firstDraw.vars, information: tentative });
+        asker.prefetched.set(text, settle(Promise.resolve(ctx.call(firstDraw.spec, text, -1, asker.sent.get(text) ?? 0))));
+      }
+    }
+    info.push(...(await description.settled));
+  }
 
   // 2. Rounds of generate, check, reduce.
   const orig = [...info];
   const origChars = orig.join('\n').length;
   let cur = [...info];
   let fails = 0;
-  const remaining = new Map(ctx.distribution.types.map((t) => [t.prompt, t.maxSamples]));
   const results: LoopResult[] = [];
   let round = 0;
   for (; round < o.maxRounds; round++) {
@@ -253,23 +321,15 @@ export async function runLoop(rec: ImageRecord, ctx: LoopContext): Promise<{ res
       stats.stop = 'little-information';
       break;
     }
-    const open = ctx.distribution.types.filter((t) => (remaining.get(t.prompt) ?? 0) > 0);
+    const open = openTypes();
     if (!open.length) {
       stats.stop = 'no-prompt-left';
       break;
     }
-    let x = random() * open.reduce((s, t) => s + t.weight, 0);
-    const type = open.find((t) => (x -= t.weight) < 0) ?? open.at(-1)!;
-    const spec = need(ctx, type.prompt);
-    const vars: Record<string, string> = {
-      information: cur.join('\n'),
-      // Grounded prompts get boxes in the same form they must answer in: top-left origin, 0..1.
-      boxes: boxList(rec),
-      task: spec.tasks?.length ? spec.tasks[pick(spec.tasks.length)]! : '',
-      option_count: String(2 + pick(4)),
-      label_style: MC_LABELS[pick(MC_LABELS.length)]!,
-      answer_instruction: MC_INSTRUCTIONS[pick(MC_INSTRUCTIONS.length)]!,
-    };
+    const draw = firstDraw ?? drawRound(ctx, rec, open, random, pick);
+    firstDraw = null;
+    const { type, spec } = draw;
+    const vars = { ...draw.vars, information: cur.join('\n') };
     const parsed = await ask(ctx, asker, spec, render(spec, vars), o.parseTries, pick);
     // A type's samples are used up by what is kept, not by failed draws.
     const consume = () => remaining.set(type.prompt, (remaining.get(type.prompt) ?? 1) - 1);
@@ -324,24 +384,35 @@ export async function runLoop(rec: ImageRecord, ctx: LoopContext): Promise<{ res
  * positions stand in: a hallucinated description must not become the
  * ground truth every later turn is checked against.
  */
-async function describeTree(ctx: LoopContext, asker: Asker, o: LoopOptions, rec: ImageRecord, pick: (n: number) => number): Promise<string[]> {
+interface TreeDescriptionAsk {
+  /** The model's description, before its check. */
+  lines: string[];
+  /** The check under way (null: none is asked). */
+  verdict: Promise<Parsed | null> | null;
+  /** What joins the information once the check is back: the description, or the boxes' facts. */
+  settled: Promise<string[]>;
+}
+
+async function describeTree(ctx: LoopContext, asker: Asker, o: LoopOptions, rec: ImageRecord, pick: (n: number) => number): Promise<TreeDescriptionAsk> {
   const spec = need(ctx, 'tree-to-description');
   const described = await ask(ctx, asker, spec, render(spec, { tree: rec.tree! }), o.parseTries, pick);
   const lines = described?.kind === 'lines' ? described.lines : null;
-  if (lines && !o.filtering) {
+  if (!lines) {
+    asker.stats.treeDescription = 'tree-facts';
+    return { lines: [], verdict: null, settled: Promise.resolve(boxFacts(rec)) };
+  }
+  if (!o.filtering) {
     asker.stats.treeDescription = 'unchecked';
-    return lines;
+    return { lines, verdict: null, settled: Promise.resolve(lines) };
   }
-  if (lines) {
-    const check = need(ctx, 'tree-check');
-    const verdict = await ask(ctx, asker, check, render(check, { tree: rec.tree!, description: lines.join('\n') }), o.parseTries, pick);
-    if (verdict?.kind === 'bool' && verdict.value) {
-      asker.stats.treeDescription = 'checked';
-      return lines;
-    }
-  }
-  asker.stats.treeDescription = 'tree-facts';
-  return boxFacts(rec);
+  const check = need(ctx, 'tree-check');
+  const verdict = ask(ctx, asker, check, render(check, { tree: rec.tree!, description: lines.join('\n') }), o.parseTries, pick);
+  const settled = verdict.then((v) => {
+    const passed = v?.kind === 'bool' && v.value;
+    asker.stats.treeDescription = passed ? 'checked' : 'tree-facts';
+    return passed ? lines : boxFacts(rec);
+  });
+  return { lines, verdict, settled };
 }
 
 /**
@@ -399,11 +470,10 @@ async function checkAndReduce(
   if (ctx.spare?.()) {
     // Speculative requests wait behind needed ones (priority -1); their
     // failures only matter if their answer turns out to be needed.
-    const settle = <T>(p: Promise<T>) => p.then((value) => ({ ok: true as const, value }), (error: unknown) => ({ ok: false as const, error }));
     const restChecks = rest.map((t) => settle(verdictAhead(t, -1)));
     const allKept = settle(reduceAhead(turns, -1));
     // An answer asked ahead that turns out to be needed: its requests count as sent from here on.
-    const take = async <T>(p: Promise<{ ok: true; value: { value: T; commit: () => void } } | { ok: false; error: unknown }>) => {
+    const take = async <T>(p: Promise<Settled<{ value: T; commit: () => void }>>) => {
       const r = await p;
       if (!r.ok) throw r.error;
       r.value.commit();
