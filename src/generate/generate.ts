@@ -17,7 +17,7 @@ import { VERSION } from '../version.js';
 import { llmCall, type CallStats } from './caller.js';
 import { factConversations } from './facts.js';
 import { inShard, shardTag, type Shard } from '../sharding.js';
-import { UNUSABLE_REASONS, type UnusableReason } from './answer-text.js';
+import { preloadLanguageData, UNUSABLE_REASONS, type UnusableReason } from './answer-text.js';
 import { runLoop, type LoopOptions, type LoopStats, type TreeDescription } from './loop.js';
 import { loadDistribution, loadPrompts } from './prompts.js';
 
@@ -275,6 +275,7 @@ export async function generate(o: GenerateOptions): Promise<GenerateResult> {
     );
   }
   const disposeHardStop = onHardStop(claim.stopNow);
+  if (client) preloadLanguageData();
   for (const n of await readdir(o.out)) if (/^part-[\w-]+\.(parquet|jsonl)(\.tmp)?$/.test(n) || n === 'manifest.json' || n === 'rejects.jsonl') await rm(path.join(o.out, n), { force: true });
   const cacheFile = client === null ? null : o.cache === undefined ? path.join(o.out, 'cache.sqlite') : o.cache;
   const cache = cacheFile ? new ResponseCache(cacheFile) : null;

@@ -32,9 +32,7 @@ function core(answer: string): string {
     .toLowerCase();
 }
 
-export function fakeAnswer(asked: string, o: FakeOptions = {}): string {
-  // A retry's note on the format is an instruction, not a fact to repeat.
-  const prompt = asked.replace(/\n\n\(Attempt \d+: follow the format exactly\.\)$/, '');
+export function fakeAnswer(prompt: string, o: FakeOptions = {}): string {
   if (prompt.includes('\nDescription to check:\n')) {
     // Faithful when every object the description names is in the list.
     const list = prompt.slice(prompt.lastIndexOf('\nObject list:\n'), prompt.lastIndexOf('\nDescription to check:\n')).toLowerCase();
