@@ -1,7 +1,8 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import bytes from 'bytes';
 import cliProgress from 'cli-progress';
-import { InstructifyError } from './errors.js';
+import { InstructifyError, ioRemedy } from './errors.js';
+import { runHardStop } from './hard-stop.js';
 import { DEFAULT_MEMORY_BUDGET, DEFAULT_ROWS_PER_SHARD, prepare, type PrepareProgress, type PrepareResult, type SourceSpec } from './prepare.js';
 import { SOURCE_KINDS } from './sources/index.js';
 import { VERSION } from './version.js';
@@ -25,7 +26,11 @@ import { benchLlm, formatLlmBench } from './throughput/llm.js';
 function stopOnSignals(what: string): { signal: AbortSignal; dispose: () => void } {
   const stop = new AbortController();
   const onSignal = () => {
-    if (stop.signal.aborted) process.exit(130);
+    if (stop.signal.aborted) {
+      // Stop at once, but leave the folder consistent: no .tmp file, the manifest says "interrupted", no lock.
+      runHardStop();
+      process.exit(130);
+    }
     process.stderr.write(`instructify: stopping: ${what} (again to stop at once)\n`);
     stop.abort();
   };
@@ -251,6 +256,11 @@ export function buildProgram(): Command {
       }
       if (opts.json) process.stdout.write(JSON.stringify(result, null, 2) + '\n');
       else if (!opts.quiet) process.stderr.write(formatSummary(result) + '\n');
+      // Every record set aside: a wrong mapping, kind or --images, not a success a script should go on from.
+      const setAside = Object.values(result.rejects).reduce((a, b) => a + b, 0);
+      if (result.counts.images === 0 && setAside > 0) {
+        throw new InstructifyError('E_EMPTY', `no record was prepared: all ${setAside} were set aside (${Object.keys(result.rejects).join(', ')}); see ${opts.rejects ?? path.join(opts.out, 'rejects.jsonl')}`);
+      }
     });
 
   program
@@ -535,6 +545,18 @@ export function buildProgram(): Command {
   return program;
 }
 
+/**
+ * Exit codes scripts can trust (the README has the table): 0 done; 1
+ * failed; 2 a usage mistake or a refusal (nothing was touched); 3 nothing to
+ * write (every record set aside, or no input record); 130 interrupted.
+ */
+export function exitCodeOf(code: string): number {
+  if (code === 'E_OPTION' || code === 'E_OUTPUT') return 2;
+  if (code === 'E_EMPTY') return 3;
+  if (code === 'E_INTERRUPTED') return 130;
+  return 1;
+}
+
 export async function main(argv: string[]): Promise<void> {
   const program = buildProgram();
   try {
@@ -552,13 +574,15 @@ export async function main(argv: string[]): Promise<void> {
     }
     if (err instanceof InstructifyError) {
       process.stderr.write(`instructify: ${err.code}: ${err.message}\n`);
-      // 130: stopped by a signal, as shells report it.
-      process.exitCode = err.code === 'E_OPTION' ? 2 : err.code === 'E_INTERRUPTED' ? 130 : 1;
+      process.exitCode = exitCodeOf(err.code);
       return;
     }
-    // A file system error we did not wrap (an --out that is a file, a full disk): its message names the path.
+    // A file system error we did not wrap: its code, its path (Node leaves it out for open files) and what to do.
     if (err instanceof Error && typeof (err as NodeJS.ErrnoException).syscall === 'string') {
-      process.stderr.write(`instructify: E_IO: ${err.message}\n`);
+      const e = err as NodeJS.ErrnoException;
+      const where = e.path && !e.message.includes(e.path) ? ` (${e.path})` : '';
+      const remedy = ioRemedy(e.code);
+      process.stderr.write(`instructify: E_IO: ${e.message}${where}${remedy ? `; ${remedy}` : ''}\n`);
       process.exitCode = 1;
       return;
     }

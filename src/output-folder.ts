@@ -63,7 +63,7 @@ export interface ClaimedOutput {
   stopNow: () => void;
 }
 
-const refuse = (out: string, message: string) => new InstructifyError('E_OUTPUT', `${out}: ${message}`, { file: out });
+const refuse = (out: string, message: string) => new InstructifyError('E_OUTPUT', message, { file: out });
 
 /** `a` is `b`, or inside it. */
 function within(a: string, b: string): boolean {

@@ -6,7 +6,22 @@ import { RecordBatchFileWriter, tableToIPC, type RecordBatch, type Schema } from
 import { TableBuilder } from './arrow/columns.js';
 import { parquetWasm, type ParquetWasm } from './arrow/parquet-wasm.js';
 import { preparedSchema } from './schema.js';
-import { InstructifyError } from './errors.js';
+import { InstructifyError, ioError } from './errors.js';
+
+
+/**
+ * A test hook, for machines where a test cannot mount a small file system:
+ * with INSTRUCTIFY_TEST_ENOSPC_AFTER_BYTES set, each shard file fails as a
+ * full disk would once that many bytes were written to it.
+ */
+function testDiskLimit(): number {
+  const n = Number(process.env.INSTRUCTIFY_TEST_ENOSPC_AFTER_BYTES);
+  return n > 0 ? n : Infinity;
+}
+
+function fullDisk(): NodeJS.ErrnoException {
+  return Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC', errno: -28, syscall: 'write' });
+}
 
 /**
  * zstd, row groups of `rowGroupRows`, the schema version in the file's own
@@ -91,14 +106,22 @@ class ParquetFileStream {
 
   private async drain(): Promise<number> {
     const out = await this.pq.transformParquetStream(this.input, this.props);
-    const fh = await open(this.tmp, 'w');
+    const file = this.tmp.replace(/\.tmp$/, '');
+    const fh = await open(this.tmp, 'w').catch((err: NodeJS.ErrnoException) => {
+      throw ioError(err, file, 'open');
+    });
+    const limit = testDiskLimit();
     let bytes = 0;
     try {
       for await (const chunk of out as unknown as AsyncIterable<Uint8Array>) {
+        if (bytes + chunk.length > limit) throw fullDisk();
         await fh.write(chunk);
         bytes += chunk.length;
       }
       await fh.sync();
+    } catch (err) {
+      // A write error names no file ("ENOSPC: no space left on device, write"): this one's is said, with what to do.
+      throw ioError(err as NodeJS.ErrnoException, file, 'write');
     } finally {
       await fh.close();
     }
@@ -127,12 +150,22 @@ export class FileSink {
     this.out = createWriteStream(tmp, { flush: true });
     // Resolves on close whatever happened; the error, if any, is kept in `error`.
     this.closed = new Promise((resolve) => this.out.once('close', () => resolve()));
-    this.out.on('error', (err) => (this.error ??= err));
+    // A write error names no file ("ENOSPC: no space left on device, write"): this one's is said, with what to do.
+    this.out.on('error', (err) => (this.error ??= ioError(err, tmp.replace(/\.tmp$/, ''), 'write')));
   }
+
+  private readonly failAfterBytes = testDiskLimit();
+  private queued = 0;
 
   /** Queue bytes or text; waits while the disk is behind. */
   async write(chunk: string | Uint8Array): Promise<void> {
     if (this.error !== null) throw this.error;
+    this.queued += typeof chunk === 'string' ? Buffer.byteLength(chunk) : chunk.byteLength;
+    if (this.queued > this.failAfterBytes) {
+      this.error = ioError(fullDisk(), this.out.path.toString().replace(/\.tmp$/, ''), 'write');
+      this.out.destroy();
+      throw this.error;
+    }
     if (!this.out.write(chunk)) await Promise.race([once(this.out, 'drain'), this.closed]);
     if (this.error !== null) throw this.error;
   }
