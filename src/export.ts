@@ -128,8 +128,16 @@ export async function exportConversations(o: ExportOptions): Promise<ExportResul
   const name = o.name ?? 'instructify';
   const claim = await claimOutput({ out: o.out, command: 'export', inputs: [o.input], roots: o.images ? [o.images] : [], warn });
   const disposeHardStop = onHardStop(claim.stopNow);
+  const manifest = (m: object) => writeFile(path.join(o.out, 'export-manifest.json'), JSON.stringify({ tool: 'instructify', command: 'export', format: o.format, input: o.input, ...m }, null, 2) + '\n');
+  // Until it is done, the folder says an export is under way: a rerun knows it as export's own.
+  await manifest({ status: 'running' });
   try {
-    return await exportInto(o, name, needImages, realRoot);
+    const result = await exportInto(o, name, needImages, realRoot);
+    await manifest({ status: 'complete', ...result });
+    return result;
+  } catch (err) {
+    await manifest({ status: 'failed', error: { code: err instanceof InstructifyError ? err.code : 'E_INTERNAL', message: (err as Error).message } }).catch(() => {});
+    throw err;
   } finally {
     disposeHardStop();
     claim.release();
@@ -250,7 +258,5 @@ async function exportInto(o: ExportOptions, name: string, needImages: boolean, r
   if (o.format === 'internvl') {
     await writeFile(file('internvl_meta.json'), JSON.stringify({ [name]: { root: o.images, annotation: 'internvl.jsonl', data_augment: false, repeat_time: 1, length: exported } }, null, 2) + '\n');
   }
-  const result: ExportResult = { exported, rejected, files, boxes };
-  await writeFile(path.join(o.out, 'export-manifest.json'), JSON.stringify({ tool: 'instructify', command: 'export', format: o.format, input: o.input, ...result }, null, 2) + '\n');
-  return result;
+  return { exported, rejected, files, boxes };
 }

@@ -97,8 +97,10 @@ describe('bin/instructify', () => {
     await writeFile(path.join(dir, 'my.mapping.json'), JSON.stringify({ image: 'picture', captions: 'text' }));
     const source = `custom=${path.join(dir, 'my.mapping.json')},${path.join(dir, 'data.jsonl')}`;
     const wrong = run(['prepare', '--source', source, '--out', path.join(dir, 'out'), '--format', 'jsonl']);
-    expect(wrong.code).toBe(0);
+    // Exit 3 (E_EMPTY): a script must not go on from an empty output as if it were a success.
+    expect(wrong.code).toBe(3);
     expect(wrong.stderr).toContain('warning: no images prepared, and 2 records were set aside (bad-record): see rejects.jsonl for why');
+    expect(wrong.stderr).toContain(`instructify: E_EMPTY: no record was prepared: all 2 were set aside (bad-record); see ${path.join(dir, 'out', 'rejects.jsonl')}`);
     await writeFile(path.join(dir, 'my.mapping.json'), JSON.stringify({ image: 'img', captions: 'text' }));
     const right = run(['prepare', '--source', source, '--out', path.join(dir, 'out'), '--format', 'jsonl']);
     expect(right.stderr).toContain('prepared 2 images');
@@ -111,7 +113,7 @@ describe('bin/instructify', () => {
     await writeFile(file, 'not a folder');
     const r = run(['demo', '--out', file]);
     expect(r.code).toBe(1);
-    expect(r.stderr).toBe(`instructify: E_IO: ENOTDIR: not a directory, mkdir '${file}/sample/images'\n`);
+    expect(r.stderr).toBe(`instructify: E_IO: ENOTDIR: not a directory, mkdir '${file}/sample/images'; a file was given where a folder is needed (or a file is in the way of a folder): check the path\n`);
   });
 
   it('demo makes a sample dataset and prepares it with no server or network', async () => {

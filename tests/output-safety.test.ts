@@ -345,3 +345,25 @@ describe('a full disk', () => {
     expect(rowsOf(out)).toEqual(rowsOf(reference));
   });
 });
+
+describe("the README's table of exit codes", () => {
+  it('says for each error code the exit code the CLI gives it', async () => {
+    const { exitCodeOf } = await import('../src/cli.js');
+    const readme = readFileSync(path.join(ROOT, 'README.md'), 'utf8');
+    const table = readme.slice(readme.indexOf('### Exit codes'));
+    const rows = table.split('\n').filter((l) => /^\| \d+ \|/.test(l));
+    expect(rows.map((r) => Number(/^\| (\d+) \|/.exec(r)![1]))).toEqual([0, 1, 2, 3, 130]);
+    const listed = new Set<string>();
+    for (const row of rows) {
+      const exit = Number(/^\| (\d+) \|/.exec(row)![1]);
+      for (const [, code] of row.matchAll(/`(E_[A-Z_]+)`/g)) {
+        expect(exitCodeOf(code!), code).toBe(exit);
+        listed.add(code!);
+      }
+    }
+    // Every error code the CLI can end with is in the table (E_PIPE_CLOSED ends quietly with 0; E_INTERNAL is a bug).
+    const declared = [...readFileSync(path.join(ROOT, 'src', 'errors.ts'), 'utf8').matchAll(/\| '(E_[A-Z_]+)'/g)].map((m) => m[1]!);
+    expect(declared.length).toBeGreaterThan(10);
+    expect(declared.filter((c) => !listed.has(c) && c !== 'E_PIPE_CLOSED' && c !== 'E_INTERNAL')).toEqual([]);
+  });
+});
