@@ -1,7 +1,9 @@
 import { hashRef } from '../join.js';
 import { rng } from '../synthetic.js';
-import { countWord, DEFAULT_UNCOUNTABLE, plural, singular } from '../tree/labels.js';
+import indefinite from 'indefinite';
+import { DEFAULT_UNCOUNTABLE, plural, singular } from '../tree/labels.js';
 import type { ImageRecord, TreeNodeRow } from '../types.js';
+import { boxCentre, countSentence, objectCounts, spoken } from './box-facts.js';
 import type { LoopResult } from './loop.js';
 import type { Turn } from './prompts.js';
 
@@ -21,7 +23,7 @@ export interface FactsOptions {
 const DESCRIBE = ['Describe the image briefly.', 'What does this picture show?', 'Give a short description of this photo.', 'What is in this image?', 'Summarise what you see.'];
 const COUNT = (p: string) => [`How many ${p} are there?`, `How many ${p} can you see?`, `Count the ${p} in the picture.`];
 const WHERE = (l: string) => [`Where is the ${l}?`, `Where in the image is the ${l}?`, `In which part of the picture is the ${l}?`];
-const IS_THERE = (l: string) => [`Is there a ${l} in the image?`, `Can you see a ${l}?`, `Does the picture show a ${l}?`];
+const IS_THERE = (l: string) => [`Is there ${indefinite(l)} in the image?`, `Can you see ${indefinite(l)}?`, `Does the picture show ${indefinite(l)}?`];
 
 function horizontal(cx: number): string {
   return cx < 1 / 3 ? 'on the left' : cx > 2 / 3 ? 'on the right' : 'in the middle';
@@ -38,13 +40,33 @@ export function positionPhrase(n: Pick<TreeNodeRow, 'cx' | 'cy'>): string {
   return h === 'in the middle' && v === 'halfway up' ? 'in the centre of the image' : `${h} of the image, ${v}`;
 }
 
-function article(word: string): string {
-  return /^[aeiou]/i.test(word) ? 'an' : 'a';
-}
-
 function sentence(s: string): string {
   const t = s.trim();
   return /[.!?]$/.test(t) ? t : `${t}.`;
+}
+
+/** VG predicates that read as "<subject> is <predicate> <object>" (a preposition or an -ing verb). */
+const PREPOSITIONS = new Set(['on', 'in', 'at', 'near', 'behind', 'under', 'underneath', 'below', 'above', 'over', 'beside', 'by', 'with', 'inside', 'along', 'against', 'across', 'around', 'next', 'in front', 'on top', 'to', 'beneath', 'between', 'outside', 'within', 'atop', 'from', 'into', 'onto', 'up', 'down']);
+
+/**
+ * A VG relation as a sentence with its predicate: "The man is wearing the
+ * hat.", "The cup is on the table.", "The man has the hat." Null when the
+ * predicate makes no sentence ("the eye of the girl").
+ */
+export function relationSentence(subject: string, predicate: string, object: string): string | null {
+  const p = predicate.trim().toLowerCase();
+  const first = p.split(/\s+/)[0] ?? '';
+  if (!p || first === 'of' || first === "'s") return null;
+  // "is on", "are near", "is wearing": already a verb phrase.
+  if (/^(is|are|was|were|has|have|had)\b/.test(p) || /s$/.test(first) && !PREPOSITIONS.has(first) && !/ss$/.test(first)) return `The ${subject} ${p} the ${object}.`;
+  if (first.endsWith('ing') || PREPOSITIONS.has(first) || PREPOSITIONS.has(p.split(/\s+/).slice(0, 2).join(' '))) return `The ${subject} is ${p} the ${object}.`;
+  return `The ${subject} ${p} the ${object}.`;
+}
+
+/** A dataset's question as a reader expects it: its first letter capital, nothing else touched. */
+function capitalised(q: string): string {
+  const t = q.trim();
+  return t.charAt(0).toUpperCase() + t.slice(1);
 }
 
 export function factConversations(rec: ImageRecord, o: FactsOptions): LoopResult[] {
@@ -53,36 +75,35 @@ export function factConversations(rec: ImageRecord, o: FactsOptions): LoopResult
   const info = [...rec.captions, ...(rec.facts ?? [])].map((c) => c.text);
   const results: LoopResult[] = [];
   const add = (promptType: string, turns: Turn[]) => {
-    if (turns.length) results.push({ promptType, input: info, turns: turns.slice(0, o.maxTurns), removed: [] });
+    // One question once per conversation: two VG relations or two QA pairs may ask the same.
+    const asked = new Set<string>();
+    const unique = turns.filter((t) => !asked.has(t.question) && asked.add(t.question));
+    if (unique.length) results.push({ promptType, input: info, turns: unique.slice(0, o.maxTurns), removed: [] });
   };
 
   if (rec.captions.length) add('facts-describe', [{ question: pick(DESCRIBE), answer: sentence(pick(rec.captions).text) }]);
 
-  const nodes = rec.treeNodes;
-  if (nodes.length) {
-    // Counts as the tree's footer counts them: one per merged object, by singular label.
-    const counts = new Map<string, number>();
-    for (const n of nodes) counts.set(singular(n.labels[0]!), (counts.get(singular(n.labels[0]!)) ?? 0) + 1);
-    const labels = [...counts.keys()].sort();
+  // Counts are the annotations' (one object seen by two datasets once), never the tree's merges.
+  const counts = objectCounts(rec.boxes);
+  if (counts.length) {
     add(
       'facts-count',
-      labels.map((l) => {
-        const n = counts.get(l)!;
-        const word = countWord(n, l, 8, DEFAULT_UNCOUNTABLE);
-        const answer = n === 1 ? `There is one ${l}.` : word === String(n) ? `There are ${n} ${plural(l)}.` : `There are ${word} ${plural(l)}.`;
-        return { question: pick(COUNT(plural(l))), answer };
-      }),
+      counts
+        // Kinds people do not count one by one (grass, sky, trees in a forest) get no count question.
+        .filter((c) => !DEFAULT_UNCOUNTABLE.includes(c.label))
+        .map((c) => ({ question: pick(COUNT(plural(c.label))), answer: countSentence(c) })),
     );
     // Where: only for objects that are the one of their kind, so "the X" is unambiguous.
     add(
       'facts-where',
-      nodes
-        .filter((n) => counts.get(singular(n.labels[0]!)) === 1)
-        .map((n) => ({ question: pick(WHERE(n.labels[0]!)), answer: `The ${n.labels[0]} is ${positionPhrase(n)}.` })),
+      counts.filter((c) => c.only).map((c) => ({ question: pick(WHERE(c.label)), answer: `The ${c.label} is ${positionPhrase(boxCentre(c.only!))}.` })),
     );
     add(
       'facts-is-there',
-      labels.map((l) => ({ question: pick(IS_THERE(l)), answer: `Yes, there ${counts.get(l)! > 1 ? `are ${plural(l)}` : `is ${article(l)} ${l}`} in the image.` })),
+      counts.map((c) => ({
+        question: pick(IS_THERE(c.label)),
+        answer: c.count + (c.crowd ? 2 : 0) > 1 ? `Yes, there are ${plural(c.label)} in the image.` : `Yes, there is ${indefinite(c.label)} in the image.`,
+      })),
     );
   }
 
@@ -90,11 +111,12 @@ export function factConversations(rec: ImageRecord, o: FactsOptions): LoopResult
   if (rec.absent?.length) {
     add(
       'facts-is-not-there',
-      rec.absent.map((l) => ({ question: pick(IS_THERE(l)), answer: `No, there is no ${l} in the image.` })),
+      rec.absent.map(spoken).map((l) => ({ question: pick(IS_THERE(l)), answer: `No, there is no ${l} in the image.` })),
     );
   }
 
-  if (rec.qa.length) add('facts-qa', rec.qa.map((q) => ({ question: q.question, answer: sentence(q.answer.charAt(0).toUpperCase() + q.answer.slice(1)) })));
+  // The dataset's answer as it is (OCR text is case-sensitive: "ec-agg" stays "ec-agg").
+  if (rec.qa.length) add('facts-qa', rec.qa.map((q) => ({ question: capitalised(q.question), answer: verbatimAnswer(q.answer) })));
 
   if (rec.regions.length) {
     const f = (v: number) => v.toFixed(2);
@@ -107,15 +129,22 @@ export function factConversations(rec: ImageRecord, o: FactsOptions): LoopResult
   const relations = rec.boxes.flatMap((b) =>
     b.relations.map((rel) => {
       const m = /^(.*?)\s+the\s+(.+)$/.exec(rel);
-      return m ? { subject: b.label, predicate: m[1]!, object: m[2]! } : null;
+      if (!m) return null;
+      const subject = spoken(b.label);
+      const object = spoken(m[2]!);
+      // An object related to itself ("the curtains and the curtains") says nothing.
+      if (singular(subject.toLowerCase()) === singular(object.toLowerCase())) return null;
+      const answer = relationSentence(subject, m[1]!, object);
+      return answer ? { question: `How are the ${subject} and the ${object} related?`, answer } : null;
     }),
   );
   const rels = relations.filter((r): r is NonNullable<typeof r> => r !== null);
-  if (rels.length) {
-    add(
-      'facts-relation',
-      rels.map((r) => ({ question: `How are the ${r.subject} and the ${r.object} related?`, answer: `The ${r.subject} ${r.predicate} the ${r.object}.` })),
-    );
-  }
+  if (rels.length) add('facts-relation', rels);
   return results;
+}
+
+/** A short answer stays as written; a sentence gets its full stop. Its own characters never change. */
+function verbatimAnswer(a: string): string {
+  const t = a.trim();
+  return t.split(/\s+/).length > 3 ? sentence(t) : t;
 }
