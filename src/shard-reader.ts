@@ -15,7 +15,7 @@ import { parquetRowGroups } from './arrow/parquet-read.js';
 export const SHARD_FILE = /^part-[\w-]+\.(parquet|jsonl|arrow)$/;
 
 /** Column names are snake_case (`tree_nodes`, `source_id`); record fields are camelCase. */
-function camelKeys(v: unknown): unknown {
+export function camelKeys(v: unknown): unknown {
   if (Array.isArray(v)) return v.map(camelKeys);
   if (v && typeof v === 'object') {
     const out: Record<string, unknown> = {};

@@ -4,6 +4,7 @@ import { once } from 'node:events';
 import path from 'node:path';
 import { RecordBatchFileWriter, tableToIPC, type RecordBatch, type Schema } from 'apache-arrow';
 import { TableBuilder } from './arrow/columns.js';
+import { snakeJson } from './arrow/plain.js';
 import { parquetWasm, type ParquetWasm } from './arrow/parquet-wasm.js';
 import { preparedSchema } from './schema.js';
 import { InstructifyError, ioError } from './errors.js';
@@ -305,7 +306,7 @@ export class ShardWriter {
   async add(records: readonly object[]): Promise<void> {
     for (const r of records) {
       if (this.opts.format === 'jsonl') {
-        this.text += JSON.stringify(r) + '\n';
+        this.text += snakeJson(r) + '\n';
         if (this.text.length >= TEXT_FLUSH_CHARS) await this.flushText();
       } else {
         // Parquet and Arrow: a row group at a time.

@@ -2,6 +2,7 @@ import { once } from 'node:events';
 import type { Writable } from 'node:stream';
 import { RecordBatchStreamWriter } from 'apache-arrow';
 import { TableBuilder } from './arrow/columns.js';
+import { snakeJson } from './arrow/plain.js';
 import { InstructifyError } from './errors.js';
 import { preparedSchema } from './schema.js';
 import type { ShardInfo } from './shards.js';
@@ -104,7 +105,7 @@ export class StreamSink {
     this.rows += records.length;
     if (this.format === 'ndjson') {
       let text = '';
-      for (const r of records) text += JSON.stringify(r) + '\n';
+      for (const r of records) text += snakeJson(r) + '\n';
       if (text) await this.write(text);
     } else {
       for (const r of records) {

@@ -9,6 +9,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import { DuckDBInstance } from '@duckdb/node-api';
 import { prepare, type PrepareOptions, type PrepareResult } from '../src/prepare.js';
+import { camelKeys } from '../src/shard-reader.js';
 
 export const COCO = path.join(SHARED, 'coco');
 export const COCO_IMAGES = path.join(COCO, 'val2017');
@@ -46,7 +47,8 @@ export async function readJsonlShards<T = Record<string, unknown>>(out: string, 
   const rows: T[] = [];
   for (const s of result.shards) {
     const text = await readFile(path.join(out, s.file), 'utf8');
-    for (const line of text.split('\n')) if (line) rows.push(JSON.parse(line) as T);
+    // JSONL rows have the Parquet column names (tree_nodes); records have camelCase fields, as the shard reader gives them.
+    for (const line of text.split('\n')) if (line) rows.push(camelKeys(JSON.parse(line)) as T);
   }
   return rows;
 }

@@ -5,6 +5,7 @@ import path from 'node:path';
 import { tableFromIPC } from 'apache-arrow';
 import { ShardWriter, type ShardFormat } from '../src/shards.js';
 import { preparedSchema } from '../src/schema.js';
+import { snakeJson } from '../src/arrow/plain.js';
 import { COCO_CAPTIONS, COCO_INSTANCES, readJsonlShards, runPrepare, tmpDir } from './helpers.js';
 
 /** The 79 real COCO images as prepare makes them (captions, boxes, masks, trees): prepared once for every test here. */
@@ -33,7 +34,7 @@ describe('ShardWriter: JSONL and Arrow shards are written as they fill', () => {
       for (let i = 0; i < 30; i += 10) await w.add(records.slice(i, i + 10));
       if (format === 'jsonl') {
         // Exactly the first 30 lines are on disk; nothing is held back for the cut.
-        const expected = records.slice(0, 30).map((r) => JSON.stringify(r) + '\n').join('');
+        const expected = records.slice(0, 30).map((r) => snakeJson(r) + '\n').join('');
         expect(await eventually(async () => (await sizeOf(tmp)) === Buffer.byteLength(expected))).toBe(true);
         expect(await readFile(tmp, 'utf8')).toBe(expected);
       } else {

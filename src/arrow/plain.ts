@@ -26,6 +26,32 @@ export function plainValue(v: unknown, key: (k: string) => string = (k) => k): u
   return out;
 }
 
+const snakeCache = new Map<string, string>();
+
+/** `treeNodes` -> `tree_nodes`: the column name of a record field. */
+export function snake(k: string): string {
+  let c = snakeCache.get(k);
+  if (c === undefined) {
+    c = k.replace(/[A-Z]/g, (ch) => `_${ch.toLowerCase()}`);
+    snakeCache.set(k, c);
+  }
+  return c;
+}
+
+/**
+ * A record as one line of JSON with the column names Parquet and Arrow
+ * shards use (`tree_nodes`, `source_id`, `prompt_type`), so a JSONL or
+ * NDJSON row reads the same as a Parquet row.
+ */
+export function snakeJson(record: object): string {
+  return JSON.stringify(record, function (this: unknown, _key: string, value: unknown) {
+    if (value === null || typeof value !== 'object' || Array.isArray(value) || ArrayBuffer.isView(value)) return value;
+    const out: Record<string, unknown> = {};
+    for (const k in value as Record<string, unknown>) out[snake(k)] = (value as Record<string, unknown>)[k];
+    return out;
+  });
+}
+
 const camelCache = new Map<string, string>();
 
 /** `tree_nodes` -> `treeNodes`: column names are snake_case, record fields camelCase. */

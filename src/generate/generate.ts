@@ -7,7 +7,7 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import PQueue from 'p-queue';
 import { InstructifyError } from '../errors.js';
-import { expectOutputOf, readShards, SHARD_FILE } from '../shard-reader.js';
+import { camelKeys, expectOutputOf, readShards, SHARD_FILE } from '../shard-reader.js';
 import { ResponseCache } from '../llm/cache.js';
 import { LlmClient, type LlmClientOptions } from '../llm/client.js';
 import { CONVERSATION_SCHEMA_VERSION, conversationSchema } from '../schema.js';
@@ -172,7 +172,8 @@ export async function* readPrepared(dir: string, opts: { lean?: boolean } = {}):
     if (!text.trim()) continue;
     let rec: Partial<ImageRecord>;
     try {
-      rec = JSON.parse(text) as Partial<ImageRecord>;
+      // NDJSON rows have the shards' column names (tree_nodes, source_id): fields are camelCase.
+      rec = camelKeys(JSON.parse(text)) as Partial<ImageRecord>;
     } catch (err) {
       throw new InstructifyError('E_JSON_SYNTAX', `line ${line} of stdin is not a JSON record (generate --in - reads the NDJSON that prepare --out - writes)`, { file: '-', cause: err });
     }
