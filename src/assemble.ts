@@ -130,7 +130,8 @@ export function normaliseBox(x: number, y: number, w: number, h: number, size: S
   if (!Number.isFinite(x) || !Number.isFinite(y) || !Number.isFinite(w) || !Number.isFinite(h)) return ['bad-box', `box [${x}, ${y}, ${w}, ${h}] has a value that is not a number`];
   if (w <= 0 || h <= 0) return ['bad-box', `box [${x}, ${y}, ${w}, ${h}] has no area`];
   if (x < -tolerance * (size?.width ?? 1) || y < -tolerance * (size?.height ?? 1)) return ['bad-box', `box [${x}, ${y}, ${w}, ${h}] starts at a negative coordinate`];
-  if (size === null) return ['box-outside-image', `box [${x}, ${y}, ${w}, ${h}] cannot be placed: the image size is unknown`];
+  // Not the box's fault: no file or table gave the image's size (a VG region of an image missing from image_data).
+  if (size === null) return ['image-size-unknown', `box [${x}, ${y}, ${w}, ${h}] cannot be placed: the image size is unknown (no size in the annotations, and the image was not opened)`];
   const x1 = x / size.width;
   const y1 = y / size.height;
   const x2 = (x + w) / size.width;

@@ -1,5 +1,5 @@
 import { createReadStream, createWriteStream, type WriteStream } from 'node:fs';
-import { open, readdir, rm, stat, writeFile, rename } from 'node:fs/promises';
+import { open, readdir, realpath, rm, stat, writeFile, rename } from 'node:fs/promises';
 import { claimOutput } from './output-folder.js';
 import { onHardStop } from './hard-stop.js';
 import path from 'node:path';
@@ -311,6 +311,15 @@ export async function prepare(options: PrepareOptions): Promise<PrepareResult> {
   // Plan every input file before reading any, so a bad path fails at once.
   const planned: { file: PlannedFile; source: ResolvedOptions['sources'][number] }[] = [];
   for (const s of o.sources) for (const file of await s.loader.plan(s.paths)) planned.push({ file, source: s });
+  // The same file twice for one source kind would double every fragment of it.
+  const seenFiles = new Map<string, string>();
+  for (const { file, source } of planned) {
+    if (file.path === '-') continue;
+    const key = `${source.kind}\u0000${await realpath(file.path).catch(() => path.resolve(file.path))}`;
+    const first = seenFiles.get(key);
+    if (first !== undefined) throw new InstructifyError('E_OPTION', `source ${source.name}: this file is given twice for ${source.kind} (first as ${first}); give it once`, { file: file.path, source: source.name });
+    seenFiles.set(key, file.path);
+  }
   // Image tables that define aliases (VG image_data) are read before everything else.
   planned.sort((a, b) => Number(b.file.first ?? false) - Number(a.file.first ?? false));
   const inputs: InputInfo[] = [];

@@ -199,6 +199,7 @@ export interface TreeNodeRow {
 export type RejectReason =
   | 'bad-box'
   | 'box-outside-image'
+  | 'image-size-unknown'
   | 'unknown-category'
   | 'unknown-image'
   | 'missing-image'

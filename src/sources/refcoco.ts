@@ -99,7 +99,8 @@ export function refcocoKind(kind: string, dataset: string): SourceKind {
           }
           const sentences = Array.isArray(el.sentences) ? el.sentences : [];
           for (const s of sentences) {
-            const text = (isObject(s) ? (str(s.sent) ?? str(s.raw)) : str(s))?.trim();
+            // `raw` is the sentence as the annotator wrote it; `sent` is tokenised ("hot - dog", "looking down , to").
+            const text = (isObject(s) ? (str(s.raw) ?? str(s.sent)) : str(s))?.trim();
             if (!text) continue;
             const b = rawBox(text, box[0]!, box[1]!, box[2]!, box[3]!);
             f.boxes.push(b);

@@ -15,10 +15,14 @@ function imageIdOf(el: Record<string, unknown>): number {
   return num(el.image_id ?? el.id);
 }
 
-/** v1.2 objects have `names` (a list), v1.0 and relationship ends have `name`. */
+/**
+ * v1.2 objects have `names` (a list), v1.0's `attributes.json` objects
+ * `object_names`, and v1.0 objects and relationship ends `name`.
+ */
 function nameOf(o: Record<string, unknown>): string | null {
-  if (Array.isArray(o.names)) {
-    const first = o.names.find((n) => typeof n === 'string' && n.trim() !== '');
+  const names = Array.isArray(o.names) ? o.names : Array.isArray(o.object_names) ? o.object_names : null;
+  if (names) {
+    const first = names.find((n) => typeof n === 'string' && n.trim() !== '');
     return typeof first === 'string' ? first.trim() : null;
   }
   const n = str(o.name);

@@ -1,0 +1,53 @@
+import { describe, expect, it } from 'vitest';
+import { copyFile, mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import type { ImageRecord } from '../src/types.js';
+import { ROOT, VG_DIR, readJsonlShards, runPrepare, tmpDir } from './helpers.js';
+
+const fx = (name: string) => path.join(ROOT, 'tests', 'fixtures', 'sources', name);
+
+describe('every spelling of the datasets, read as the data means', () => {
+  it("Visual Genome v1.0's attributes.json names objects with object_names: every box keeps its label", async () => {
+    const dir = await tmpDir();
+    const vg = path.join(dir, 'vg');
+    await mkdir(vg);
+    await copyFile(path.join(VG_DIR, 'image_data.json'), path.join(vg, 'image_data.json'));
+    await copyFile(fx('vg_v1_0_attributes_from_format_docs.json'), path.join(vg, 'attributes.json'));
+    const { result, out } = await runPrepare({ sources: [{ kind: 'vg', paths: [vg] }], format: 'jsonl' });
+    expect(result.rejects).toEqual({});
+    const records = await readJsonlShards<ImageRecord>(out, result);
+    const labels = records.flatMap((r) => r.boxes.map((b) => b.label));
+    expect(labels.length).toBe(12);
+    expect(labels).toContain('clock');
+    expect(labels.every((l) => l.length > 0)).toBe(true);
+  });
+
+  it('a Visual Genome box of an image with no size anywhere is set aside as image-size-unknown, not as outside the image', async () => {
+    const dir = await tmpDir();
+    const vg = path.join(dir, 'vg');
+    await mkdir(vg);
+    // No image_data.json: nothing gives the images' sizes, and no image root to open them.
+    await copyFile(fx('vg_v1_0_attributes_from_format_docs.json'), path.join(vg, 'attributes.json'));
+    const { result } = await runPrepare({ sources: [{ kind: 'vg', paths: [vg] }], format: 'jsonl' });
+    expect(Object.keys(result.rejects)).toEqual(['image-size-unknown']);
+    expect(result.rejects['image-size-unknown']).toBe(12);
+  });
+
+  it("RefCOCO expressions are the annotator's raw sentences, not the tokenised ones", async () => {
+    const { result, out } = await runPrepare({
+      sources: [{ kind: 'refcoco', paths: [fx('refcoco_refs_unc_from_format_docs.json'), fx('refcoco_instances_from_format_docs.json')] }],
+      format: 'jsonl',
+    });
+    const labels = (await readJsonlShards<ImageRecord>(out, result)).flatMap((r) => r.boxes.map((b) => b.label));
+    expect(labels).toContain('Man in white.');
+    expect(labels).not.toContain('man in white');
+  });
+
+  it('the same file given twice for one source is refused, never read twice', async () => {
+    const file = fx('refcoco_instances_from_format_docs.json');
+    await expect(runPrepare({ sources: [{ kind: 'coco-instances', paths: [file] }, { kind: 'coco-instances', paths: [file] }] })).rejects.toMatchObject({
+      code: 'E_OPTION',
+      message: expect.stringContaining('this file is given twice for coco-instances'),
+    });
+  });
+});
