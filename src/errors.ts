@@ -19,6 +19,7 @@ export type ErrorCode =
   | 'E_OUTPUT'            // the output folder is not this command's to write (exit 2)
   | 'E_EMPTY'             // nothing to write: prepare set every record aside, or generate got no record (exit 3)
   | 'E_FILE_FORMAT'       // an input is a known other format (a pickle, an archive): the message says how to convert it
+  | 'E_DEPENDENCY'        // a native part did not load (better-sqlite3's binding): the message says how to fix it
   | 'E_INTERNAL';
 
 export interface ErrorContext {

@@ -346,6 +346,19 @@ describe('a full disk', () => {
   });
 });
 
+describe('a native part that does not load', () => {
+  it("generate says what to do when better-sqlite3's binding cannot load, before it writes anything", async () => {
+    const out = path.join(await tmpDir(), 'gen');
+    const child = spawnSync(BIN, ['generate', '--in', prep, '--out', out, '--llm-url', 'http://127.0.0.1:9/v1', '--model', 'x'], {
+      encoding: 'utf8',
+      env: { ...process.env, INSTRUCTIFY_SQLITE_BINDING: '/nonexistent/better_sqlite3.node' },
+    });
+    expect(child.status).toBe(1);
+    expect(child.stderr).toMatch(/^instructify: E_DEPENDENCY: the answer cache needs better-sqlite3's native binding, which did not load \(Cannot find module .*\)\. Build it with "npm rebuild better-sqlite3" .* or run without the cache: --no-cache\n$/);
+    expect(existsSync(out)).toBe(false);
+  });
+});
+
 describe("the README's table of exit codes", () => {
   it('says for each error code the exit code the CLI gives it', async () => {
     const { exitCodeOf } = await import('../src/cli.js');

@@ -8,7 +8,7 @@ import { createInterface } from 'node:readline';
 import PQueue from 'p-queue';
 import { InstructifyError } from '../errors.js';
 import { camelKeys, expectOutputOf, readShards, SHARD_FILE } from '../shard-reader.js';
-import { ResponseCache } from '../llm/cache.js';
+import { checkCacheBinding, ResponseCache } from '../llm/cache.js';
 import { LlmClient, type LlmClientOptions } from '../llm/client.js';
 import { CONVERSATION_SCHEMA_VERSION, conversationSchema } from '../schema.js';
 import { ShardWriter, type ShardFormat, type ShardInfo } from '../shards.js';
@@ -259,6 +259,7 @@ export async function generate(o: GenerateOptions): Promise<GenerateResult> {
   }
   let claim: ClaimedOutput;
   try {
+    if (client && o.cache !== null) checkCacheBinding();
     claim = await claimOutput({ out: o.out, command: 'generate', inputs: typeof o.input === 'string' ? [o.input] : [], warn: o.warn });
   } catch (err) {
     await client?.close();

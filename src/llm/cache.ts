@@ -3,6 +3,7 @@ import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import type { ChatMessage, ChatResult, Sampling } from './client.js';
+import { InstructifyError } from '../errors.js';
 
 /**
  * LLM answers kept in SQLite, keyed by a hash of the model, the messages and
@@ -11,6 +12,36 @@ import type { ChatMessage, ChatResult, Sampling } from './client.js';
  */
 export function cacheKey(model: string, messages: ChatMessage[], sampling: Sampling): string {
   return createHash('sha256').update(JSON.stringify([model, messages, sampling.temperature, sampling.maxTokens, sampling.seed])).digest('hex');
+}
+
+/**
+ * better-sqlite3 is native: its binding is built or downloaded by its
+ * install script, which npm 11 runs only once the user approves it. When
+ * it cannot load, the user gets what happened and the two ways on, not a
+ * bare MODULE_NOT_FOUND. (INSTRUCTIFY_SQLITE_BINDING names another binding
+ * file: the tests point it at a missing one.)
+ */
+function openDatabase(file: string): Database.Database {
+  const binding = process.env.INSTRUCTIFY_SQLITE_BINDING;
+  try {
+    return new Database(file, binding ? { nativeBinding: binding } : {});
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    const message = e.message ?? String(err);
+    if (e.code === 'MODULE_NOT_FOUND' || e.code === 'ERR_DLOPEN_FAILED' || /bindings|\.node\b|NODE_MODULE_VERSION|invalid ELF/i.test(message)) {
+      throw new InstructifyError(
+        'E_DEPENDENCY',
+        `the answer cache needs better-sqlite3's native binding, which did not load (${message.split('\n')[0]}). Build it with "npm rebuild better-sqlite3" (and allow its install script if npm asks: npm 11 runs install scripts only once approved), or run without the cache: --no-cache`,
+        { file: file === ':memory:' ? undefined : file, cause: err },
+      );
+    }
+    throw err;
+  }
+}
+
+/** Load the binding now, before anything is written, so a run that cannot cache says so at once. */
+export function checkCacheBinding(): void {
+  openDatabase(':memory:').close();
 }
 
 export class ResponseCache {
@@ -22,7 +53,7 @@ export class ResponseCache {
 
   constructor(file: string) {
     if (file !== ':memory:') mkdirSync(path.dirname(file), { recursive: true });
-    this.db = new Database(file);
+    this.db = openDatabase(file);
     // WAL: readers never wait for the writer, and a crash loses at most the last transaction.
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = NORMAL');
