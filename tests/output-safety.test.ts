@@ -159,6 +159,15 @@ const lockOf = (dir: string) => path.join(dir, '.instructify.lock');
 const tmpFiles = (dir: string) => readdirSync(dir).filter((n) => n.endsWith('.tmp'));
 const manifestOf = (dir: string) => JSON.parse(readFileSync(path.join(dir, 'manifest.json'), 'utf8')) as { status: string; counts?: { images: number } };
 
+/** Stopped by a signal: exit 130, the manifest says so, no half-written file and no lock are left. */
+async function expectInterrupted(child: { exited: Promise<[number | null]> }, out: string): Promise<void> {
+  const [code] = await child.exited;
+  expect(code).toBe(130);
+  expect(manifestOf(out).status).toBe('interrupted');
+  expect(tmpFiles(out)).toEqual([]);
+  expect(existsSync(lockOf(out))).toBe(false);
+}
+
 describe('one run per folder, and interrupted means interrupted', () => {
   it('a second run into a folder in use is refused with the first run\'s pid; after two Ctrl-C the first leaves "interrupted", no .tmp and no lock', async () => {
     const out = path.join(await tmpDir(), 'gen');
@@ -172,11 +181,7 @@ describe('one run per folder, and interrupted means interrupted', () => {
     first.kill('SIGINT');
     await new Promise((r) => setTimeout(r, 50));
     first.kill('SIGINT');
-    const [code] = await first.exited;
-    expect(code).toBe(130);
-    expect(manifestOf(out).status).toBe('interrupted');
-    expect(tmpFiles(out)).toEqual([]);
-    expect(existsSync(lockOf(out))).toBe(false);
+    await expectInterrupted(first, out);
   });
 
   it.each([
@@ -192,11 +197,7 @@ describe('one run per folder, and interrupted means interrupted', () => {
       child.kill(s);
       await new Promise((r) => setTimeout(r, 30));
     }
-    const [code] = await child.exited;
-    expect(code).toBe(130);
-    expect(manifestOf(out).status).toBe('interrupted');
-    expect(tmpFiles(out)).toEqual([]);
-    expect(existsSync(lockOf(out))).toBe(false);
+    await expectInterrupted(child, out);
   });
 
   it('prepare after two Ctrl-C while it writes: exit 130, manifest "interrupted", no .tmp, no lock', async () => {
@@ -209,11 +210,7 @@ describe('one run per folder, and interrupted means interrupted', () => {
     );
     child.kill('SIGINT');
     child.kill('SIGINT');
-    const [code] = await child.exited;
-    expect(code).toBe(130);
-    expect(manifestOf(out).status).toBe('interrupted');
-    expect(tmpFiles(out)).toEqual([]);
-    expect(existsSync(lockOf(out))).toBe(false);
+    await expectInterrupted(child, out);
   });
 
   it('after kill -9 the next run takes over the lock, removes the half-written files, says what it removed, and completes', async () => {
