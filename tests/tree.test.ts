@@ -203,6 +203,20 @@ describe('tree rules on hand-built cases', () => {
     ]);
   });
 
+  it('a group of parents prints its members larger first, whatever order they were linked in', () => {
+    // The large person links the small one (near it), which links the middle one (too far from the large one):
+    // link order large, small, middle; size order large, middle, small.
+    const large = box('person', 0.05, 0.1, 0.25, 0.9);
+    const small = box('person', 0.53, 0.45, 0.57, 0.55);
+    const middle = box('person', 0.8, 0.3, 1.0, 0.7);
+    const t = buildTree({ ...size, boxes: [large, small, middle, box('cup', 0.1, 0.5, 0.13, 0.53)] });
+    const members = t.text.split('\n').filter((l) => /^ {4}-> person /.test(l));
+    expect(t.text.split('\n')[0]).toBe('3 people {');
+    const sizes = members.map((l) => Number(/Pixel Size: ([\d.]+)%/.exec(l)![1]));
+    expect(sizes).toEqual([...sizes].sort((a, b) => b - a));
+    expect(sizes).toHaveLength(3);
+  });
+
   it('puts Y up (0 = bottom) and rounds positions to 0.05', () => {
     const t = buildTree({ ...size, boxes: [box('kite', 0.0, 0.0, 0.24, 0.2), box('boat', 0.78, 0.8, 0.88, 1.0)] });
     expect(t.text).toContain('kite [X: 0.10, Y: 0.90,');

@@ -497,10 +497,16 @@ function emitNodes(lines: string[], nodes: TreeNode[], level: number, o: TreeOpt
       lines.push(`${indent}${arrow}${word} ${name} ${attrs(cx / k, cy / k, pct / k, groupDepths(group), o, true)} X`);
     } else {
       lines.push(`${indent}${arrow}${word} ${name} {`);
-      for (const n of group) emitNode(lines, n, level + 1, o);
+      // Members as siblings print: larger first, then closer (the group itself was found in link order).
+      for (const n of sortInPlace([...group], compareNodesLargerFirst)) emitNode(lines, n, level + 1, o);
       lines.push(`${indent}}`);
     }
   }
+}
+
+/** Larger mask first, then closer, then left to right, top to bottom: the order siblings print in. */
+function compareNodesLargerFirst(a: TreeNode, b: TreeNode): number {
+  return sign(b.pixelPct, a.pixelPct) || sign(a.depths?.[0] ?? 0, b.depths?.[0] ?? 0) || sign(a.cx, b.cx) || sign(b.cy, a.cy);
 }
 
 /** Every depth layer of a group's members, each once, closest first; null when none has depths. */
