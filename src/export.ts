@@ -76,11 +76,23 @@ export function validateConversation(c: Pick<Conversation, 'conversations'>): Vi
   return null;
 }
 
-/** [x1, y1, x2, y2] boxes written in 0..1 become 0..1000 integers (InternVL's convention). */
+/**
+ * [x1, y1, x2, y2] boxes written in 0..1 become 0..1000 integers (InternVL's
+ * convention), and a text that states the scale says the new one: "0 to 1
+ * from the top left" would be false of [100, 250, 500, 1000].
+ */
 export function boxesTo1000(text: string): string {
-  return text.replace(/\[\s*(0?\.\d+|0|1(?:\.0+)?)\s*,\s*(0?\.\d+|0|1(?:\.0+)?)\s*,\s*(0?\.\d+|0|1(?:\.0+)?)\s*,\s*(0?\.\d+|0|1(?:\.0+)?)\s*\]/g, (...m: string[]) =>
-    `[${[m[1], m[2], m[3], m[4]].map((v) => Math.round(Number(v) * 1000)).join(', ')}]`,
-  );
+  let boxes = 0;
+  const out = text.replace(/\[\s*(0?\.\d+|0|1(?:\.0+)?)\s*,\s*(0?\.\d+|0|1(?:\.0+)?)\s*,\s*(0?\.\d+|0|1(?:\.0+)?)\s*,\s*(0?\.\d+|0|1(?:\.0+)?)\s*\]/g, (...m: string[]) => {
+    boxes++;
+    return `[${[m[1], m[2], m[3], m[4]].map((v) => Math.round(Number(v) * 1000)).join(', ')}]`;
+  });
+  if (!boxes) return out;
+  return out
+    .replace(/\b0 to 1\b(?![.,]?\d)/g, '0 to 1000')
+    .replace(/\b0\.\.1\b(?![.,]?\d)/g, '0..1000')
+    .replace(/\bbetween 0 and 1\b(?![.,]?\d)/g, 'between 0 and 1000')
+    .replace(/\bfractions of the image\b/g, 'thousandths of the image');
 }
 
 const utf8 = () => new Utf8();

@@ -223,6 +223,11 @@ describe('export validation', () => {
     expect(boxed.conversations[1]!.value).toBe('At [100, 250, 500, 1000].');
     expect(JSON.parse(await readFile(path.join(out, 'export-manifest.json'), 'utf8')).boxes).toContain('0..1000');
     expect(boxesTo1000('no box [1, 2] here')).toBe('no box [1, 2] here');
+    // The wording states the scale the numbers use.
+    expect(boxesTo1000('Describe the region [0.10, 0.25, 0.50, 1.00] of the image (x1, y1, x2, y2, 0 to 1 from the top left).')).toBe(
+      'Describe the region [100, 250, 500, 1000] of the image (x1, y1, x2, y2, 0 to 1000 from the top left).',
+    );
+    expect(boxesTo1000('From 0 to 1 people were there.')).toBe('From 0 to 1 people were there.');
   });
 });
 
