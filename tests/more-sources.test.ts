@@ -43,14 +43,15 @@ describe('RefCOCO', () => {
     const rec = byImage.get('000000397133.jpg')!;
     expect(rec.sources).toEqual(['coco-instances', 'refcoco']);
     const refBoxes = rec.boxes.filter((b) => b.source === 'refcoco');
-    expect(refBoxes.map((b) => b.label).sort()).toEqual(['guy on the right', 'knife on left', 'man in white']);
+    // The annotators' raw sentences ("Man in white."), not the tokenised `sent` ("man in white").
+    expect(refBoxes.map((b) => b.label).sort()).toEqual(['Man in white.', 'guy on the right', 'knife on left']);
     // Same box as COCO's person 200887 (bbox 388.66,69.92,109.41,277.62 on 640x427).
     const person = rec.boxes.find((b) => b.source === 'coco-instances' && b.sourceId === '200887')!;
-    const man = refBoxes.find((b) => b.label === 'man in white')!;
+    const man = refBoxes.find((b) => b.label === 'Man in white.')!;
     expect(man.x1).toBeCloseTo(person.x1, 6);
     expect(man.y2).toBeCloseTo(person.y2, 6);
     // The tree merges the expressions into the person's node.
-    const node = rec.treeNodes.find((n) => n.labels.includes('man in white'))!;
+    const node = rec.treeNodes.find((n) => n.labels.includes('Man in white.'))!;
     expect(node.labels).toContain('person');
     expect(node.merged).toBeGreaterThanOrEqual(3);
     // A ref whose annotation is unknown is set aside with the reason.
