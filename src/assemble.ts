@@ -1,5 +1,6 @@
 import path from 'node:path';
-import { plural } from './tree/labels.js';
+import indefinite from 'indefinite';
+import { plural, spoken } from './tree/labels.js';
 import type { IngestState } from './sources/types.js';
 import { cocoFileName } from './sources/vqa.js';
 import type { Box, Caption, Fragment, ImageGroup, ImageRecord, QAPair, RawBox, Region, Reject, RejectReason } from './types.js';
@@ -149,8 +150,9 @@ function clamp01(v: number): number {
 /** "This image contains a cup, bananas and an apple." from box labels (plural where boxed more than once). */
 export function containsSentence(labels: string[]): string | null {
   const counts = new Map<string, number>();
-  for (const l of labels) counts.set(l, (counts.get(l) ?? 0) + 1);
-  const words = [...counts].map(([l, n]) => (n > 1 ? plural(l) : `${/^[aeiou]/i.test(l) ? 'an' : 'a'} ${l}`));
+  // Said as people say it: no LVIS qualifier ("beef", not "beef (food)"), a or an as the word wants.
+  for (const l of labels.map(spoken)) if (l) counts.set(l, (counts.get(l) ?? 0) + 1);
+  const words = [...counts].map(([l, n]) => (n > 1 ? plural(l) : indefinite(l)));
   if (!words.length) return null;
   return `This image contains ${words.length > 1 ? `${words.slice(0, -1).join(', ')} and ${words.at(-1)}` : words[0]}.`;
 }

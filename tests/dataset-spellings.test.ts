@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { copyFile, mkdir } from 'node:fs/promises';
 import path from 'node:path';
+import { containsSentence } from '../src/assemble.js';
+import { factConversations } from '../src/generate/facts.js';
 import type { ImageRecord } from '../src/types.js';
 import { ROOT, VG_DIR, readJsonlShards, runPrepare, tmpDir } from './helpers.js';
 
@@ -49,5 +51,21 @@ describe('every spelling of the datasets, read as the data means', () => {
       code: 'E_OPTION',
       message: expect.stringContaining('this file is given twice for coco-instances'),
     });
+  });
+
+  it('LVIS names keep their qualifier in the boxes, but not in any sentence; articles as the word wants', () => {
+    expect(containsSentence(['pita (bread)', 'apple', 'apple', 'umbrella', 'unicorn', 'hour'])).toBe('This image contains a pita, apples, an umbrella, a unicorn and an hour.');
+    const box = (label: string, x: number) => ({ label, x1: x, y1: 0.1, x2: x + 0.1, y2: 0.3, attributes: [], relations: [], source: 'lvis', iscrowd: false, sourceId: null, mask: null });
+    const rec = {
+      image: 'a.jpg', width: 100, height: 100, ref: 'coco:1', sources: ['lvis'], captions: [], facts: [], qa: [], regions: [], tree: null, treeNodes: [],
+      boxes: [box('beef (food)', 0.1), box('glass (drink container)', 0.5), box('glass (drink container)', 0.7), box('orange (fruit)', 0.3)],
+      absent: ['pita (bread)'],
+    } satisfies ImageRecord;
+    const text = factConversations(rec, { seed: 1, maxTurns: 20 }).flatMap((c) => c.turns.flatMap((t) => [t.question, t.answer]));
+    expect(text.join('\n')).not.toMatch(/\(/);
+    expect(text).toContain('There are 2 glasses.');
+    expect(text).toContain('No, there is no pita in the image.');
+    expect(text.some((t) => /\ban orange\b/.test(t))).toBe(true);
+    expect(rec.boxes[0]!.label).toBe('beef (food)');
   });
 });

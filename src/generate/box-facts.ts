@@ -1,4 +1,4 @@
-import { isRelationPhrase, plural, singular } from '../tree/labels.js';
+import { isRelationPhrase, plural, singular, spoken } from '../tree/labels.js';
 import type { Box, ImageRecord } from '../types.js';
 import { positionPhrase } from './facts.js';
 
@@ -23,13 +23,7 @@ export function isCategoryLabel(label: string): boolean {
   return /^\p{L}[\p{L} '-]*$/u.test(l) && l.split(/\s+/).length <= 3 && !isRelationPhrase(l);
 }
 
-/**
- * A label as people say it: LVIS's qualifiers ("beef (food)", from
- * `beef_(food)`) and underscores stay in structured fields, not in text.
- */
-export function spoken(label: string): string {
-  return label.replace(/_/g, ' ').replace(/\s*\([^)]*\)/g, '').replace(/\s+/g, ' ').trim();
-}
+export { spoken } from '../tree/labels.js';
 
 export interface ObjectCount {
   /** Singular label as spoken, lower case. */

@@ -2,7 +2,7 @@ import { hashRef } from '../join.js';
 import { rng } from '../synthetic.js';
 import type { ImageRecord } from '../types.js';
 import type { UnusableReason } from './answer-text.js';
-import { boxFacts } from './box-facts.js';
+import { boxFacts, spoken } from './box-facts.js';
 import { readAnswer, render, sentenceCode, type AnswerContext, type Distribution, type Parsed, type PromptSpec, type Turn } from './prompts.js';
 
 /**
@@ -207,7 +207,8 @@ export function sentences(info: string[]): string[] {
 }
 
 function listWords(xs: string[]): string {
-  const ws = xs.map((x) => `any ${x}`);
+  // As people say them: "any pita", not "any pita (bread)".
+  const ws = xs.map((x) => `any ${spoken(x)}`);
   return ws.length > 1 ? `${ws.slice(0, -1).join(', ')} or ${ws.at(-1)}` : ws[0]!;
 }
 

@@ -110,3 +110,11 @@ export function countWord(n: number, label: string, manyAbove: number, uncountab
 export function plural(label: string): string {
   return pluralOf(label);
 }
+
+/**
+ * A label as people say it: LVIS's qualifiers ("beef (food)", from
+ * `beef_(food)`) and underscores stay in structured fields, not in text.
+ */
+export function spoken(label: string): string {
+  return label.replace(/_/g, ' ').replace(/\s*\([^)]*\)/g, '').replace(/\s+/g, ' ').trim();
+}
