@@ -2,6 +2,7 @@ import type { Box, TreeNodeRow } from '../types.js';
 import { area, boxCoverage, gridFor, insideShare, iou, markMasks, maskCoverage, releaseMasks, union, type Coverage, type Grid } from './masks.js';
 import { countWord, DEFAULT_UNCOUNTABLE, isSingularPluralPair, mergeLabels, plural, singular } from './labels.js';
 import { nodeLayers, type DepthLayers } from './depth.js';
+import { objectCounts } from './object-counts.js';
 
 /**
  * The ASCII tree of an image (METHOD.md section 3): every grounded object,
@@ -50,8 +51,8 @@ export interface TreeNode extends Omit<TreeNodeRow, 'parent'> {
 export interface Tree {
   roots: TreeNode[];
   text: string;
-  /** Object counts by singular primary label. */
-  counts: Map<string, number>;
+  /** Object counts by singular label, from the annotations (see `footerCounts`). */
+  counts: Map<string, number | 'many'>;
 }
 
 interface Work {
@@ -286,8 +287,7 @@ function buildTreeWithMasks(input: TreeInput, options: Partial<TreeOptions>): Tr
     else w.parent.children.push(w);
   }
   const rootNodes = toNodes(sortInPlace(roots, compareSiblings), cells);
-  const counts = new Map<string, number>();
-  countAll(rootNodes, counts);
+  const counts = footerCounts(input.boxes);
   return { roots: rootNodes, counts, text: renderTree(rootNodes, counts, o) };
 }
 
@@ -330,13 +330,17 @@ function toNode(w: Work, cells: number): TreeNode {
   };
 }
 
-/** Objects by singular primary label, every node counted once. */
-function countAll(nodes: TreeNode[], counts: Map<string, number>): void {
-  for (const n of nodes) {
-    const k = singular(n.labels[0]!);
-    counts.set(k, (counts.get(k) ?? 0) + 1);
-    countAll(n.children, counts);
-  }
+/**
+ * The footer's counts: the annotations' objects per kind (one object seen by
+ * two datasets once; categories only, never a referring expression), not
+ * the tree's nodes: a merge ("dining table (pizza)") must not make a pizza
+ * disappear from the count the model reads. A kind annotated as a crowd
+ * region counts "many".
+ */
+export function footerCounts(boxes: readonly Box[]): Map<string, number | 'many'> {
+  const counts = new Map<string, number | 'many'>();
+  for (const c of objectCounts(boxes)) counts.set(c.label, c.crowd ? 'many' : c.count);
+  return counts;
 }
 
 // Rounded positions take few values (21 at the default step): their text is
@@ -435,7 +439,7 @@ function groupSiblings(nodes: TreeNode[], o: TreeOptions): TreeNode[][] | null {
   return groups;
 }
 
-export function renderTree(roots: TreeNode[], counts: ReadonlyMap<string, number>, o: TreeOptions = DEFAULT_TREE_OPTIONS): string {
+export function renderTree(roots: TreeNode[], counts: ReadonlyMap<string, number | 'many'>, o: TreeOptions = DEFAULT_TREE_OPTIONS): string {
   const lines: string[] = [];
   emitNodes(lines, roots, 0, o);
   const types = sortInPlace([...counts], compareTypes);
@@ -447,8 +451,9 @@ export function renderTree(roots: TreeNode[], counts: ReadonlyMap<string, number
 }
 
 /** Footer order: more objects first, then label. */
-function compareTypes(a: [string, number], b: [string, number]): number {
-  return b[1] - a[1] || (a[0] < b[0] ? -1 : 1);
+function compareTypes(a: [string, number | 'many'], b: [string, number | 'many']): number {
+  const n = (v: number | 'many') => (v === 'many' ? Infinity : v);
+  return sign(n(b[1]), n(a[1])) || (a[0] < b[0] ? -1 : 1);
 }
 
 /** Four spaces per level, made once per level. */
