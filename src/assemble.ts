@@ -185,6 +185,7 @@ export function buildRecord(g: ResolvedGroup, fileSize: Size | null, ctx: BuildC
   const boxesById = new Map<string, Map<string, MergedBox>>();
   const boxes: MergedBox[] = [];
   const absent: string[] = [];
+  const uncounted: string[] = [];
   let qaById: Map<string, { question: string | null; answer: string | null; answers: string[]; source: string }> | null = null;
   const qaOrder: { question: string | null; answer: string | null; answers: string[]; source: string }[] = [];
   let labelSentences = false;
@@ -225,6 +226,10 @@ export function buildRecord(g: ResolvedGroup, fileSize: Size | null, ctx: BuildC
       }
     }
     const size = f.width !== null && f.height !== null ? { width: f.width, height: f.height } : (g.familySizes[f.family] ?? recordSize);
+    for (const id of f.uncountedCategoryIds) {
+      const name = ctx.state.categories.get(f.source)?.get(id);
+      if (name !== undefined && !uncounted.includes(name)) uncounted.push(name);
+    }
     for (const id of f.absentCategoryIds) {
       const name = ctx.state.categories.get(f.source)?.get(id);
       if (name === undefined) rejects.push(reject('unknown-category', `negative category_id ${id} is not in the file's "categories"`, f, g.image));
@@ -316,7 +321,9 @@ export function buildRecord(g: ResolvedGroup, fileSize: Size | null, ctx: BuildC
     boxes: outBoxes,
     qa,
     regions,
-    absent: present ? absent.filter((l) => !present.has(l.toLowerCase())) : absent,
+    // Not all annotated is not absent either: a dataset that says both is taken at its weaker word.
+    absent: (present ? absent.filter((l) => !present.has(l.toLowerCase())) : absent).filter((l) => !uncounted.includes(l)),
+    uncounted,
     tree: null,
     treeNodes: [],
   };

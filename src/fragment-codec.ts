@@ -107,6 +107,8 @@ export class FragmentCodec {
     }
     out.u32(f.absentCategoryIds.length);
     for (const id of f.absentCategoryIds) out.f64(id);
+    out.u32(f.uncountedCategoryIds.length);
+    for (const id of f.uncountedCategoryIds) out.f64(id);
     out.strList(f.facts);
     out.setU32(frame, out.length - frame - 4);
   }
@@ -189,6 +191,8 @@ export class FragmentCodec {
     for (let i = 0; i < regions.length; i++) regions[i] = { text: r.str()!, x: r.f64(), y: r.f64(), w: r.f64(), h: r.f64() };
     const absentCategoryIds: number[] = new Array(r.u32());
     for (let i = 0; i < absentCategoryIds.length; i++) absentCategoryIds[i] = r.f64();
+    const uncountedCategoryIds: number[] = new Array(r.u32());
+    for (let i = 0; i < uncountedCategoryIds.length; i++) uncountedCategoryIds[i] = r.f64();
     const facts = r.strList();
     const fragment: Fragment = {
       ref,
@@ -204,6 +208,7 @@ export class FragmentCodec {
       qa,
       regions,
       absentCategoryIds,
+      uncountedCategoryIds,
       facts,
       labelSentence: (flags & 2) !== 0,
       prov: { file, offset },

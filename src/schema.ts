@@ -6,12 +6,15 @@ import { Bool, Field, Float32, Int32, List, Schema, Struct, Utf8 } from 'apache-
  * metadata and into manifest.json.
  *
  * Version 2 adds the ASCII tree (`tree`) and its nodes (`tree_nodes`);
- * version 3 adds `absent`, labels a dataset says are not in the image.
+ * version 3 adds `absent`, labels a dataset says are not in the image;
+ * version 4 adds `facts`, statements a dataset gives besides captions and QA;
+ * version 5 adds `uncounted`, labels whose objects were not all annotated
+ * (LVIS `not_exhaustive_category_ids`), which nothing counts.
  * Box corners are float32, normalised to 0..1 (top-left origin). Polygon
  * masks are the dataset's own JSON text (pixels of the annotated image);
  * RLE masks are COCO's compressed string form.
  */
-export const PREPARED_SCHEMA_VERSION = 'instructify.prepared/4';
+export const PREPARED_SCHEMA_VERSION = 'instructify.prepared/5';
 
 const utf8 = () => new Utf8();
 const f32 = () => new Float32();
@@ -57,6 +60,7 @@ export const preparedSchema = new Schema(
       list(new Struct([field('text', utf8()), field('x1', f32()), field('y1', f32()), field('x2', f32()), field('y2', f32()), field('source', utf8())])),
     ),
     field('absent', list(utf8())),
+    field('uncounted', list(utf8())),
     field('tree', utf8(), true),
     field(
       'tree_nodes',

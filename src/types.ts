@@ -97,6 +97,8 @@ export interface Fragment {
   regions: RawRegion[];
   /** Category ids the dataset says are not in the image (LVIS `neg_category_ids`), named at assembly. */
   absentCategoryIds: number[];
+  /** Category ids whose instances the dataset did not all annotate (LVIS `not_exhaustive_category_ids`): never counted. */
+  uncountedCategoryIds: number[];
   /** State this source's box labels as a fact, "This image contains ..." (LVIS, whose names come at assembly). */
   labelSentence: boolean;
   prov: Provenance;
@@ -165,6 +167,12 @@ export interface ImageRecord {
   regions: Region[];
   /** Labels a dataset says are not in the image (LVIS negative categories); never guessed. */
   absent: string[];
+  /**
+   * Labels whose boxes are some of the objects, not all (LVIS
+   * `not_exhaustive_category_ids`): never counted, never said absent.
+   * Missing in shards of schema version 3 and older: read as none.
+   */
+  uncounted?: string[];
   /**
    * The ASCII tree of the image's objects (METHOD.md section 3), or with
    * `--no-tree` the flat `[label, x1, y1, x2, y2]` list; null when the image

@@ -42,6 +42,7 @@ function fragment(r: () => number, i: number): Fragment {
     qa: r() < 0.5 ? [] : [{ id: String(i), question: 'Why?', answer: null, answers: ['a', 'b'] }],
     regions: r() < 0.5 ? [] : [{ text: 'region', x: 1, y: 2, w: 3, h: NaN }],
     absentCategoryIds: r() < 0.5 ? [] : [2, 3],
+    uncountedCategoryIds: r() < 0.5 ? [] : [4],
     prov: { file: `/data/file-${i % 3}.json`, offset: i * 100 },
   };
 }

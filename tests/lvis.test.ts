@@ -27,6 +27,29 @@ async function record(lvisFile = LVIS, workers = 0): Promise<{ rec: ImageRecord;
 }
 
 describe('LVIS and what is known to be absent', () => {
+  it("names the image as coco_url does (COCO 2017's file), a v0.5 file_name being the fallback only", async () => {
+    const j = JSON.parse(readFileSync(LVIS, 'utf8')) as { images: Record<string, unknown>[] };
+    j.images[0]!.file_name = 'COCO_val2014_000000397133.jpg';
+    const file = path.join(await tmpDir(), 'lvis_v0.5_from_format_docs.json');
+    await writeFile(file, JSON.stringify(j));
+    const { rec } = await record(file);
+    expect(rec.sources).toContain('lvis');
+    expect(rec.image).toBe('000000397133.jpg');
+  });
+
+  it('a category LVIS did not annotate exhaustively is never counted (footer, facts) nor said absent; its boxes stay', async () => {
+    const { rec } = await record();
+    expect(rec.uncounted).toEqual(['knife']);
+    expect(rec.boxes.some((b) => b.label === 'knife')).toBe(true);
+    expect(rec.absent).not.toContain('knife');
+    expect(rec.tree).not.toMatch(/^knives?: /m);
+    expect(rec.tree).toMatch(/^pizzas?: \d+$/m);
+    const text = factConversations(rec, { seed: 1, maxTurns: 50 }).flatMap((c) => c.turns.map((t) => `${t.question} ${t.answer}`));
+    expect(text.filter((t) => /kni(fe|ves)/.test(t))).toEqual([]);
+    expect(text.some((t) => /How many pizzas|Count the pizzas/.test(t))).toBe(true);
+  });
+
+
   it('joins LVIS onto the COCO image: its boxes with masks, and its negative categories as absent labels', async () => {
     const { rec, rejects } = await record();
     expect(rec.sources).toEqual(['coco-captions', 'coco-instances', 'lvis']);

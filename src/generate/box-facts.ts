@@ -25,8 +25,8 @@ export function boxCentre(b: Box): { cx: number; cy: number } {
   return { cx: (b.x1 + b.x2) / 2, cy: 1 - (b.y1 + b.y2) / 2 };
 }
 
-export function boxFacts(rec: Pick<ImageRecord, 'boxes'>): string[] {
-  const counts = objectCounts(rec.boxes);
+export function boxFacts(rec: Pick<ImageRecord, 'boxes' | 'uncounted'>): string[] {
+  const counts = objectCounts(rec.boxes, rec.uncounted);
   const out = counts.map(countSentence);
   for (const c of counts) if (c.only) out.push(`The ${c.label} is ${positionPhrase(boxCentre(c.only))}.`);
   return out;

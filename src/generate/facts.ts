@@ -84,7 +84,7 @@ export function factConversations(rec: ImageRecord, o: FactsOptions): LoopResult
   if (rec.captions.length) add('facts-describe', [{ question: pick(DESCRIBE), answer: sentence(pick(rec.captions).text) }]);
 
   // Counts are the annotations' (one object seen by two datasets once), never the tree's merges.
-  const counts = objectCounts(rec.boxes);
+  const counts = objectCounts(rec.boxes, rec.uncounted);
   if (counts.length) {
     add(
       'facts-count',

@@ -12,11 +12,16 @@ const RAW_KEYS = new Set(['segmentation']);
 /** Annotations (most of a 1 GB LVIS file) are handled one by one: read workers may take them. */
 const PARALLEL_KEYS = new Set<string | null>(['annotations']);
 
+/**
+ * The image is the one `coco_url` names (LVIS images are COCO 2017's:
+ * `.../val2017/000000397133.jpg`); v0.5's `file_name`
+ * (`COCO_val2014_000000397133.jpg`) is the fallback only.
+ */
 function fileNameOf(img: Record<string, unknown>): string | null {
-  const name = str(img.file_name);
-  if (name) return name.split('/').pop()!;
   const url = str(img.coco_url);
-  return url ? url.split('/').pop()! : null;
+  if (url) return url.split('/').pop()!;
+  const name = str(img.file_name);
+  return name ? name.split('/').pop()! : null;
 }
 
 export const lvis: SourceKind = {
@@ -56,6 +61,7 @@ export const lvis: SourceKind = {
           f.height = h > 0 ? h : null;
           f.labelSentence = true;
           if (Array.isArray(el.neg_category_ids)) f.absentCategoryIds = el.neg_category_ids.map(num).filter(Number.isFinite);
+          if (Array.isArray(el.not_exhaustive_category_ids)) f.uncountedCategoryIds = el.not_exhaustive_category_ids.map(num).filter(Number.isFinite);
           ctx.sink.emit(f);
         } else if (v.key === 'annotations') {
           const f = emptyFragment(cocoRef(num(el.image_id)), ctx, file.path, v.offset);

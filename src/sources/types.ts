@@ -98,6 +98,7 @@ export function emptyFragment(ref: string, ctx: HandlerContext, file: string, of
     qa: [],
     regions: [],
     absentCategoryIds: [],
+    uncountedCategoryIds: [],
     labelSentence: false,
     prov: { file, offset },
   };

@@ -152,6 +152,8 @@ function compareSiblings(a: Work, b: Work): number {
 
 export interface TreeInput {
   boxes: readonly Box[];
+  /** Labels no count may be given for (see ImageRecord.uncounted). */
+  uncounted?: readonly string[];
   width: number | null;
   height: number | null;
   depth?: DepthLayers | null;
@@ -287,7 +289,7 @@ function buildTreeWithMasks(input: TreeInput, options: Partial<TreeOptions>): Tr
     else w.parent.children.push(w);
   }
   const rootNodes = toNodes(sortInPlace(roots, compareSiblings), cells);
-  const counts = footerCounts(input.boxes);
+  const counts = footerCounts(input.boxes, input.uncounted);
   return { roots: rootNodes, counts, text: renderTree(rootNodes, counts, o) };
 }
 
@@ -337,9 +339,9 @@ function toNode(w: Work, cells: number): TreeNode {
  * disappear from the count the model reads. A kind annotated as a crowd
  * region counts "many".
  */
-export function footerCounts(boxes: readonly Box[]): Map<string, number | 'many'> {
+export function footerCounts(boxes: readonly Box[], uncounted: readonly string[] = []): Map<string, number | 'many'> {
   const counts = new Map<string, number | 'many'>();
-  for (const c of objectCounts(boxes)) counts.set(c.label, c.crowd ? 'many' : c.count);
+  for (const c of objectCounts(boxes, uncounted)) counts.set(c.label, c.crowd ? 'many' : c.count);
   return counts;
 }
 

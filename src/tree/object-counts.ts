@@ -60,12 +60,14 @@ export const SAME_OBJECT_INSIDE = 0.9;
  * COCO's) is the same object. Boxes of one dataset are never merged: two
  * annotations there are two objects. Sorted by label.
  */
-export function objectCounts(boxes: readonly Box[]): ObjectCount[] {
+export function objectCounts(boxes: readonly Box[], uncounted: readonly string[] = []): ObjectCount[] {
   const by = new Map<string, { count: ObjectCount; objects: Box[][] }>();
+  // Kinds whose objects were not all annotated: the boxes there are some of them, not how many.
+  const skip = new Set(uncounted.map((l) => singular(spoken(l))));
   for (const b of boxes) {
     if (PHRASE_SOURCES.test(b.source) || !isCategoryLabel(b.label)) continue;
     const label = singular(spoken(b.label));
-    if (!label) continue;
+    if (!label || skip.has(label)) continue;
     let e = by.get(label);
     if (!e) by.set(label, (e = { count: { label, count: 0, crowd: false, only: null }, objects: [] }));
     if (b.iscrowd) {

@@ -54,7 +54,7 @@ export function addTree(rec: ImageRecord, o: TreeStageOptions): Promise<Reject |
     return null;
   }
   if (o.depthDir === null) {
-    setTree(rec, buildTree({ boxes: rec.boxes, width: rec.width, height: rec.height, depth: null }, o.tree));
+    setTree(rec, buildTree({ boxes: rec.boxes, uncounted: rec.uncounted, width: rec.width, height: rec.height, depth: null }, o.tree));
     return null;
   }
   return addTreeWithDepth(rec, o, o.depthDir);
@@ -80,6 +80,6 @@ async function addTreeWithDepth(rec: ImageRecord, o: TreeStageOptions, depthDir:
       problem = { reason: 'depth-unreadable', detail: `${file}: ${(err as Error).message}`, source: null, file, offset: null, image: rec.image };
     }
   }
-  setTree(rec, buildTree({ boxes: rec.boxes, width: rec.width, height: rec.height, depth }, o.tree));
+  setTree(rec, buildTree({ boxes: rec.boxes, uncounted: rec.uncounted, width: rec.width, height: rec.height, depth }, o.tree));
   return problem;
 }
