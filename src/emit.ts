@@ -68,7 +68,7 @@ interface Probed {
 export async function processPartition(input: PartitionInput, cfg: EmitConfig, emit: (records: ImageRecord[]) => Promise<void>): Promise<PartitionSummary> {
   const ms = { group: 0, images: 0, assemble: 0, tree: 0, write: 0 };
   const imageStats = { seen: 0, passed: 0, dropped: {} as Record<string, number> };
-  const state: IngestState = { vgToCoco: new Map(), annotationBoxes: new Map(), categories: new Map(cfg.categories.map(([s, entries]) => [s, new Map(entries)])) };
+  const state: IngestState = { vgToCoco: new Map(), annotationBoxes: new Map(), annotationMasks: new Map(), categories: new Map(cfg.categories.map(([s, entries]) => [s, new Map(entries)])) };
   const t = performance.now();
   const codec = new FragmentCodec(cfg.codec);
   const groups = indexPartition(input, codec);

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { containsSentence } from '../src/assemble.js';
 import { factConversations } from '../src/generate/facts.js';
 import type { ImageRecord } from '../src/types.js';
-import { ROOT, VG_DIR, readJsonlShards, runPrepare, tmpDir } from './helpers.js';
+import { COCO_INSTANCES, ROOT, VG_DIR, readJsonlShards, runPrepare, tmpDir } from './helpers.js';
 
 const fx = (name: string) => path.join(ROOT, 'tests', 'fixtures', 'sources', name);
 
@@ -43,6 +43,17 @@ describe('every spelling of the datasets, read as the data means', () => {
     const labels = (await readJsonlShards<ImageRecord>(out, result)).flatMap((r) => r.boxes.map((b) => b.label));
     expect(labels).toContain('Man in white.');
     expect(labels).not.toContain('man in white');
+  });
+
+  it("RefCOCO alone takes its objects' masks, ids and file names from the instances.json beside its refs", async () => {
+    const { result, out } = await runPrepare({ sources: [{ kind: 'refcoco', paths: [fx('refcoco_refs_unc_from_format_docs.json'), COCO_INSTANCES] }], format: 'jsonl' });
+    const rec = (await readJsonlShards<ImageRecord>(out, result)).find((r) => r.image === '000000397133.jpg')!;
+    expect(rec.sources).toEqual(['refcoco']);
+    const man = rec.boxes.find((b) => b.label === 'Man in white.')!;
+    // The COCO annotation's id, then the sentence's.
+    expect(man.sourceId).toBe('200887:0');
+    expect(man.mask?.format).toBe('polygon');
+    expect(rec.boxes.every((b) => b.mask !== null)).toBe(true);
   });
 
   it('the same file given twice for one source is refused, never read twice', async () => {

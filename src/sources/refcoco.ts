@@ -1,7 +1,7 @@
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { InstructifyError } from '../errors.js';
-import { cocoRef } from './coco.js';
+import { cocoRef, parseSegmentation } from './coco.js';
 import { recordHandler } from './records.js';
 import { cocoFileName } from './vqa.js';
 import { emptyFragment, isObject, num, rawBox, str, type PlannedFile, type SourceKind } from './types.js';
@@ -47,6 +47,9 @@ export function refcocoKind(kind: string, dataset: string): SourceKind {
       let boxes = ctx.state.annotationBoxes.get(ctx.source);
       if (!boxes) ctx.state.annotationBoxes.set(ctx.source, (boxes = new Map()));
       const annBoxes = boxes;
+      let masks = ctx.state.annotationMasks.get(ctx.source);
+      if (!masks) ctx.state.annotationMasks.set(ctx.source, (masks = new Map()));
+      const annMasks = masks;
       if (file.role === 'instances') {
         return recordHandler(file, ctx, {
           what: `${dataset} instances`,
@@ -57,6 +60,9 @@ export function refcocoKind(kind: string, dataset: string): SourceKind {
             if (v.key === 'annotations') {
               const b = Array.isArray(el.bbox) ? el.bbox.map(num) : [];
               if (b.length === 4) annBoxes.set(num(el.id), [b[0]!, b[1]!, b[2]!, b[3]!]);
+              // Its segmentation is the object's mask, as coco-instances would read it.
+              const mask = parseSegmentation(el.segmentation, undefined);
+              if (mask) annMasks.set(num(el.id), mask);
               return;
             }
             // Image sizes, so boxes can be placed even without COCO's own files.
@@ -103,6 +109,12 @@ export function refcocoKind(kind: string, dataset: string): SourceKind {
             const text = (isObject(s) ? (str(s.raw) ?? str(s.sent)) : str(s))?.trim();
             if (!text) continue;
             const b = rawBox(text, box[0]!, box[1]!, box[2]!, box[3]!);
+            // The COCO annotation this expression is about (the same object as coco-instances' box with that
+            // id), then which of its sentences: "200887:0". Each sentence stays a label of its own.
+            const annId = num(el.ann_id);
+            if (Number.isFinite(annId)) b.sourceId = `${annId}:${isObject(s) && s.sent_id !== undefined ? str(s.sent_id) : sentences.indexOf(s)}`;
+            // Only a box looked up by ann_id is that annotation's: a ref's own bbox may be drawn otherwise.
+            if (!own || own.length !== 4) b.mask = annMasks.get(annId) ?? null;
             f.boxes.push(b);
           }
           if (f.boxes.length) ctx.sink.emit(f);

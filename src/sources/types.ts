@@ -1,5 +1,5 @@
 import type { JsonValue } from '../json/splitter.js';
-import type { Fragment, RawBox, Reject } from '../types.js';
+import type { Fragment, Mask, RawBox, Reject } from '../types.js';
 
 /** Image families: datasets that share image identities. */
 export type Family = string;
@@ -15,10 +15,12 @@ export interface IngestState {
   categories: Map<string, Map<number, string>>;
   /** Per source, boxes by annotation id, for files that refer to another file's boxes (RefCOCO refs -> instances). Ingest only. */
   annotationBoxes: Map<string, Map<number, number[]>>;
+  /** Per source, the same annotations' segmentations as masks (RefCOCO alone gets its objects' masks from its instances.json). */
+  annotationMasks: Map<string, Map<number, Mask>>;
 }
 
 export function createIngestState(): IngestState {
-  return { vgToCoco: new Map(), categories: new Map(), annotationBoxes: new Map() };
+  return { vgToCoco: new Map(), categories: new Map(), annotationBoxes: new Map(), annotationMasks: new Map() };
 }
 
 /** What a source's file handler may do with what it reads. */
