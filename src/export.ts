@@ -97,14 +97,18 @@ export function boxesTo1000(text: string): string {
 
 const utf8 = () => new Utf8();
 const f = (name: string, type: ConstructorParameters<typeof Field>[1], nullable = false) => new Field(name, type, nullable);
-/** Hugging Face: messages with content parts, images as {bytes, path}; `datasets` reads the features from the metadata. */
+/**
+ * Hugging Face: messages with content parts, images as {bytes, path};
+ * `datasets` reads the features from the metadata, and uses them only when
+ * the file's Arrow schema is the one it derives from them: every field
+ * nullable, list items named "item". A `not null` field made it fall back
+ * to inferring the features (images as plain {bytes, path} dicts, not Image).
+ */
+const n = (name: string, type: ConstructorParameters<typeof Field>[1]) => f(name, type, true);
 export const hfSchema = new Schema(
   [
-    f(
-      'messages',
-      new List(f('item', new Struct([f('role', utf8()), f('content', new List(f('item', new Struct([f('type', utf8()), f('text', utf8(), true)]))))]))),
-    ),
-    f('images', new List(f('item', new Struct([f('bytes', new Binary(), true), f('path', utf8(), true)])))),
+    n('messages', new List(n('item', new Struct([n('role', utf8()), n('content', new List(n('item', new Struct([n('type', utf8()), n('text', utf8())]))))])))),
+    n('images', new List(n('item', new Struct([n('bytes', new Binary()), n('path', utf8())])))),
   ],
   new Map([
     [

@@ -66,6 +66,12 @@ describe('export round trips, turn by turn', () => {
     });
     const [meta] = await duckdb<{ value: string }>(`select decode(value) as value from parquet_kv_metadata('${out}/data/train-00000.parquet') where decode(key) = 'huggingface'`);
     expect(JSON.parse(meta!.value).info.features.images).toEqual([{ _type: 'Image' }]);
+    // The schema `datasets` derives from those features: nothing required (it only uses declared
+    // features whose Arrow schema matches exactly), list items named "item".
+    const elements = await duckdb<{ name: string; repetition_type: string | null }>(`select name, repetition_type from parquet_schema('${out}/data/train-00000.parquet')`);
+    expect(elements.filter((e) => e.repetition_type === 'REQUIRED').map((e) => e.name)).toEqual([]);
+    expect(elements.filter((e) => e.repetition_type === 'OPTIONAL').map((e) => e.name)).toEqual(['messages', 'item', 'role', 'content', 'item', 'type', 'text', 'images', 'item', 'bytes', 'path']);
+    expect(elements.filter((e) => e.name === 'item').length).toBeGreaterThanOrEqual(3);
     // With --embed-images the bytes are the image file's.
     const out2 = await tmpDir();
     await exportConversations({ input: conversations, out: out2, format: 'hf-parquet', images: COCO_IMAGES, embedImages: true });
