@@ -3,6 +3,7 @@ import { copyFile, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { containsSentence } from '../src/assemble.js';
 import { factConversations } from '../src/generate/facts.js';
+import { buildTree } from '../src/tree/build.js';
 import type { ImageRecord } from '../src/types.js';
 import { COCO_INSTANCES, ROOT, VG_DIR, readJsonlShards, runPrepare, tmpDir } from './helpers.js';
 
@@ -78,5 +79,9 @@ describe('every spelling of the datasets, read as the data means', () => {
     expect(text).toContain('No, there is no pita in the image.');
     expect(text.some((t) => /\ban orange\b/.test(t))).toBe(true);
     expect(rec.boxes[0]!.label).toBe('beef (food)');
+    // The tree is text too: no qualifier there either.
+    const tree = buildTree({ boxes: rec.boxes, width: 100, height: 100 }).text;
+    expect(tree).toContain('beef [');
+    expect(tree).not.toMatch(/\((food|drink container|fruit)\)/);
   });
 });

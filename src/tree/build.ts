@@ -1,6 +1,6 @@
 import type { Box, TreeNodeRow } from '../types.js';
 import { area, boxCoverage, gridFor, insideShare, iou, markMasks, maskCoverage, releaseMasks, union, type Coverage, type Grid } from './masks.js';
-import { countWord, DEFAULT_UNCOUNTABLE, isSingularPluralPair, mergeLabels, plural, singular } from './labels.js';
+import { countWord, DEFAULT_UNCOUNTABLE, isSingularPluralPair, mergeLabels, plural, singular, spoken } from './labels.js';
 import { nodeLayers, type DepthLayers } from './depth.js';
 import { objectCounts } from './object-counts.js';
 
@@ -386,8 +386,9 @@ export function fmtPct(p: number): string {
   return t;
 }
 
+/** Labels as text says them: an LVIS qualifier ("beef (food)") would read as one of the node's other names. */
 function nodeLabel(n: TreeNode): string {
-  return n.labels.length > 1 ? `${n.labels[0]} (${n.labels.slice(1).join(', ')})` : n.labels[0]!;
+  return n.labels.length > 1 ? `${spoken(n.labels[0]!)} (${n.labels.slice(1).map(spoken).join(', ')})` : spoken(n.labels[0]!);
 }
 
 function attrs(x: number, y: number, pct: number, depths: number[] | null, o: TreeOptions, average = false): string {
@@ -487,7 +488,7 @@ function emitNodes(lines: string[], nodes: TreeNode[], level: number, o: TreeOpt
     }
     const label = group[0]!.labels[0]!;
     const word = countWord(group.length, label, o.manyAbove, o.uncountable);
-    const name = plural(singular(label));
+    const name = plural(singular(spoken(label)));
     let leaves = true;
     for (const n of group) if (n.children.length) leaves = false;
     if (leaves) {

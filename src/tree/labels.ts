@@ -116,5 +116,7 @@ export function plural(label: string): string {
  * `beef_(food)`) and underscores stay in structured fields, not in text.
  */
 export function spoken(label: string): string {
+  // Most labels have neither: returned as they are, without three passes of regular expressions (the tree prints every node's).
+  if (label.indexOf('(') < 0 && label.indexOf('_') < 0) return label;
   return label.replace(/_/g, ' ').replace(/\s*\([^)]*\)/g, '').replace(/\s+/g, ' ').trim();
 }
