@@ -2,7 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { copyFile, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { containsSentence } from '../src/assemble.js';
-import { factConversations } from '../src/generate/facts.js';
+import { factConversations, positionPhrase } from '../src/generate/facts.js';
+import { boxCentre } from '../src/generate/box-facts.js';
 import { buildTree } from '../src/tree/build.js';
 import type { ImageRecord } from '../src/types.js';
 import { COCO_INSTANCES, ROOT, VG_DIR, readJsonlShards, runPrepare, tmpDir } from './helpers.js';
@@ -55,6 +56,12 @@ describe('every spelling of the datasets, read as the data means', () => {
     expect(man.sourceId).toBe('200887:0');
     expect(man.mask?.format).toBe('polygon');
     expect(rec.boxes.every((b) => b.mask !== null)).toBe(true);
+    // In the facts: grounding questions with the raw sentence and the box, never a count.
+    const convs = factConversations(rec, { seed: 1, maxTurns: 20 });
+    expect(convs.find((c) => c.promptType === 'facts-count')).toBeUndefined();
+    const refer = convs.find((c) => c.promptType === 'facts-refer')!;
+    const turn = refer.turns.find((t) => t.question.includes('"Man in white"'))!;
+    expect(turn.answer).toBe(`It is ${positionPhrase(boxCentre(man))}, at [${[man.x1, man.y1, man.x2, man.y2].map((v) => v.toFixed(2)).join(', ')}] (x1, y1, x2, y2, 0 to 1 from the top left).`);
   });
 
   it('the same file given twice for one source is refused, never read twice', async () => {

@@ -23,6 +23,7 @@ export interface FactsOptions {
 const DESCRIBE = ['Describe the image briefly.', 'What does this picture show?', 'Give a short description of this photo.', 'What is in this image?', 'Summarise what you see.'];
 const COUNT = (p: string) => [`How many ${p} are there?`, `How many ${p} can you see?`, `Count the ${p} in the picture.`];
 const WHERE = (l: string) => [`Where is the ${l}?`, `Where in the image is the ${l}?`, `In which part of the picture is the ${l}?`];
+const REFER = (e: string) => [`Where is the object described as "${e}"?`, `Find "${e}" in the image.`, `Where in the picture is "${e}"?`];
 const IS_THERE = (l: string) => [`Is there ${indefinite(l)} in the image?`, `Can you see ${indefinite(l)}?`, `Does the picture show ${indefinite(l)}?`];
 
 function horizontal(cx: number): string {
@@ -103,6 +104,18 @@ export function factConversations(rec: ImageRecord, o: FactsOptions): LoopResult
       counts.map((c) => ({
         question: pick(IS_THERE(c.label)),
         answer: c.count + (c.crowd ? 2 : 0) > 1 ? `Yes, there are ${plural(c.label)} in the image.` : `Yes, there is ${indefinite(c.label)} in the image.`,
+      })),
+    );
+  }
+
+  // Referring expressions (RefCOCO, RefCOCO+, RefCOCOg) describe one object: they ground it, they are never counted.
+  const refers = rec.boxes.filter((b) => /^refcoco/.test(b.source) && b.label.trim());
+  if (refers.length) {
+    add(
+      'facts-refer',
+      refers.map((b) => ({
+        question: pick(REFER(b.label.trim().replace(/[.!?]+$/, ''))),
+        answer: `It is ${positionPhrase(boxCentre(b))}, at [${[b.x1, b.y1, b.x2, b.y2].map((v) => v.toFixed(2)).join(', ')}] (x1, y1, x2, y2, 0 to 1 from the top left).`,
       })),
     );
   }
