@@ -12,7 +12,7 @@
  * When pip cannot install `datasets` (no index it can reach), it says so and
  * skips: nothing here can be checked without the library.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -32,7 +32,11 @@ try {
   await exportConversations({ input: path.join(work, 'conversations'), out: exported, format: 'hf-parquet', warn: () => {} });
 
   const venv = path.join(work, 'venv');
-  execFileSync('python3', ['-m', 'venv', venv]);
+  const made = spawnSync('python3', ['-m', 'venv', venv], { encoding: 'utf8' });
+  if (made.status !== 0) {
+    say(`SKIPPED: no python3 venv to install datasets into (${(made.stderr || '').trim().split('\n').at(-1)})`);
+    process.exit(0);
+  }
   const pip = spawnSync(path.join(venv, 'bin', 'pip'), ['install', '-q', '--retries', '0', '--timeout', '20', 'datasets'], { encoding: 'utf8', timeout: 900_000 });
   if (pip.status !== 0) {
     say(`SKIPPED: pip could not install datasets (${(pip.stderr || pip.stdout || '').trim().split('\n').at(-1)})`);
