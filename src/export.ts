@@ -1,9 +1,10 @@
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { claimOutput } from './output-folder.js';
 import { onHardStop } from './hard-stop.js';
 import path from 'node:path';
 import { Binary, Field, List, Schema, Struct, Utf8 } from 'apache-arrow';
 import { InstructifyError } from './errors.js';
+import type { ImageRecord } from './types.js';
 import type { Conversation } from './generate/generate.js';
 import { expectOutputOf, readShards } from './shard-reader.js';
 import { FileSink, ShardWriter } from './shards.js';
@@ -76,16 +77,30 @@ export function validateConversation(c: Pick<Conversation, 'conversations'>): Vi
   return null;
 }
 
+/** A box or region of a prepared record, corners 0..1 from the top left. */
+export interface StoredBox {
+  x1: number;
+  y1: number;
+  x2: number;
+  y2: number;
+}
+
 /**
  * [x1, y1, x2, y2] boxes written in 0..1 become 0..1000 integers (InternVL's
  * convention), and a text that states the scale says the new one: "0 to 1
  * from the top left" would be false of [100, 250, 500, 1000].
  */
-export function boxesTo1000(text: string): string {
+export function boxesTo1000(text: string, stored: readonly StoredBox[] = []): string {
   let boxes = 0;
   const out = text.replace(/\[\s*(0?\.\d+|0|1(?:\.0+)?)\s*,\s*(0?\.\d+|0|1(?:\.0+)?)\s*,\s*(0?\.\d+|0|1(?:\.0+)?)\s*,\s*(0?\.\d+|0|1(?:\.0+)?)\s*\]/g, (...m: string[]) => {
     boxes++;
-    return `[${[m[1], m[2], m[3], m[4]].map((v) => Math.round(Number(v) * 1000)).join(', ')}]`;
+    const said = [m[1], m[2], m[3], m[4]].map(Number) as [number, number, number, number];
+    // The image's own box that the text's (rounded) numbers are: its exact corners, not the rounding's.
+    const decimals = Math.max(...[m[1], m[2], m[3], m[4]].map((v) => v!.split('.')[1]?.length ?? 0));
+    const round = (v: number) => Number(v.toFixed(decimals));
+    const exact = decimals > 0 ? stored.find((b) => round(b.x1) === said[0] && round(b.y1) === said[1] && round(b.x2) === said[2] && round(b.y2) === said[3]) : undefined;
+    const corners = exact ? [exact.x1, exact.y1, exact.x2, exact.y2] : said;
+    return `[${corners.map((v) => Math.round(v * 1000)).join(', ')}]`;
   });
   if (!boxes) return out;
   return out
@@ -148,7 +163,7 @@ export async function exportConversations(o: ExportOptions): Promise<ExportResul
   // Until it is done, the folder says an export is under way: a rerun knows it as export's own.
   await manifest({ status: 'running' });
   try {
-    const result = await exportInto(o, name, needImages, realRoot);
+    const result = await exportInto(o, name, needImages, realRoot, inputManifest);
     await manifest({ status: 'complete', ...result });
     return result;
   } catch (err) {
@@ -160,7 +175,35 @@ export async function exportConversations(o: ExportOptions): Promise<ExportResul
   }
 }
 
-async function exportInto(o: ExportOptions, name: string, needImages: boolean, realRoot: string): Promise<ExportResult> {
+/**
+ * The boxes and regions of each image, from the prepared folder the
+ * generate run read (its manifest's `input`), looked up in order:
+ * conversations come in the order of that input, so one pass over its
+ * shards (boxes and regions only) serves them all. Null when that folder
+ * is not at hand (a `run`, a moved folder): the text's numbers are used.
+ */
+async function storedBoxesOf(generated: Record<string, unknown> | null): Promise<{ lookup: (image: string) => Promise<StoredBox[]>; close: () => Promise<void> } | null> {
+  const prepared = typeof generated?.input === 'string' ? generated.input : null;
+  if (!prepared || !(await stat(path.join(prepared, 'manifest.json')).catch(() => null))) return null;
+  const records = readShards<ImageRecord>(prepared, undefined, ['boxes.list.item.mask', 'tree_nodes'])[Symbol.asyncIterator]();
+  let current: ImageRecord | null = null;
+  let done = false;
+  return {
+    lookup: async (image) => {
+      while (!done && current?.image !== image) {
+        const next = await records.next();
+        if (next.done) done = true;
+        else current = next.value;
+      }
+      return current?.image === image ? [...current.boxes, ...current.regions] : [];
+    },
+    // The shards' reader stops where the conversations did.
+    close: async () => void (await records.return?.(undefined)),
+  };
+}
+
+async function exportInto(o: ExportOptions, name: string, needImages: boolean, realRoot: string, generated: Record<string, unknown> | null): Promise<ExportResult> {
+  const storedBoxes = o.format === 'internvl' ? await storedBoxesOf(generated) : null;
   const rejects = new FileSink(path.join(o.out, 'export-rejects.jsonl'));
   const rejected: Record<string, number> = {};
   const files: string[] = [];
@@ -217,7 +260,8 @@ async function exportInto(o: ExportOptions, name: string, needImages: boolean, r
         size = probe.size;
       }
       exported++;
-      const turns = c.conversations.map((t) => ({ from: t.from, value: o.format === 'internvl' ? boxesTo1000(t.value) : t.value }));
+      const stored = storedBoxes ? await storedBoxes.lookup(c.image) : [];
+      const turns = c.conversations.map((t) => ({ from: t.from, value: o.format === 'internvl' ? boxesTo1000(t.value, stored) : t.value }));
       if (o.format === 'llava' || o.format === 'llava-jsonl') {
         const item = JSON.stringify({ id: c.id, image: c.image, conversations: turns });
         await text!.write(o.format === 'llava' ? `${first ? '' : ',\n'}${item}` : `${item}\n`);
@@ -253,6 +297,8 @@ async function exportInto(o: ExportOptions, name: string, needImages: boolean, r
       for (const s of hf.shards) await rm(path.join(o.out, 'data', s.file), { force: true });
     }
     throw err;
+  } finally {
+    await storedBoxes?.close();
   }
   if (o.format === 'sharegpt') {
     await writeFile(

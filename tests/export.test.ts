@@ -219,6 +219,32 @@ describe('export validation', () => {
     expect(whole.files).toEqual(Array.from({ length: Math.ceil(whole.exported / 2) }, (_, i) => `data/train-${String(i).padStart(5, '0')}.parquet`));
   });
 
+  it("InternVL box numbers come from the image's stored boxes, not from the text's two decimals", async () => {
+    // A prepared folder whose one box has corners the text can only round: 67/640 = 0.1047 ...
+    const dir = await tmpDir();
+    const instances = path.join(dir, 'instances.json');
+    await writeFile(instances, JSON.stringify({
+      images: [{ id: 397133, file_name: '000000397133.jpg', width: 640, height: 427 }],
+      annotations: [{ id: 1, image_id: 397133, category_id: 1, bbox: [67, 107, 250, 320], area: 80000, iscrowd: 0, segmentation: [] }],
+      categories: [{ id: 1, name: 'oven' }],
+    }));
+    const { out: prepared } = await runPrepare({ sources: [{ kind: 'coco-instances', paths: [instances] }] });
+    const input = await tmpDir();
+    const row = {
+      id: 'boxed', image: '000000397133.jpg', prompt_type: 't', generator: 'llm', information: [], removed: [], tree_description: 'none', model: 'm', temperature: 0.2, max_tokens: 10, seed: null,
+      conversations: [{ from: 'human', value: '<image>\nWhere is the oven?' }, { from: 'gpt', value: 'At [0.10, 0.25, 0.50, 1.00] (0 to 1 from the top left).' }],
+    };
+    await writeFile(path.join(input, 'part-0-00000.jsonl'), JSON.stringify(row) + '\n');
+    await writeFile(path.join(input, 'manifest.json'), JSON.stringify({ tool: 'instructify', command: 'generate', status: 'complete', input: prepared }));
+    const root = await tmpDir();
+    await copyFile(path.join(COCO_IMAGES, '000000397133.jpg'), path.join(root, '000000397133.jpg'));
+    const out = await tmpDir();
+    await exportConversations({ input, out, format: 'internvl', images: root });
+    const [line] = (await readFile(path.join(out, 'internvl.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as { conversations: { value: string }[] });
+    // 67/640, 107/427, 317/640, 427/427: 105, 251, 495, 1000 (the text's rounding would give 100, 250, 500, 1000).
+    expect(line!.conversations[1]!.value).toBe('At [105, 251, 495, 1000] (0 to 1000 from the top left).');
+  });
+
   it('writes boxes as 0..1000 for InternVL and keeps 0..1 elsewhere, saying so in the manifest', async () => {
     const input = await planted();
     const root = await tmpDir();
