@@ -208,6 +208,7 @@ export type RejectReason =
   | 'bad-box'
   | 'box-outside-image'
   | 'image-size-unknown'
+  | 'mask-outside-box'
   | 'unknown-category'
   | 'unknown-image'
   | 'missing-image'

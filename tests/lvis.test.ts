@@ -37,6 +37,20 @@ describe('LVIS and what is known to be absent', () => {
     expect(rec.image).toBe('000000397133.jpg');
   });
 
+  it('a polygon that lies outside its own box (LVIS v0.5) is set aside with a reason, and the box is used', async () => {
+    const j = JSON.parse(readFileSync(LVIS, 'utf8')) as { annotations: { id: number; segmentation: number[][] }[] };
+    j.annotations.find((a) => a.id === 1)!.segmentation = [[500, 10, 560, 10, 560, 40, 500, 40]];
+    const file = path.join(await tmpDir(), 'lvis_v0.5_polygons_from_format_docs.json');
+    await writeFile(file, JSON.stringify(j));
+    const { rec, rejects } = await record(file);
+    expect(rejects).toEqual({ 'unknown-image': 1, 'mask-outside-box': 1 });
+    const pizza = rec.boxes.find((b) => b.source === 'lvis' && b.label === 'pizza')!;
+    expect(pizza.mask).toBeNull();
+    expect(pizza).toMatchObject({ x1: 100 / 640, y1: 200 / 427 });
+    // The knife's polygon is inside its box: kept.
+    expect(rec.boxes.find((b) => b.source === 'lvis' && b.label === 'knife')!.mask?.format).toBe('polygon');
+  });
+
   it('a category LVIS did not annotate exhaustively is never counted (footer, facts) nor said absent; its boxes stay', async () => {
     const { rec } = await record();
     expect(rec.uncounted).toEqual(['knife']);

@@ -1,4 +1,5 @@
 import { InstructifyError } from '../errors.js';
+import { readPolygonText } from '../tree/masks.js';
 import { cocoRef, parseSegmentation } from './coco.js';
 import { emptyFragment, isObject, keysOf, num, rawBox, str, type SourceKind } from './types.js';
 
@@ -22,6 +23,31 @@ function fileNameOf(img: Record<string, unknown>): string | null {
   if (url) return url.split('/').pop()!;
   const name = str(img.file_name);
   return name ? name.split('/').pop()! : null;
+}
+
+/**
+ * A polygon with a point outside its box (by more than 2 pixels or 2% of
+ * the box's side): it does not outline that box's object.
+ */
+export function polygonOutsideBox(text: string, b: { x: number; y: number; w: number; h: number }): boolean {
+  let xs: ArrayLike<number>;
+  const fast = readPolygonText(text);
+  if (fast) xs = fast.coords.subarray(0, fast.starts[fast.count] ?? 0);
+  else {
+    try {
+      xs = (JSON.parse(text) as unknown[]).flat(2).filter((v): v is number => typeof v === 'number');
+    } catch {
+      return false;
+    }
+  }
+  const tx = Math.max(2, 0.02 * b.w);
+  const ty = Math.max(2, 0.02 * b.h);
+  for (let i = 0; i + 1 < xs.length; i += 2) {
+    const x = xs[i]!;
+    const y = xs[i + 1]!;
+    if (x < b.x - tx || x > b.x + b.w + tx || y < b.y - ty || y > b.y + b.h + ty) return true;
+  }
+  return false;
 }
 
 export const lvis: SourceKind = {
@@ -71,6 +97,18 @@ export const lvis: SourceKind = {
           box.categoryId = num(el.category_id);
           box.sourceId = str(el.id);
           box.mask = parseSegmentation(el.segmentation, v.raw?.segmentation);
+          // LVIS v0.5 has polygons drawn in another image's pixels, far outside their own box: such a mask is set aside, the box kept.
+          if (box.mask?.format === 'polygon' && box.mask.polygons && polygonOutsideBox(box.mask.polygons, box)) {
+            ctx.sink.reject({
+              reason: 'mask-outside-box',
+              detail: `annotation ${str(el.id)}: its polygon lies outside its box [${[box.x, box.y, box.w, box.h].join(', ')}]; the box is used instead`,
+              source: ctx.source,
+              file: file.path,
+              offset: v.offset,
+              image: cocoRef(num(el.image_id)),
+            });
+            box.mask = null;
+          }
           f.boxes.push(box);
           ctx.sink.emit(f);
         } else if (v.key === 'categories') {
