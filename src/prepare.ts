@@ -439,6 +439,7 @@ export async function prepare(options: PrepareOptions): Promise<PrepareResult> {
         state,
         cocoNaming: o.cocoNaming,
         images: o.images,
+        imageDirs: o.imageDirs,
         sink: {
           emit: (f: Fragment) => {
             // Another shard's image: not ours to join (every process reads all input, keeps its part).

@@ -1,12 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { factConversations } from '../src/generate/facts.js';
 import { runLoop } from '../src/generate/loop.js';
 import { loadPrompts } from '../src/generate/prompts.js';
 import type { ImageRecord } from '../src/types.js';
-import { COCO_CAPTIONS, COCO_INSTANCES, ROOT, readJsonlShards, runPrepare, tmpDir } from './helpers.js';
+import { COCO_CAPTIONS, COCO_IMAGES, COCO_INSTANCES, ROOT, readJsonlShards, runPrepare, tmpDir } from './helpers.js';
 
 // Hand-written from the LVIS v1 format description: no real LVIS slice is at hand.
 const LVIS = path.join(ROOT, 'tests', 'fixtures', 'lvis_v1_from_format_docs.json');
@@ -35,6 +35,23 @@ describe('LVIS and what is known to be absent', () => {
     const { rec } = await record(file);
     expect(rec.sources).toContain('lvis');
     expect(rec.image).toBe('000000397133.jpg');
+  });
+
+  it('LVIS alone finds its images in a COCO 2017 folder (train2017/, val2017/) by coco_url, or in the split folder itself', async () => {
+    const root = await tmpDir();
+    await mkdir(path.join(root, 'val2017'));
+    await mkdir(path.join(root, 'train2017'));
+    await copyFile(path.join(COCO_IMAGES, '000000397133.jpg'), path.join(root, 'val2017', '000000397133.jpg'));
+    const alone = async (images: string) => {
+      const { result, out } = await runPrepare({ sources: [{ kind: 'lvis', paths: [LVIS] }], images, format: 'jsonl' });
+      return { rows: await readJsonlShards<ImageRecord>(out, result), rejects: result.rejects };
+    };
+    const inCoco = await alone(root);
+    expect(inCoco.rows.map((r) => r.image)).toEqual(['val2017/000000397133.jpg']);
+    expect(inCoco.rejects['missing-image']).toBeUndefined();
+    const inSplit = await alone(COCO_IMAGES);
+    expect(inSplit.rows.map((r) => r.image)).toEqual(['000000397133.jpg']);
+    expect(inSplit.rejects['missing-image']).toBeUndefined();
   });
 
   it('a polygon that lies outside its own box (LVIS v0.5) is set aside with a reason, and the box is used', async () => {

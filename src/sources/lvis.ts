@@ -1,3 +1,5 @@
+import { existsSync } from 'node:fs';
+import path from 'node:path';
 import { InstructifyError } from '../errors.js';
 import { readPolygonText } from '../tree/masks.js';
 import { cocoRef, parseSegmentation } from './coco.js';
@@ -18,6 +20,12 @@ const PARALLEL_KEYS = new Set<string | null>(['annotations']);
  * `.../val2017/000000397133.jpg`); v0.5's `file_name`
  * (`COCO_val2014_000000397133.jpg`) is the fallback only.
  */
+/** `val2017/000000397133.jpg` from coco_url, when it names one of COCO's split folders. */
+function splitPathOf(img: Record<string, unknown>): string | null {
+  const m = /\/((?:train|val|test)20\d\d)\/([^/]+)$/.exec(str(img.coco_url) ?? '');
+  return m ? `${m[1]}/${m[2]}` : null;
+}
+
 function fileNameOf(img: Record<string, unknown>): string | null {
   const url = str(img.coco_url);
   if (url) return url.split('/').pop()!;
@@ -59,6 +67,9 @@ export const lvis: SourceKind = {
     return [{ path: paths[0]!, role: 'lvis' }];
   },
   handler(file, ctx) {
+    // An image root that holds COCO 2017's own folders (train2017/, val2017/), with no --image-dir for COCO:
+    // LVIS images are in both, and coco_url says which.
+    const splitRoot = ctx.images !== null && !ctx.imageDirs?.coco && ['train2017', 'val2017'].some((d) => existsSync(path.join(ctx.images!, d)));
     const categories = new Map<number, string>();
     ctx.state.categories.set(ctx.source, categories);
     const seen = new Set<string>();
@@ -80,7 +91,7 @@ export const lvis: SourceKind = {
           const id = num(el.id);
           const f = emptyFragment(cocoRef(id), ctx, file.path, v.offset);
           f.catalog = true;
-          f.path = fileNameOf(el);
+          f.path = (splitRoot ? splitPathOf(el) : null) ?? fileNameOf(el);
           const w = num(el.width);
           const h = num(el.height);
           f.width = w > 0 ? w : null;

@@ -82,6 +82,8 @@ export interface HandlerContext {
   cocoNaming: '2017' | '2014';
   /** The image root (--images), where sources with embedded image bytes write them; null when not given. */
   images: string | null;
+  /** --image-dir: the folder under the root holding a family's images (main thread only; read workers do not need it). */
+  imageDirs?: Partial<Record<string, string>>;
 }
 
 export function emptyFragment(ref: string, ctx: HandlerContext, file: string, offset: number): Fragment {
