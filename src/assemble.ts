@@ -147,6 +147,31 @@ function clamp01(v: number): number {
   return v < 0 ? 0 : v > 1 ? 1 : v;
 }
 
+/**
+ * A RefCOCO expression is about one COCO annotation (its box's `source_id`
+ * starts with that `ann_id`): joined with coco-instances, its box becomes
+ * that annotation's box exactly, so the tree holds the two as one object
+ * whatever a re-released ref's own bbox says (joined by id, not geometry).
+ */
+function joinExpressionsByAnnotation(boxes: Box[]): void {
+  let refs = false;
+  for (const b of boxes) if (b.source.startsWith('refcoco')) refs = true;
+  if (!refs) return;
+  const byAnnotation = new Map<string, Box>();
+  for (const b of boxes) if (b.source.startsWith('coco-instances') && b.sourceId) byAnnotation.set(b.sourceId, b);
+  if (!byAnnotation.size) return;
+  for (const b of boxes) {
+    if (!b.source.startsWith('refcoco') || !b.sourceId) continue;
+    const c = byAnnotation.get(b.sourceId.split(':')[0]!);
+    if (!c) continue;
+    b.x1 = c.x1;
+    b.y1 = c.y1;
+    b.x2 = c.x2;
+    b.y2 = c.y2;
+    b.mask ??= c.mask;
+  }
+}
+
 /** "This image contains a cup, bananas and an apple." from box labels (plural where boxed more than once). */
 export function containsSentence(labels: string[]): string | null {
   const counts = new Map<string, number>();
@@ -289,6 +314,8 @@ export function buildRecord(g: ResolvedGroup, fileSize: Size | null, ctx: BuildC
       mask,
     });
   }
+
+  joinExpressionsByAnnotation(outBoxes);
 
   // "This image contains ..." for sources that ask for it (LVIS, METHOD.md section 1).
   if (labelSentences) {

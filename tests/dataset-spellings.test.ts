@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { copyFile, mkdir } from 'node:fs/promises';
+import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { containsSentence } from '../src/assemble.js';
 import { factConversations, positionPhrase } from '../src/generate/facts.js';
@@ -62,6 +62,21 @@ describe('every spelling of the datasets, read as the data means', () => {
     const refer = convs.find((c) => c.promptType === 'facts-refer')!;
     const turn = refer.turns.find((t) => t.question.includes('"Man in white"'))!;
     expect(turn.answer).toBe(`It is ${positionPhrase(boxCentre(man))}, at [${[man.x1, man.y1, man.x2, man.y2].map((v) => v.toFixed(2)).join(', ')}] (x1, y1, x2, y2, 0 to 1 from the top left).`);
+  });
+
+  it('RefCOCO joined with COCO instances by ann_id: a ref with its own, different bbox still lands on its annotation\'s object', async () => {
+    const refs = JSON.parse(await readFile(fx('refcoco_refs_unc_from_format_docs.json'), 'utf8')) as { ann_id: number; bbox?: number[] }[];
+    // A re-release's own bbox, shifted: geometry alone would not say it is COCO's person 200887.
+    refs.find((r) => r.ann_id === 200887)!.bbox = [300, 40, 150, 300];
+    const file = path.join(await tmpDir(), 'refs_with_bbox_from_format_docs.json');
+    await writeFile(file, JSON.stringify(refs));
+    const { result, out } = await runPrepare({ sources: [{ kind: 'coco-instances', paths: [COCO_INSTANCES] }, { kind: 'refcoco', paths: [file, fx('refcoco_instances_from_format_docs.json')] }], format: 'jsonl' });
+    const rec = (await readJsonlShards<ImageRecord>(out, result)).find((r) => r.image === '000000397133.jpg')!;
+    const person = rec.boxes.find((b) => b.source === 'coco-instances' && b.sourceId === '200887')!;
+    const man = rec.boxes.find((b) => b.label === 'Man in white.')!;
+    expect([man.x1, man.y1, man.x2, man.y2]).toEqual([person.x1, person.y1, person.x2, person.y2]);
+    const node = rec.treeNodes.find((n) => n.labels.includes('Man in white.'))!;
+    expect(node.labels).toContain('person');
   });
 
   it('the same file given twice for one source is refused, never read twice', async () => {

@@ -231,6 +231,24 @@ describe('tree rules on hand-built cases', () => {
     expect(sizes).toHaveLength(3);
   });
 
+  it("one object boxed by two datasets is one node with both labels; one dataset's two boxes stay two", () => {
+    const coco = box('chair', 0.1, 0.1, 0.5, 0.6, { source: 'coco-instances' });
+    // IoU 0.51: over the 0.5 of one object, under the 0.6 of the mask merge.
+    const lvis = box('chair', 0.2, 0.15, 0.6, 0.65, { source: 'lvis', attributes: ['wooden'] });
+    const two = buildTree({ ...size, boxes: [coco, lvis] });
+    const nodes: TreeNode[] = [];
+    walk(two.roots, (n) => nodes.push(n));
+    expect(nodes).toHaveLength(1);
+    expect(nodes[0]!.merged).toBe(2);
+    expect(two.text).toContain('chairs: 1');
+    // The same two boxes from one dataset are two chairs (IoU 0.51, under the 0.95 of a duplicate and the 0.6 of the mask merge).
+    const one = buildTree({ ...size, boxes: [coco, { ...lvis, source: 'coco-instances' }] });
+    const sameSource: TreeNode[] = [];
+    walk(one.roots, (n) => sameSource.push(n));
+    expect(sameSource.length).toBe(2);
+    expect(one.text).toContain('chairs: 2');
+  });
+
   it('puts Y up (0 = bottom) and rounds positions to 0.05', () => {
     const t = buildTree({ ...size, boxes: [box('kite', 0.0, 0.0, 0.24, 0.2), box('boat', 0.78, 0.8, 0.88, 1.0)] });
     expect(t.text).toContain('kite [X: 0.10, Y: 0.90,');

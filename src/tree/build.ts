@@ -2,7 +2,7 @@ import type { Box, TreeNodeRow } from '../types.js';
 import { area, boxCoverage, gridFor, insideShare, iou, markMasks, maskCoverage, releaseMasks, union, type Coverage, type Grid } from './masks.js';
 import { countWord, DEFAULT_UNCOUNTABLE, isSingularPluralPair, mergeLabels, plural, singular, spoken } from './labels.js';
 import { nodeLayers, type DepthLayers } from './depth.js';
-import { objectCounts } from './object-counts.js';
+import { objectCounts, SAME_OBJECT_INSIDE, SAME_OBJECT_IOU } from './object-counts.js';
 
 /**
  * The ASCII tree of an image (METHOD.md section 3): every grounded object,
@@ -66,6 +66,8 @@ interface Work {
   /** The box's area (0..1 of the image): sorting compares it often. */
   boxArea: number;
   merged: number;
+  /** The datasets its boxes came from: one object seen by two of them is merged (see step 2). */
+  sources: string[];
   depths: number[] | null;
   /** Closest depth layer (0 without depth): sorting compares it often. */
   nearest: number;
@@ -103,6 +105,18 @@ function absorb(g: Grid, into: Work, other: Work, o: TreeOptions): void {
   into.mask = union(g, into.mask, other.mask);
   into.area = area(into.mask);
   into.merged += other.merged;
+  for (const src of other.sources) if (!into.sources.includes(src)) into.sources.push(src);
+}
+
+/** Two datasets' boxes of one kind of object, overlapping as one object does (the footer's rule, object-counts.ts). */
+function sameObjectOfTwoSources(a: Work, b: Work): boolean {
+  for (const src of b.sources) if (a.sources.includes(src)) return false;
+  if (singular(a.labels[0]!) !== singular(b.labels[0]!)) return false;
+  if (boxIou(a, b) >= SAME_OBJECT_IOU) return true;
+  const ix = Math.max(0, Math.min(a.x2, b.x2) - Math.max(a.x1, b.x1));
+  const iy = Math.max(0, Math.min(a.y2, b.y2) - Math.max(a.y1, b.y1));
+  const small = Math.min(a.boxArea, b.boxArea);
+  return small > 0 && (ix * iy) / small >= SAME_OBJECT_INSIDE;
 }
 
 function depthsOverlap(a: number[] | null, b: number[] | null, grace: number): boolean {
@@ -199,7 +213,7 @@ function buildTreeWithMasks(input: TreeInput, options: Partial<TreeOptions>): Tr
       mask = boxCoverage(g, b.x1, b.y1, b.x2, b.y2);
       a = area(mask);
     }
-    work.push({ labels: labelsOf(b), x1: b.x1, y1: b.y1, x2: b.x2, y2: b.y2, mask, area: a, boxArea: boxArea(b), merged: 1, depths: null, nearest: 0, parent: null, children: [] });
+    work.push({ labels: labelsOf(b), x1: b.x1, y1: b.y1, x2: b.x2, y2: b.y2, mask, area: a, boxArea: boxArea(b), merged: 1, sources: [b.source], depths: null, nearest: 0, parent: null, children: [] });
   }
   sortInPlace(work, compareLargestBoxFirst);
 
@@ -229,6 +243,23 @@ function buildTreeWithMasks(input: TreeInput, options: Partial<TreeOptions>): Tr
     }
     if (same) absorb(g, same, w, o);
     else work.push(w);
+  }
+  // One object boxed by two datasets (COCO's and LVIS's chair, VG's and COCO's) is one object with
+  // both their labels, as the footer counts it. (Boxes of one dataset are never merged here.)
+  if (work.length > 1) {
+    const across: Work[] = [];
+    for (const w of work) {
+      let same: Work | null = null;
+      for (const m of across) {
+        if (sameObjectOfTwoSources(m, w)) {
+          same = m;
+          break;
+        }
+      }
+      if (same) absorb(g, same, w, o);
+      else across.push(w);
+    }
+    work = across;
   }
 
   // 3. Depth layers under each mask.
