@@ -3,10 +3,11 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import pluralize from 'pluralize';
 import { factConversations } from '../src/generate/facts.js';
+import { spoken } from '../src/tree/labels.js';
 import type { LoopResult } from '../src/generate/loop.js';
 import type { SourceSpec } from '../src/prepare.js';
 import type { ImageRecord } from '../src/types.js';
-import { COCO_CAPTIONS, COCO_INSTANCES, GQA_QUESTIONS, GQA_SCENES, VG_DIR, VQA_ANNOTATIONS, VQA_QUESTIONS, readJsonlShards, runPrepare } from './helpers.js';
+import { COCO_CAPTIONS, COCO_INSTANCES, GQA_QUESTIONS, GQA_SCENES, ROOT, VG_DIR, VQA_ANNOTATIONS, VQA_QUESTIONS, readJsonlShards, runPrepare } from './helpers.js';
 
 /**
  * The facts generator's output is training data and the information the
@@ -22,7 +23,19 @@ const coco = [
 const vg = [{ kind: 'vg', paths: [VG_DIR] }];
 const vqa = [{ kind: 'vqav2', paths: [VQA_QUESTIONS, VQA_ANNOTATIONS] }];
 const gqa = [{ kind: 'gqa', paths: [GQA_QUESTIONS, GQA_SCENES] }];
-const SETS: Record<string, SourceSpec[]> = { coco, vg, vqa, gqa, joined: [...coco, ...vg, ...vqa, ...gqa] };
+const fixture = (name: string) => path.join(ROOT, 'tests', 'fixtures', name);
+// Files written from each format's documentation, through the same properties.
+const lvis = [{ kind: 'lvis', paths: [fixture('lvis_v1_qualified_from_format_docs.json')] }];
+const refcoco = [{ kind: 'refcoco', paths: [fixture('sources/refcoco_refs_unc_from_format_docs.json'), fixture('sources/refcoco_instances_from_format_docs.json')] }];
+const SETS: Record<string, SourceSpec[]> = {
+  coco,
+  vg,
+  vqa,
+  gqa,
+  joined: [...coco, ...vg, ...vqa, ...gqa],
+  'lvis (from format docs)': [...coco, ...lvis],
+  'refcoco (from format docs)': [...coco, ...refcoco],
+};
 
 const single = (l: string) => pluralize.singular(l.toLowerCase().trim());
 
@@ -63,6 +76,13 @@ function vgTruth(): Map<number, Map<string, number>> {
   return out;
 }
 
+/** The count sentence for people of a COCO image, from the annotations directly. */
+function cocoPeople(file: string): string {
+  const e = cocoTruth().get(file)?.get('person');
+  if (!e) return 'none';
+  return e.crowd ? 'There are many people.' : e.n === 1 ? 'There is one person.' : `There are ${e.n} people.`;
+}
+
 const made: Record<string, { rec: ImageRecord; convs: LoopResult[] }[]> = {};
 beforeAll(async () => {
   for (const [name, sources] of Object.entries(SETS)) {
@@ -80,7 +100,8 @@ describe('facts conversations are true to the annotations', () => {
     const vgCounts = vgTruth();
     let checked = 0;
     for (const { rec, convs } of made[name]!) {
-      const categories = new Set(rec.boxes.filter((b) => !/^refcoco/.test(b.source)).map((b) => single(b.label)));
+      // Box labels as text says them (LVIS's "beef (food)" is counted as "beef").
+      const categories = new Set(rec.boxes.filter((b) => !/^refcoco/.test(b.source)).map((b) => single(spoken(b.label))));
       for (const c of convs.filter((x) => x.promptType === 'facts-count')) {
         for (const t of c.turns) {
           const m = COUNT.exec(t.answer);
@@ -107,6 +128,27 @@ describe('facts conversations are true to the annotations', () => {
     }
     if (name === 'coco') expect(checked).toBeGreaterThan(150);
     if (name === 'vg') expect(checked).toBeGreaterThan(20);
+  });
+
+  it('LVIS from its format docs: qualified names never in text, 2 glasses counted, the orange (not exhaustive) never counted, negatives said absent', () => {
+    const { rec, convs } = made['lvis (from format docs)']!.find((x) => x.rec.image === '000000397133.jpg')!;
+    const text = convs.flatMap((c) => c.turns.flatMap((t) => [t.question, t.answer]));
+    expect(text.join('\n')).not.toMatch(/\((food|drink container|bread|fruit)\)/);
+    expect(rec.tree).not.toMatch(/\((food|drink container|bread|fruit)\)/);
+    expect(text).toContain('There are 2 glasses.');
+    expect(text.filter((t) => /orange/.test(t))).toEqual([]);
+    expect(rec.tree).not.toMatch(/^oranges?: /m);
+    expect(text).toContain('No, there is no pita in the image.');
+    expect(text.some((t) => /\bno apple\b/.test(t))).toBe(true);
+  });
+
+  it('RefCOCO from its format docs: expressions ground their objects, never counted; the category counted once', () => {
+    const { rec, convs } = made['refcoco (from format docs)']!.find((x) => x.rec.image === '000000397133.jpg')!;
+    const counts = convs.find((c) => c.promptType === 'facts-count')!.turns;
+    expect(counts.some((t) => /Man in white|guy on the right|knife on left/i.test(t.question))).toBe(false);
+    const people = counts.find((t) => /people/.test(t.question))!;
+    expect(people.answer).toBe(cocoPeople(rec.image));
+    expect(convs.find((c) => c.promptType === 'facts-refer')!.turns.length).toBeGreaterThanOrEqual(3);
   });
 
   it('COCO 160012 has two pizzas, however the tree merged them', () => {
