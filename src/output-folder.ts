@@ -1,4 +1,4 @@
-import { closeSync, existsSync, openSync, readdirSync, readFileSync, renameSync, rmSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { mkdir, readdir, readFile, realpath, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -203,9 +203,7 @@ export async function claimOutput(o: ClaimOptions): Promise<ClaimedOutput> {
       if (existsSync(file)) {
         const m = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
         if (m.status === 'running') {
-          const fd = openSync(`${file}.tmp`, 'w');
-          writeSync(fd, JSON.stringify({ ...m, status: 'interrupted', finished: new Date().toISOString(), error: { code: 'E_INTERRUPTED', message: 'stopped at once by a second signal' } }, null, 2) + '\n');
-          closeSync(fd);
+          writeFileSync(`${file}.tmp`, JSON.stringify({ ...m, status: 'interrupted', finished: new Date().toISOString(), error: { code: 'E_INTERRUPTED', message: 'stopped at once by a second signal' } }, null, 2) + '\n');
           renameSync(`${file}.tmp`, file);
         }
       }

@@ -211,18 +211,17 @@ export function isEcho(answer: string, promptOrLines: string | readonly string[]
 }
 
 /**
- * The first test of every answer: null when it may go on to its parser,
- * else why not. `freeText` answers (descriptions, facts, conversation
- * turns) are also held to the prompt's language; verdicts and codes have
- * their own strict parsers.
+ * The first test of every answer (its thinking already set aside, see
+ * `withoutThinking`): null when it may go on to its parser, else why not.
+ * The language of prose is the parser's to judge, piece by piece
+ * (`readAnswer`); verdicts and codes have strict parsers of their own.
+ * `prompt`: the prompt, or its instruction lines.
  */
-export function unusable(answer: string, o: { prompt: string | readonly string[]; finishReason: string | null; freeText: boolean; language?: string }): UnusableReason | null {
+export function unusable(text: string, o: { prompt: string | readonly string[]; finishReason: string | null }): UnusableReason | null {
   // Cut off by the token limit or a filter: a sentence that stops mid-way ("The man is holding a").
   if (o.finishReason === 'length' || o.finishReason === 'content_filter') return 'truncated';
-  const text = withoutThinking(answer);
-  if (!text) return 'empty';
+  if (!text.trim()) return 'empty';
   if (isEcho(text, o.prompt)) return 'echo';
   if (isRefusal(text)) return 'refusal';
-  if (o.freeText && !isInLanguage(text, o.language)) return 'language';
   return null;
 }

@@ -1,7 +1,6 @@
 import { plural } from '../tree/labels.js';
 import { objectCounts, type ObjectCount } from '../tree/object-counts.js';
-import type { Box, ImageRecord } from '../types.js';
-import { positionPhrase } from './facts.js';
+import type { Box, ImageRecord, TreeNodeRow } from '../types.js';
 
 /**
  * Statements read straight off a record's boxes: how many of each kind of
@@ -10,8 +9,20 @@ import { positionPhrase } from './facts.js';
  * model's description of the tree when that description fails its check.
  */
 
-export { spoken } from '../tree/labels.js';
-export { isCategoryLabel, objectCounts, SAME_OBJECT_INSIDE, SAME_OBJECT_IOU, type ObjectCount } from '../tree/object-counts.js';
+function horizontal(cx: number): string {
+  return cx < 1 / 3 ? 'on the left' : cx > 2 / 3 ? 'on the right' : 'in the middle';
+}
+
+function vertical(cy: number): string {
+  // The tree's Y points up: 0 is the bottom.
+  return cy > 2 / 3 ? 'near the top' : cy < 1 / 3 ? 'near the bottom' : 'halfway up';
+}
+
+export function positionPhrase(n: Pick<TreeNodeRow, 'cx' | 'cy'>): string {
+  const h = horizontal(n.cx);
+  const v = vertical(n.cy);
+  return h === 'in the middle' && v === 'halfway up' ? 'in the centre of the image' : `${h} of the image, ${v}`;
+}
 
 /** "There is one apple." / "There are 3 zebras." / "There is a group of people." (a crowd region has no number). */
 export function countSentence(c: ObjectCount): string {

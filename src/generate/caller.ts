@@ -10,8 +10,6 @@ export interface CallStats {
   retries?: Record<string, number>;
   /** Answers replayed from the cache instead of asked (a rerun of an earlier run). */
   cacheHits: number;
-  /** Answers the server cut at the token limit or by a filter, by prompt type. */
-  truncated?: Record<string, number>;
   promptTokens: number;
   completionTokens: number;
 }
@@ -51,10 +49,6 @@ export function llmCall(client: LlmClient, cache: ResponseCache | null, stats: C
     if (r.attempts > 1) {
       stats.retries ??= {};
       stats.retries[spec.name] = (stats.retries[spec.name] ?? 0) + r.attempts - 1;
-    }
-    if (r.finishReason === 'length' || r.finishReason === 'content_filter') {
-      stats.truncated ??= {};
-      stats.truncated[spec.name] = (stats.truncated[spec.name] ?? 0) + 1;
     }
     stats.promptTokens += r.usage.promptTokens;
     stats.completionTokens += r.usage.completionTokens;

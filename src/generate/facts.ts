@@ -1,9 +1,10 @@
 import { hashRef } from '../join.js';
 import { rng } from '../synthetic.js';
 import indefinite from 'indefinite';
-import { DEFAULT_UNCOUNTABLE, plural, singular } from '../tree/labels.js';
-import type { ImageRecord, TreeNodeRow } from '../types.js';
-import { boxCentre, countSentence, objectCounts, spoken } from './box-facts.js';
+import { DEFAULT_UNCOUNTABLE, plural, singular, spoken } from '../tree/labels.js';
+import type { ImageRecord } from '../types.js';
+import { objectCounts } from '../tree/object-counts.js';
+import { boxCentre, countSentence, positionPhrase } from './box-facts.js';
 import type { LoopResult } from './loop.js';
 import type { Turn } from './prompts.js';
 
@@ -26,20 +27,8 @@ const WHERE = (l: string) => [`Where is the ${l}?`, `Where in the image is the $
 const REFER = (e: string) => [`Where is the object described as "${e}"?`, `Find "${e}" in the image.`, `Where in the picture is "${e}"?`];
 const IS_THERE = (l: string) => [`Is there ${indefinite(l)} in the image?`, `Can you see ${indefinite(l)}?`, `Does the picture show ${indefinite(l)}?`];
 
-function horizontal(cx: number): string {
-  return cx < 1 / 3 ? 'on the left' : cx > 2 / 3 ? 'on the right' : 'in the middle';
-}
-
-function vertical(cy: number): string {
-  // The tree's Y points up: 0 is the bottom.
-  return cy > 2 / 3 ? 'near the top' : cy < 1 / 3 ? 'near the bottom' : 'halfway up';
-}
-
-export function positionPhrase(n: Pick<TreeNodeRow, 'cx' | 'cy'>): string {
-  const h = horizontal(n.cx);
-  const v = vertical(n.cy);
-  return h === 'in the middle' && v === 'halfway up' ? 'in the centre of the image' : `${h} of the image, ${v}`;
-}
+// Where things are, in words: shared with the boxes' own facts (box-facts.ts).
+export { positionPhrase } from './box-facts.js';
 
 function sentence(s: string): string {
   const t = s.trim();

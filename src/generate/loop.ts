@@ -2,7 +2,8 @@ import { hashRef } from '../join.js';
 import { rng } from '../synthetic.js';
 import type { ImageRecord } from '../types.js';
 import type { UnusableReason } from './answer-text.js';
-import { boxFacts, spoken } from './box-facts.js';
+import { spoken } from '../tree/labels.js';
+import { boxFacts } from './box-facts.js';
 import { readAnswer, render, sentenceCode, type AnswerContext, type Distribution, type Parsed, type PromptSpec, type Turn } from './prompts.js';
 
 /**
@@ -179,7 +180,7 @@ async function tryAnswers(ctx: LoopContext, asker: Asker, spec: PromptSpec, text
     } else raw = await ctx.call(spec, sent, priority, base + i);
     const answer: LlmAnswer = typeof raw === 'string' ? { content: raw, finishReason: 'stop' } : raw;
     bump(asker.stats.asks, spec.name);
-    const r = readAnswer(spec, answer.content, pick, { ...extra, prompt: sent, finishReason: answer.finishReason });
+    const r = readAnswer(spec, answer.content, pick, { ...extra, finishReason: answer.finishReason });
     if (r.ok) return { parsed: r.parsed };
     bump(asker.stats.parseFailures, spec.name);
     const by = (asker.stats.unusable[spec.name] ??= {});
@@ -188,12 +189,6 @@ async function tryAnswers(ctx: LoopContext, asker: Asker, spec: PromptSpec, text
   return { parsed: null };
 }
 
-/** Sum of a reason over every prompt of `stats.unusable`. */
-export function unusableTotal(stats: Pick<LoopStats, 'unusable'>, reason: UnusableReason): number {
-  let n = 0;
-  for (const by of Object.values(stats.unusable)) n += by[reason] ?? 0;
-  return n;
-}
 
 function need(ctx: LoopContext, name: string): PromptSpec {
   const p = ctx.prompts.get(name);
@@ -447,15 +442,13 @@ async function checkAndReduce(
   const checkSpec = need(ctx, 'check');
   const reduceSpec = need(ctx, 'reduce');
   const information = orig.join('\n');
+  const checkText = (t: Turn) => render(checkSpec, { information, question: t.question, answer: t.answer });
+  const passed = (p: Parsed | null) => p?.kind === 'bool' && p.value;
   const verdictAhead = async (t: Turn, priority = 0) => {
-    const a = askAhead(ctx, asker, checkSpec, render(checkSpec, { information, question: t.question, answer: t.answer }), o.parseTries, pick, priority);
-    const { parsed } = await a.asked;
-    return { value: parsed?.kind === 'bool' && parsed.value, commit: a.commit };
+    const a = askAhead(ctx, asker, checkSpec, checkText(t), o.parseTries, pick, priority);
+    return { value: passed((await a.asked).parsed), commit: a.commit };
   };
-  const verdict = async (t: Turn, priority = 0) => {
-    const p = await ask(ctx, asker, checkSpec, render(checkSpec, { information, question: t.question, answer: t.answer }), o.parseTries, pick, priority);
-    return p?.kind === 'bool' && p.value;
-  };
+  const verdict = async (t: Turn, priority = 0) => passed(await ask(ctx, asker, checkSpec, checkText(t), o.parseTries, pick, priority));
   const coded = facts.map((f, i) => `${sentenceCode(i)}. ${f}`).join('\n');
   const offeredCodes = new Set(facts.map((_, i) => sentenceCode(i)));
   const reduceText = (kept: Turn[]) => render(reduceSpec, { sentences: coded, questions: kept.map((t) => `Question: ${t.question}\nAnswer: ${t.answer}`).join('\n') });

@@ -137,8 +137,6 @@ export type Parsed =
 
 /** What is known about an answer besides its text. */
 export interface AnswerContext {
-  /** The prompt it answers: an answer that reads it back is an echo. */
-  prompt?: string;
   /** The server's `finish_reason`: 'length' means the answer was cut short. */
   finishReason?: string | null;
   /** For reduce: the codes that were offered; any other code makes the answer unparseable. */
@@ -204,10 +202,9 @@ function isFreeText(spec: PromptSpec): boolean {
  */
 export function readAnswer(spec: PromptSpec, raw: string, pick: (n: number) => number, ctx: AnswerContext = {}): ReadOutcome {
   // The template's instructions are the prompt's: read once per prompt file, not once per answer.
-  const echo = ctx.prompt === undefined ? [] : instructionLinesOf(spec);
-  const bad = unusable(raw, { prompt: echo, finishReason: ctx.finishReason ?? null, freeText: false, language: spec.language });
-  if (bad) return { ok: false, reason: bad };
   const text = withoutThinking(raw);
+  const bad = unusable(text, { prompt: instructionLinesOf(spec), finishReason: ctx.finishReason ?? null });
+  if (bad) return { ok: false, reason: bad };
   const parsed = parseFormat(spec, text, pick, ctx);
   if (!parsed) return { ok: false, reason: 'format' };
   if (isFreeText(spec)) {

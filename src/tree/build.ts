@@ -2,7 +2,7 @@ import type { Box, TreeNodeRow } from '../types.js';
 import { area, boxCoverage, gridFor, insideShare, iou, markMasks, maskCoverage, releaseMasks, union, type Coverage, type Grid } from './masks.js';
 import { countWord, DEFAULT_UNCOUNTABLE, isSingularPluralPair, mergeLabels, plural, singular, spoken } from './labels.js';
 import { nodeLayers, type DepthLayers } from './depth.js';
-import { objectCounts, SAME_OBJECT_INSIDE, SAME_OBJECT_IOU } from './object-counts.js';
+import { objectCounts, placedAsOneObject } from './object-counts.js';
 
 /**
  * The ASCII tree of an image (METHOD.md section 3): every grounded object,
@@ -111,12 +111,7 @@ function absorb(g: Grid, into: Work, other: Work, o: TreeOptions): void {
 /** Two datasets' boxes of one kind of object, overlapping as one object does (the footer's rule, object-counts.ts). */
 function sameObjectOfTwoSources(a: Work, b: Work): boolean {
   for (const src of b.sources) if (a.sources.includes(src)) return false;
-  if (singular(a.labels[0]!) !== singular(b.labels[0]!)) return false;
-  if (boxIou(a, b) >= SAME_OBJECT_IOU) return true;
-  const ix = Math.max(0, Math.min(a.x2, b.x2) - Math.max(a.x1, b.x1));
-  const iy = Math.max(0, Math.min(a.y2, b.y2) - Math.max(a.y1, b.y1));
-  const small = Math.min(a.boxArea, b.boxArea);
-  return small > 0 && (ix * iy) / small >= SAME_OBJECT_INSIDE;
+  return singular(a.labels[0]!) === singular(b.labels[0]!) && placedAsOneObject(a, b);
 }
 
 function depthsOverlap(a: number[] | null, b: number[] | null, grace: number): boolean {
@@ -246,7 +241,10 @@ function buildTreeWithMasks(input: TreeInput, options: Partial<TreeOptions>): Tr
   }
   // One object boxed by two datasets (COCO's and LVIS's chair, VG's and COCO's) is one object with
   // both their labels, as the footer counts it. (Boxes of one dataset are never merged here.)
-  if (work.length > 1) {
+  // Only where two datasets boxed this image is there anything to merge across them.
+  let several = false;
+  for (const w of work) if (w.sources.length > 1 || w.sources[0] !== work[0]!.sources[0]) several = true;
+  if (several) {
     const across: Work[] = [];
     for (const w of work) {
       let same: Work | null = null;

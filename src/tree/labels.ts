@@ -69,7 +69,7 @@ export function mergeLabels(into: string[], add: string, editRatio: number): voi
 // pluralize runs a list of regular expressions per call; labels repeat a lot
 // (the hierarchy and grouping compare every pair), so remember answers.
 // The caches are cleared when they grow past a bound (labels are open-ended text).
-function remembered<T>(f: (label: string) => T): (label: string) => T {
+export function remembered<T>(f: (label: string) => T): (label: string) => T {
   const answers = new Map<string, T>();
   return (label) => {
     let s = answers.get(label);

@@ -1,4 +1,4 @@
-import { isRelationPhrase, singular, spoken } from './labels.js';
+import { isRelationPhrase, remembered, singular, spoken } from './labels.js';
 import type { Box } from '../types.js';
 
 // How many objects of each kind the annotations have: what the tree's
@@ -14,10 +14,19 @@ const PHRASE_SOURCES = /^(refcoco|refcoco\+|refcocog|flickr30k|localized-narrati
 
 /** A box label that names a kind of object (not a referring expression or a relation). */
 export function isCategoryLabel(label: string): boolean {
-  const l = spoken(label);
-  // Words only: VG names text it saw ('"walk"' on a sign) and sentences ("a dove is sitting near ...") as objects.
-  return /^\p{L}[\p{L} '-]*$/u.test(l) && l.split(/\s+/).length <= 3 && !isRelationPhrase(l);
+  return kindOf(label) !== '';
 }
+
+/**
+ * The kind a box label counts as (singular, as spoken), or '' when it names
+ * no kind. Words only: VG names text it saw ('"walk"' on a sign) and
+ * sentences ("a dove is sitting near ...") as objects. Remembered: every
+ * tree of a run asks it for every box, and labels repeat.
+ */
+const kindOf = remembered((label) => {
+  const l = spoken(label);
+  return /^\p{L}[\p{L} '-]*$/u.test(l) && l.split(/\s+/).length <= 3 && !isRelationPhrase(l) ? singular(l) : '';
+});
 
 
 export interface ObjectCount {
@@ -31,27 +40,29 @@ export interface ObjectCount {
   only: Box | null;
 }
 
-function iou(a: Box, b: Box): number {
-  const ix = Math.max(0, Math.min(a.x2, b.x2) - Math.max(a.x1, b.x1));
-  const iy = Math.max(0, Math.min(a.y2, b.y2) - Math.max(a.y1, b.y1));
-  const inter = ix * iy;
-  const area = (x: Box) => Math.max(0, x.x2 - x.x1) * Math.max(0, x.y2 - x.y1);
-  const union = area(a) + area(b) - inter;
-  return union > 0 ? inter / union : 0;
-}
-
-/** Share of the smaller box inside the larger. */
-function inside(a: Box, b: Box): number {
-  const ix = Math.max(0, Math.min(a.x2, b.x2) - Math.max(a.x1, b.x1));
-  const iy = Math.max(0, Math.min(a.y2, b.y2) - Math.max(a.y1, b.y1));
-  const area = (x: Box) => Math.max(0, x.x2 - x.x1) * Math.max(0, x.y2 - x.y1);
-  const small = Math.min(area(a), area(b));
-  return small > 0 ? (ix * iy) / small : 0;
-}
-
 /** Two datasets' boxes of one object: the same kind, overlapping heavily (IoU 0.5) or one inside the other. */
 export const SAME_OBJECT_IOU = 0.5;
 export const SAME_OBJECT_INSIDE = 0.9;
+
+type Corners = { x1: number; y1: number; x2: number; y2: number };
+
+/**
+ * Two boxes placed as one object is (the kinds are the caller's to
+ * compare): IoU of SAME_OBJECT_IOU or more, or the smaller one
+ * SAME_OBJECT_INSIDE inside the larger. The counts and the tree's merge of
+ * two datasets' boxes both use it, so what the footer counts once the tree
+ * shows once.
+ */
+export function placedAsOneObject(a: Corners, b: Corners): boolean {
+  const ix = Math.max(0, Math.min(a.x2, b.x2) - Math.max(a.x1, b.x1));
+  const iy = Math.max(0, Math.min(a.y2, b.y2) - Math.max(a.y1, b.y1));
+  const inter = ix * iy;
+  const areaA = Math.max(0, a.x2 - a.x1) * Math.max(0, a.y2 - a.y1);
+  const areaB = Math.max(0, b.x2 - b.x1) * Math.max(0, b.y2 - b.y1);
+  const union = areaA + areaB - inter;
+  const small = Math.min(areaA, areaB);
+  return (union > 0 && inter / union >= SAME_OBJECT_IOU) || (small > 0 && inter / small >= SAME_OBJECT_INSIDE);
+}
 
 /**
  * Objects per kind, as the annotations have them: one per non-crowd box of a
@@ -61,27 +72,38 @@ export const SAME_OBJECT_INSIDE = 0.9;
  * annotations there are two objects. Sorted by label.
  */
 export function objectCounts(boxes: readonly Box[], uncounted: readonly string[] = []): ObjectCount[] {
-  const by = new Map<string, { count: ObjectCount; objects: Box[][] }>();
+  // One dataset's boxes are never one object: only with two datasets is there anything to match
+  // (and the tree asks this of every record, most of them of one dataset).
+  let several = false;
+  for (const b of boxes) if (b.source !== boxes[0]!.source) several = true;
+  const by = new Map<string, { count: ObjectCount; objects: Box[][] | null }>();
   // Kinds whose objects were not all annotated: the boxes there are some of them, not how many.
-  const skip = new Set(uncounted.map((l) => singular(spoken(l))));
+  const skip = uncounted.length ? new Set(uncounted.map((l) => singular(spoken(l)))) : null;
   for (const b of boxes) {
-    if (PHRASE_SOURCES.test(b.source) || !isCategoryLabel(b.label)) continue;
-    const label = singular(spoken(b.label));
-    if (!label || skip.has(label)) continue;
+    if (PHRASE_SOURCES.test(b.source)) continue;
+    const label = kindOf(b.label);
+    if (!label || skip?.has(label)) continue;
     let e = by.get(label);
-    if (!e) by.set(label, (e = { count: { label, count: 0, crowd: false, only: null }, objects: [] }));
+    if (!e) by.set(label, (e = { count: { label, count: 0, crowd: false, only: null }, objects: several ? [] : null }));
+    const c = e.count;
     if (b.iscrowd) {
-      e.count.crowd = true;
+      c.crowd = true;
       continue;
     }
-    const same = e.objects.find((o) => o.every((x) => x.source !== b.source) && o.some((x) => iou(x, b) >= SAME_OBJECT_IOU || inside(x, b) >= SAME_OBJECT_INSIDE));
-    if (same) same.push(b);
-    else e.objects.push([b]);
+    if (e.objects) {
+      const same = e.objects.find((o) => o.every((x) => x.source !== b.source) && o.some((x) => placedAsOneObject(x, b)));
+      if (same) {
+        same.push(b);
+        continue;
+      }
+      e.objects.push([b]);
+    }
+    c.only = c.count === 0 ? b : null;
+    c.count++;
   }
   const out: ObjectCount[] = [];
-  for (const { count, objects } of by.values()) {
-    count.count = objects.length;
-    count.only = objects.length === 1 && !count.crowd ? objects[0]![0]! : null;
+  for (const { count } of by.values()) {
+    if (count.crowd) count.only = null;
     out.push(count);
   }
   return out.sort((a, b) => (a.label < b.label ? -1 : a.label > b.label ? 1 : 0));
