@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
-import { DEFAULT_HEAP_GROWTH_PERCENT, setHeapGrowth } from '../src/heap.js';
-import { prepare } from '../src/prepare.js';
+import { DEFAULT_HEAP_GROWTH_PERCENT, setHeapGrowth } from '../src/commands/heap-growth.js';
+import { prepare } from '../src/prepare/prepare.js';
 
 /**
  * One measured run in a fresh process, so peak RSS belongs to that run
@@ -61,7 +61,7 @@ if (mode === 'json-parse') {
   // What reading cannot go below: cut out every element and JSON.parse it
   // (polygons kept as text, as prepare does), one thread, and nothing else.
   const { createReadStream } = await import('node:fs');
-  const { createJsonSplitter } = await import('../src/json/splitter.js');
+  const { createJsonSplitter } = await import('../src/read/json-splitter.js');
   const { COCO_INSTANCES_SPLIT } = await import('../src/sources/coco.js');
   let values = 0;
   const start = await startSignal();
@@ -75,9 +75,9 @@ if (mode === 'json-parse') {
   // shard writer's own properties, one thread. No records, no Arrow building.
   const { readdirSync } = await import('node:fs');
   const path = await import('node:path');
-  const { parquetWasm } = await import('../src/arrow/parquet-wasm.js');
-  const { writerProperties } = await import('../src/shards.js');
-  const { preparedSchema } = await import('../src/schema.js');
+  const { parquetWasm } = await import('../src/write/parquet-wasm.js');
+  const { writerProperties } = await import('../src/write/shards.js');
+  const { preparedSchema } = await import('../src/write/schema.js');
   const pq = await parquetWasm();
   const shards = readdirSync(file!).filter((f) => f.endsWith('.parquet'));
   const tables = shards.map((f) => pq.readParquet(readFileSync(path.join(file!, f))).intoIPCStream());

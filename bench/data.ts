@@ -1,5 +1,5 @@
 import { stat } from 'node:fs/promises';
-import { writeSyntheticCoco } from '../src/synthetic.js';
+import { writeSyntheticCoco } from '../src/sources/synthetic.js';
 
 /**
  * Seeded COCO-instances-like files for the benchmarks: about 2 KB of

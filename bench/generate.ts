@@ -5,8 +5,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { generate } from '../src/generate/generate.js';
-import { prepare } from '../src/prepare.js';
-import { writeSyntheticCoco } from '../src/synthetic.js';
+import { prepare } from '../src/prepare/prepare.js';
+import { writeSyntheticCoco } from '../src/sources/synthetic.js';
 
 /**
  * bench/generate: the generation loop against a loopback server (its own

@@ -5,7 +5,7 @@ import { englishWordShare, isEcho, isInLanguage, isRefusal, unusable, withoutThi
 import { boxFacts } from '../src/generate/box-facts.js';
 import { generate, readShards, type Conversation, type GenerateOptions, type GenerateResult } from '../src/generate/generate.js';
 import { loadPrompts, parseCodes, parseVerdict, readAnswer } from '../src/generate/prompts.js';
-import { folderStats, formatStats } from '../src/inspect.js';
+import { folderStats, formatStats } from '../src/inspect/inspect.js';
 import { brokenAnswer, fakeAnswer, noise, type BrokenModel } from '../src/llm/fake-answers.js';
 import { LoopbackLlmServer, type ChatRequest, type LoopbackAnswer } from '../src/llm/loopback-server.js';
 import type { ImageRecord } from '../src/types.js';

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { ByteWriter, FragmentCodec } from '../src/fragment-codec.js';
-import { rng } from '../src/synthetic.js';
+import { ByteWriter, FragmentCodec } from '../src/join/fragment-codec.js';
+import { rng } from '../src/util/random.js';
 import type { Fragment, RawBox } from '../src/types.js';
 
 function box(r: () => number, i: number): RawBox {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { containsSentence } from '../src/assemble.js';
+import { containsSentence } from '../src/records/assemble.js';
 import { factConversations, positionPhrase } from '../src/generate/facts.js';
 import { boxCentre } from '../src/generate/box-facts.js';
 import { buildTree } from '../src/tree/build.js';

@@ -5,7 +5,7 @@ import pluralize from 'pluralize';
 import { factConversations } from '../src/generate/facts.js';
 import { spoken } from '../src/tree/labels.js';
 import type { LoopResult } from '../src/generate/loop.js';
-import type { SourceSpec } from '../src/prepare.js';
+import type { SourceSpec } from '../src/prepare/prepare.js';
 import type { ImageRecord } from '../src/types.js';
 import { COCO_CAPTIONS, COCO_INSTANCES, GQA_QUESTIONS, GQA_SCENES, ROOT, VG_DIR, VQA_ANNOTATIONS, VQA_QUESTIONS, readJsonlShards, runPrepare } from './helpers.js';
 

@@ -220,7 +220,7 @@ describe('generate', () => {
 
 describe('run', () => {
   it('prepares and generates in one stream, with the same conversations as the two steps and no prepared files', async () => {
-    const { run } = await import('../src/run.js');
+    const { run } = await import('../src/commands/run.js');
     const server = await fakeServer();
     const out = await tmpDir();
     const streamed = await run({
@@ -238,7 +238,7 @@ describe('run', () => {
   });
 
   it('a failing prepare stops the run with its own error', async () => {
-    const { run } = await import('../src/run.js');
+    const { run } = await import('../src/commands/run.js');
     const out = await tmpDir();
     await expect(
       run({ prepare: { sources: [{ kind: 'coco-instances', paths: [COCO_CAPTIONS] }], images: null }, generate: { out, distribution: 'instructify-mix' } }),

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
-import { DEFAULT_HEAP_GROWTH_PERCENT, setHeapGrowth } from '../src/heap.js';
+import { DEFAULT_HEAP_GROWTH_PERCENT, setHeapGrowth } from '../src/commands/heap-growth.js';
 import { ROOT } from './helpers.js';
 
 /**

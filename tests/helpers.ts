@@ -8,8 +8,8 @@ export const SHARED = path.resolve(ROOT, '..', 'shared', 'data');
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import { DuckDBInstance } from '@duckdb/node-api';
-import { prepare, type PrepareOptions, type PrepareResult } from '../src/prepare.js';
-import { camelKeys } from '../src/shard-reader.js';
+import { prepare, type PrepareOptions, type PrepareResult } from '../src/prepare/prepare.js';
+import { camelKeys } from '../src/write/shard-reader.js';
 
 export const COCO = path.join(SHARED, 'coco');
 export const COCO_IMAGES = path.join(COCO, 'val2017');

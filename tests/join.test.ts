@@ -3,9 +3,9 @@ import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { mkdir, readFile, readdir, writeFile, copyFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { ImageRecord } from '../src/types.js';
-import { buildRecord, resolveGroup } from '../src/assemble.js';
-import { processPartition } from '../src/emit.js';
-import { FragmentJoin, groupPartition } from '../src/join.js';
+import { buildRecord, resolveGroup } from '../src/records/assemble.js';
+import { processPartition } from '../src/prepare/emit.js';
+import { FragmentJoin, groupPartition } from '../src/join/join.js';
 import { createIngestState, emptyFragment, rawBox, type HandlerContext } from '../src/sources/types.js';
 import { DEFAULT_TREE_STAGE } from '../src/tree/stage.js';
 import { COCO_CAPTIONS, COCO_IMAGES, COCO_INSTANCES, VG_DIR, VQA_ANNOTATIONS, VQA_QUESTIONS, readJsonlShards, runPrepare, tmpDir } from './helpers.js';
@@ -217,7 +217,7 @@ describe('worker lanes', () => {
 
 describe('partitions follow the input size', () => {
   it('about one per MiB of input, a power of two from 256 to 4096', async () => {
-    const { partitionsFor } = await import('../src/prepare.js');
+    const { partitionsFor } = await import('../src/prepare/prepare.js');
     expect(partitionsFor(0)).toBe(256);
     expect(partitionsFor(200e6)).toBe(256);
     expect(partitionsFor(300e6)).toBe(512);

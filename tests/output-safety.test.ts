@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fakeAnswer } from '../src/llm/fake-answers.js';
 import { LoopbackLlmServer } from '../src/llm/loopback-server.js';
-import { writeSyntheticCoco } from '../src/synthetic.js';
+import { writeSyntheticCoco } from '../src/sources/synthetic.js';
 import { COCO_CAPTIONS, COCO_INSTANCES, ROOT, tmpDir } from './helpers.js';
 
 /**

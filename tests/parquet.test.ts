@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { PREPARED_SCHEMA_VERSION } from '../src/schema.js';
+import { PREPARED_SCHEMA_VERSION } from '../src/write/schema.js';
 import { COCO_CAPTIONS, COCO_IMAGES, COCO_INSTANCES, VG_DIR, duckdb, runPrepare } from './helpers.js';
 
 describe('Parquet shards', () => {

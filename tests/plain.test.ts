@@ -2,9 +2,9 @@ import { describe, expect, it } from 'vitest';
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { Field, List, Schema, Utf8, tableFromArrays, tableFromIPC, tableToIPC } from 'apache-arrow';
-import { TableBuilder } from '../src/arrow/columns.js';
-import { parquetRowGroups } from '../src/arrow/parquet-read.js';
-import { camel, columnValues, plainValue, tableRows } from '../src/arrow/plain.js';
+import { TableBuilder } from '../src/write/columns.js';
+import { parquetRowGroups } from '../src/write/parquet-read.js';
+import { camel, columnValues, plainValue, tableRows } from '../src/write/plain.js';
 import { COCO_CAPTIONS, COCO_INSTANCES, VG_DIR, runPrepare } from './helpers.js';
 
 /** Rows into one table through the builder the shard writers use. */

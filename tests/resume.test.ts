@@ -4,7 +4,7 @@ import path from 'node:path';
 import { readShards, type Conversation } from '../src/generate/generate.js';
 import { fakeAnswer } from '../src/llm/fake-answers.js';
 import { LoopbackLlmServer } from '../src/llm/loopback-server.js';
-import { verify } from '../src/verify.js';
+import { verify } from '../src/inspect/verify.js';
 import { COCO_CAPTIONS, COCO_INSTANCES, ROOT, runPrepare, tmpDir } from './helpers.js';
 
 function generateCli(args: string[]) {
@@ -103,7 +103,7 @@ describe('prepare: stopped and rerun', () => {
   const BIN = path.join(ROOT, 'bin', 'instructify');
 
   async function syntheticInput(): Promise<string> {
-    const { writeSyntheticCoco } = await import('../src/synthetic.js');
+    const { writeSyntheticCoco } = await import('../src/sources/synthetic.js');
     const dir = await tmpDir();
     const file = path.join(dir, 'instances.json');
     // ~16 MB of seeded COCO-like annotations: a few seconds of work, long enough to stop in the middle.

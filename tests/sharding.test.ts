@@ -3,9 +3,9 @@ import { spawnSync } from 'node:child_process';
 import { copyFile, readdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { generate, readShards, type Conversation } from '../src/generate/generate.js';
-import { parseShard } from '../src/sharding.js';
+import { parseShard } from '../src/read/sharding.js';
 import type { ImageRecord } from '../src/types.js';
-import { verify } from '../src/verify.js';
+import { verify } from '../src/inspect/verify.js';
 import { COCO_CAPTIONS, COCO_IMAGES, COCO_INSTANCES, ROOT, VG_DIR, VQA_ANNOTATIONS, VQA_QUESTIONS, runPrepare, tmpDir } from './helpers.js';
 
 const sources = [

@@ -3,9 +3,9 @@ import { readFileSync } from 'node:fs';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { tableFromIPC } from 'apache-arrow';
-import { ShardWriter, type ShardFormat } from '../src/shards.js';
-import { preparedSchema } from '../src/schema.js';
-import { snakeJson } from '../src/arrow/plain.js';
+import { ShardWriter, type ShardFormat } from '../src/write/shards.js';
+import { preparedSchema } from '../src/write/schema.js';
+import { snakeJson } from '../src/write/plain.js';
 import { COCO_CAPTIONS, COCO_INSTANCES, readJsonlShards, runPrepare, tmpDir } from './helpers.js';
 
 /** The 79 real COCO images as prepare makes them (captions, boxes, masks, trees): prepared once for every test here. */

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { createJsonSplitter, type JsonValue } from '../src/json/splitter.js';
+import { createJsonSplitter, type JsonValue } from '../src/read/json-splitter.js';
 import { InstructifyError } from '../src/errors.js';
 import { SHARED } from './helpers.js';
 

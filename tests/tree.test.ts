@@ -6,7 +6,7 @@ import sharp from 'sharp';
 import { buildTree, flatBoxes, fmtPct, type TreeNode } from '../src/tree/build.js';
 import { depthLayers, histogramPeaks, loadDepthMap } from '../src/tree/depth.js';
 import { area, gridFor, maskCoverage, overlap, polygonCoverage, readPolygonText, rowSpans, spanCount, union, type Coverage } from '../src/tree/masks.js';
-import { rng } from '../src/synthetic.js';
+import { rng } from '../src/util/random.js';
 import type { Box, ImageRecord } from '../src/types.js';
 import { COCO_INSTANCES, readJsonlShards, runPrepare, tmpDir } from './helpers.js';
 

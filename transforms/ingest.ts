@@ -1,5 +1,5 @@
 import { Writable } from 'node:stream';
-import type { JsonValue } from '../src/json/splitter.js';
+import type { JsonValue } from '../src/read/json-splitter.js';
 import type { FileHandler } from '../src/sources/types.js';
 
 /**

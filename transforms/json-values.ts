@@ -1,6 +1,6 @@
 import { Transform, type TransformCallback } from 'node:stream';
-import { createJsonSplitter, type JsonValue, type SplitterOptions } from '../src/json/splitter.js';
-import { ElementBatcher, type ElementBatch } from '../src/element-batches.js';
+import { createJsonSplitter, type JsonValue, type SplitterOptions } from '../src/read/json-splitter.js';
+import { ElementBatcher, type ElementBatch } from '../src/read/element-batches.js';
 
 /**
  * Bytes in, batches of JSON values out. Values are pushed as one array per

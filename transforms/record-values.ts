@@ -1,10 +1,10 @@
 import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { parse as parseCsv } from 'csv-parse';
-import { plainValue } from '../src/arrow/plain.js';
-import { parquetRowGroups } from '../src/arrow/parquet-read.js';
+import { plainValue } from '../src/write/plain.js';
+import { parquetRowGroups } from '../src/write/parquet-read.js';
 import { InstructifyError } from '../src/errors.js';
-import type { JsonValue, SplitterOptions } from '../src/json/splitter.js';
-import { splitLines } from '../src/json/lines.js';
+import type { JsonValue, SplitterOptions } from '../src/read/json-splitter.js';
+import { splitLines } from '../src/read/lines.js';
 import { batchingTransform, jsonValues } from './json-values.js';
 
 /**

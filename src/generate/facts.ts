@@ -1,5 +1,5 @@
-import { hashRef } from '../join.js';
-import { rng } from '../synthetic.js';
+import { hashRef } from '../join/join.js';
+import { rng } from '../util/random.js';
 import indefinite from 'indefinite';
 import { DEFAULT_UNCOUNTABLE, plural, singular, spoken } from '../tree/labels.js';
 import type { ImageRecord } from '../types.js';

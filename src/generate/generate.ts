@@ -1,22 +1,22 @@
 import { createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { readdir, rename, rm, writeFile } from 'node:fs/promises';
-import { claimOutput, type ClaimedOutput } from '../output-folder.js';
-import { onHardStop } from '../hard-stop.js';
+import { claimOutput, type ClaimedOutput } from '../write/output-folder.js';
+import { onHardStop } from '../write/hard-stop.js';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import PQueue from 'p-queue';
 import { InstructifyError } from '../errors.js';
-import { camelKeys, expectOutputOf, readShards, SHARD_FILE } from '../shard-reader.js';
+import { camelKeys, expectOutputOf, readShards, SHARD_FILE } from '../write/shard-reader.js';
 import { checkCacheBinding, ResponseCache } from '../llm/cache.js';
 import { LlmClient, type LlmClientOptions } from '../llm/client.js';
-import { CONVERSATION_SCHEMA_VERSION, conversationSchema } from '../schema.js';
-import { ShardWriter, type ShardFormat, type ShardInfo } from '../shards.js';
+import { CONVERSATION_SCHEMA_VERSION, conversationSchema } from '../write/schema.js';
+import { ShardWriter, type ShardFormat, type ShardInfo } from '../write/shards.js';
 import type { ImageRecord } from '../types.js';
 import { VERSION } from '../version.js';
 import { llmCall, type CallStats } from './caller.js';
 import { factConversations } from './facts.js';
-import { inShard, shardTag, type Shard } from '../sharding.js';
+import { inShard, shardTag, type Shard } from '../read/sharding.js';
 import { preloadLanguageData, UNUSABLE_REASONS, type UnusableReason } from './answer-text.js';
 import { runLoop, type LoopOptions, type LoopStats, type TreeDescription } from './loop.js';
 import { loadDistribution, loadPrompts } from './prompts.js';
@@ -141,7 +141,7 @@ export interface GenerateResult {
 }
 
 // Shard reading lives in shard-reader.ts; re-exported for the callers that know it from here.
-export { readShards } from '../shard-reader.js';
+export { readShards } from '../write/shard-reader.js';
 
 /** Every record of a prepared folder, or of NDJSON on stdin when `dir` is '-' (what `prepare --out -` writes). */
 /** Columns the LLM loop does not read. */

@@ -1,5 +1,5 @@
-import { hashRef } from '../join.js';
-import { rng } from '../synthetic.js';
+import { hashRef } from '../join/join.js';
+import { rng } from '../util/random.js';
 import type { ImageRecord } from '../types.js';
 import type { UnusableReason } from './answer-text.js';
 import { spoken } from '../tree/labels.js';

@@ -1,5 +1,5 @@
 import { InstructifyError } from '../errors.js';
-import { encodeRleCounts } from '../masks/rle.js';
+import { encodeRleCounts } from '../records/rle.js';
 import type { Mask } from '../types.js';
 import {
   emptyFragment,

@@ -1,5 +1,5 @@
 import { InstructifyError } from '../errors.js';
-import type { JsonValue } from '../json/splitter.js';
+import type { JsonValue } from '../read/json-splitter.js';
 import type { InputFormat } from '../../transforms/record-values.js';
 import type { Fragment } from '../types.js';
 import { cocoRef } from './coco.js';

@@ -1,4 +1,4 @@
-import type { JsonValue } from '../json/splitter.js';
+import type { JsonValue } from '../read/json-splitter.js';
 import type { Fragment, Mask, RawBox, Reject } from '../types.js';
 
 /** Image families: datasets that share image identities. */

@@ -7,8 +7,8 @@ import { runLoop } from '../generate/loop.js';
 import { loadDistribution, loadPrompts } from '../generate/prompts.js';
 import { LlmClient, type Sampling } from '../llm/client.js';
 import { fakeAnswer } from '../llm/fake-answers.js';
-import { prepare } from '../prepare.js';
-import { writeSyntheticCoco } from '../synthetic.js';
+import { prepare } from '../prepare/prepare.js';
+import { writeSyntheticCoco } from '../sources/synthetic.js';
 import type { ImageRecord } from '../types.js';
 import { describeMachine, type Machine } from './machine.js';
 

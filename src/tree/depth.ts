@@ -1,4 +1,4 @@
-import { loadSharp } from '../sharp.js';
+import { loadSharp } from '../records/sharp.js';
 import { forEachCell, type Coverage, type Grid } from './masks.js';
 
 /**

@@ -1,4 +1,4 @@
-import { decodeRleString } from '../masks/rle.js';
+import { decodeRleString } from '../records/rle.js';
 import type { Mask } from '../types.js';
 
 /**
