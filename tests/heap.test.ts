@@ -13,7 +13,7 @@ import { ROOT } from './helpers.js';
 function peakHeapMB(percent: number): number {
   const script = `
     import v8 from 'node:v8';
-    import { setHeapGrowth } from ${JSON.stringify(path.join(ROOT, 'dist', 'src', 'heap.js'))};
+    import { setHeapGrowth } from ${JSON.stringify(path.join(ROOT, 'dist', 'src', 'commands', 'heap-growth.js'))};
     setHeapGrowth(${percent});
     const ring = new Array(300000).fill(null);
     let peak = 0;

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
+import { createWriteStream, type WriteStream } from 'node:fs';
 import { readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { claimOutput, type ClaimedOutput } from '../write/output-folder.js';
 import { onHardStop } from '../write/hard-stop.js';
@@ -19,7 +19,7 @@ import { factConversations } from './facts.js';
 import { inShard, shardTag, type Shard } from '../read/sharding.js';
 import { preloadLanguageData, UNUSABLE_REASONS, type UnusableReason } from './answer-text.js';
 import { runLoop, type LoopOptions, type LoopStats, type TreeDescription } from './loop.js';
-import { loadDistribution, loadPrompts } from './prompts.js';
+import { loadDistribution, loadPrompts, type Distribution, type PromptSpec } from './prompts.js';
 
 /**
  * `generate`: prepared records in, conversation shards out. Each image runs
@@ -215,19 +215,33 @@ export function startPriority(work: number, index: number, window: number): numb
   return Math.min(work, WORK_CAP) - (index * WORK_CAP) / Math.max(1, window);
 }
 
-export async function generate(o: GenerateOptions): Promise<GenerateResult> {
-  const t0 = performance.now();
+function checkGenerateOptions(o: GenerateOptions): void {
   const maxFailureRate = o.maxFailureRate ?? 0.01;
   if (!(maxFailureRate >= 0 && maxFailureRate <= 1)) throw new InstructifyError('E_OPTION', `--max-failure-rate must be from 0 to 1, got ${maxFailureRate}`);
   if (o.imagesInFlight !== undefined && !(Number.isInteger(o.imagesInFlight) && o.imagesInFlight >= 1)) {
     throw new InstructifyError('E_OPTION', `images in flight must be a positive whole number, got ${o.imagesInFlight}`);
   }
   if (o.limit !== undefined && !(Number.isInteger(o.limit) && o.limit >= 1)) throw new InstructifyError('E_OPTION', `--limit must be a positive whole number, got ${o.limit}`);
+}
+
+/** What generate settled before it wrote anything: input, prompts, servers, the claimed output folder. */
+interface OpenedGenerate {
+  inputManifest: { status?: string; counts?: { images?: number } };
+  prompts: Map<string, PromptSpec>;
+  distribution: Distribution;
+  client: LlmClient | null;
+  settings: Record<string, unknown>;
+  fingerprint: string;
+  claim: ClaimedOutput;
+}
+
+/**
+ * Phase 1: the input is checked, the settings fingerprinted and the output
+ * folder claimed; every refusal comes before anything is written.
+ */
+async function openGenerate(o: GenerateOptions): Promise<OpenedGenerate> {
   // The input first: a wrong folder is said before anything is built or written.
-  const inputManifest = ((typeof o.input === 'string' && o.input !== '-' ? await expectOutputOf(o.input, 'prepare', 'generate') : null) ?? {}) as {
-    status?: string;
-    counts?: { images?: number };
-  };
+  const inputManifest = ((typeof o.input === 'string' && o.input !== '-' ? await expectOutputOf(o.input, 'prepare', 'generate') : null) ?? {}) as OpenedGenerate['inputManifest'];
   const prompts = loadPrompts(o.promptDirs ?? []);
   const distribution = loadDistribution(o.distribution, prompts);
   const client = o.llm ? new LlmClient(o.llm) : null;
@@ -246,19 +260,9 @@ export async function generate(o: GenerateOptions): Promise<GenerateResult> {
     shard: o.shard ?? null,
   };
   const fingerprint = createHash('sha256').update(JSON.stringify(settings)).digest('hex').slice(0, 16);
-  if (typeof o.input === 'string' && o.input !== '-') {
-    const shardFiles = (await readdir(o.input)).filter((n) => SHARD_FILE.test(n));
-    if (inputManifest.counts?.images === 0 || !shardFiles.length) {
-      await client?.close();
-      // Said before the output folder is made: where nothing was started, nothing is left behind.
-      if (inputManifest.counts?.images === 0) {
-        throw new InstructifyError('E_EMPTY', `the prepared folder holds no record (its manifest counts 0 images): nothing to generate from; see its rejects.jsonl for what prepare set aside`, { file: o.input });
-      }
-      throw new InstructifyError('E_OPTION', `no shards (part-*.parquet, .jsonl or .arrow) in this folder: is it prepare's output?`, { file: o.input });
-    }
-  }
   let claim: ClaimedOutput;
   try {
+    await expectShards(o.input, inputManifest);
     if (client && o.cache !== null) checkCacheBinding();
     claim = await claimOutput({ out: o.out, command: 'generate', inputs: typeof o.input === 'string' ? [o.input] : [], warn: o.warn });
   } catch (err) {
@@ -276,74 +280,219 @@ export async function generate(o: GenerateOptions): Promise<GenerateResult> {
       { file: o.out },
     );
   }
+  return { inputManifest, prompts, distribution, client, settings, fingerprint, claim };
+}
+
+/** A prepared folder with no shard, or one whose manifest counts no image: said before the output folder is made. */
+async function expectShards(input: GenerateOptions['input'], inputManifest: OpenedGenerate['inputManifest']): Promise<void> {
+  if (typeof input !== 'string' || input === '-') return;
+  const shardFiles = (await readdir(input)).filter((n) => SHARD_FILE.test(n));
+  if (inputManifest.counts?.images === 0) {
+    throw new InstructifyError('E_EMPTY', `the prepared folder holds no record (its manifest counts 0 images): nothing to generate from; see its rejects.jsonl for what prepare set aside`, { file: input });
+  }
+  if (!shardFiles.length) throw new InstructifyError('E_OPTION', `no shards (part-*.parquet, .jsonl or .arrow) in this folder: is it prepare's output?`, { file: input });
+}
+
+/**
+ * One generate run's state: counters by prompt type and reason, the shard
+ * writer and the rejects file. Finished images are written in input order,
+ * whatever order they finish in.
+ */
+class GenerateRun {
+  readonly perType: Record<string, PromptTypeStats> = {};
+  readonly stops: Record<string, number> = {};
+  readonly treeDescriptions: Partial<Record<TreeDescription, number>> = {};
+  readonly rejectCounts: Record<string, number> = {};
+  readonly callStats: CallStats = { requests: {}, cacheHits: 0, promptTokens: 0, completionTokens: 0 };
+  readonly writer: ShardWriter;
+  readonly rejects: WriteStream;
+  readonly cache: ResponseCache | null;
+  readonly call: ReturnType<typeof llmCall> | null;
+  readonly model: string;
+  readonly sampling: { temperature: number; maxTokens: number; seed: number | null };
+  images = 0;
+  imagesWithConversations = 0;
+  unusableImages = 0;
+  done = 0;
+  failed = 0;
+  conversations = 0;
+  speculativeUnused = 0;
+  private readonly finished = new Map<number, Conversation[]>();
+  private nextToWrite = 0;
+  private writing = Promise.resolve();
+
+  constructor(
+    readonly o: GenerateOptions,
+    readonly opened: OpenedGenerate,
+  ) {
+    const { client, distribution } = opened;
+    const cacheFile = client === null ? null : o.cache === undefined ? path.join(o.out, 'cache.sqlite') : o.cache;
+    this.cache = cacheFile ? new ResponseCache(cacheFile) : null;
+    this.call = client ? llmCall(client, this.cache, this.callStats) : null;
+    this.model = client?.model ?? 'none';
+    this.sampling = client?.sampling ?? { temperature: 0, maxTokens: 0, seed: null };
+    this.writer = new ShardWriter({ dir: o.out, prefix: `part-${shardTag(o.shard ?? null)}0`, format: o.format ?? 'parquet', rowsPerShard: o.rowsPerShard ?? 10_000, metadata: [...conversationSchema.metadata], schema: conversationSchema });
+    this.rejects = createWriteStream(path.join(o.out, 'rejects.jsonl'));
+    // Every prompt the run may use has a row, zeros included: a type that kept nothing is news, not noise.
+    if (client) for (const k of [...distribution.types.map((t) => t.prompt), ...LOOP_PROMPTS]) this.typeStats(k);
+  }
+
+  readonly typeStats = (k: string): PromptTypeStats => {
+    const { prompts } = this.opened;
+    const role: PromptTypeStats['role'] = prompts.get(k)?.role === 'generate' ? 'generate' : prompts.has(k) ? 'internal' : 'facts';
+    return (this.perType[k] ??= { role, asks: 0, generated: 0, accepted: 0, turnsRejected: 0, conversationsRejected: 0, parseFailures: 0, refusals: 0, unusable: {}, requests: 0, retries: 0 });
+  };
+
+  setAside(reason: string, image: string, detail: string): void {
+    this.rejectCounts[reason] = (this.rejectCounts[reason] ?? 0) + 1;
+    this.rejects.write(JSON.stringify({ reason, detail, image }) + '\n');
+  }
+
+  /** The conversations of one image: from the LLM loop when there are servers, else from the facts. */
+  async conversationsOf(rec: ImageRecord, spare: (() => boolean) | undefined): Promise<Conversation[]> {
+    const { prompts, distribution, client } = this.opened;
+    let results;
+    let treeDescription: TreeDescription = 'none';
+    if (this.call) {
+      const call = this.call;
+      // An image replayed from the cache (a rerun after a crash) never
+      // speculates: a speculative prompt the first run did not send would
+      // be a request the rerun did not need.
+      let asked = false;
+      const onRequest = () => void (asked = true);
+      const loop = await runLoop(rec, {
+        prompts,
+        distribution,
+        call: (spec, text, priority, attempt) => call(spec, text, priority, attempt, onRequest),
+        options: this.o.loop,
+        spare: spare && (() => asked && spare()),
+      });
+      mergeStats(loop.stats, this.typeStats);
+      this.speculativeUnused += loop.stats.speculativeUnused;
+      this.stops[loop.stats.stop] = (this.stops[loop.stats.stop] ?? 0) + 1;
+      this.treeDescriptions[loop.stats.treeDescription] = (this.treeDescriptions[loop.stats.treeDescription] ?? 0) + 1;
+      results = loop.results;
+      treeDescription = loop.stats.treeDescription;
+      const why = unusableGeneration(loop.stats, distribution.types.map((t) => t.prompt));
+      if (why) {
+        this.unusableImages++;
+        this.setAside('unusable-answers', rec.image, why);
+      }
+    } else {
+      results = factConversations(rec, { seed: this.o.loop?.seed ?? 0, maxTurns: 8 });
+      for (const r of results) {
+        this.typeStats(r.promptType).generated++;
+        this.typeStats(r.promptType).accepted++;
+      }
+    }
+    return results.map((r, i) => ({
+      id: conversationId(rec.image, i, r.promptType),
+      image: rec.image,
+      promptType: r.promptType,
+      generator: client ? 'llm' : 'facts',
+      conversations: r.turns.flatMap((t, k) => [
+        { from: 'human' as const, value: k === 0 ? `<image>\n${t.question}` : t.question },
+        { from: 'gpt' as const, value: t.answer },
+      ]),
+      information: r.input,
+      removed: r.removed,
+      treeDescription,
+      model: this.model,
+      temperature: this.sampling.temperature,
+      maxTokens: this.sampling.maxTokens,
+      seed: this.sampling.seed,
+    }));
+  }
+
+  /** The image read `index`-th is done: its rows are written once every image before it is. */
+  finish(index: number, rows: Conversation[]): Promise<void> {
+    this.done++;
+    this.finished.set(index, rows);
+    this.writing = this.writing.then(async () => {
+      while (this.finished.has(this.nextToWrite)) {
+        const ready = this.finished.get(this.nextToWrite)!;
+        this.finished.delete(this.nextToWrite++);
+        if (ready.length) await this.writer.add(ready);
+      }
+    });
+    return this.writing;
+  }
+
+  async close(): Promise<ShardInfo[]> {
+    await this.writing;
+    const shards = await this.writer.close();
+    await new Promise<void>((resolve) => this.rejects.end(() => resolve()));
+    for (const [k, n] of Object.entries(this.callStats.requests)) this.typeStats(k).requests = n;
+    for (const [k, n] of Object.entries(this.callStats.retries ?? {})) this.typeStats(k).retries = n;
+    return shards;
+  }
+
+  result(shards: ShardInfo[], seconds: number, interrupted: boolean, llm: { requests: number; retries: number }): GenerateResult {
+    return {
+      images: this.images,
+      imagesWithConversations: this.imagesWithConversations,
+      failed: this.failed,
+      unusableImages: this.unusableImages,
+      conversations: this.conversations,
+      perPromptType: this.perType,
+      stops: this.stops,
+      treeDescriptions: this.treeDescriptions,
+      requests: llm.requests,
+      retries: llm.retries,
+      cacheHits: this.callStats.cacheHits,
+      rejects: this.rejectCounts,
+      speculativeUnused: this.speculativeUnused,
+      promptTokens: this.callStats.promptTokens,
+      completionTokens: this.callStats.completionTokens,
+      shards,
+      seconds,
+      interrupted,
+    };
+  }
+
+  manifestBase(): Record<string, unknown> {
+    const { o } = this;
+    const { client, distribution, fingerprint, settings } = this.opened;
+    return {
+      tool: 'instructify',
+      version: VERSION,
+      command: 'generate',
+      schema: CONVERSATION_SCHEMA_VERSION,
+      input: typeof o.input === 'string' ? o.input : '(streamed from prepare)',
+      generator: client ? 'llm' : 'facts',
+      fingerprint,
+      settings,
+      shard: o.shard ?? null,
+      limit: o.limit ?? null,
+      model: this.model,
+      sampling: this.sampling,
+      distribution: client ? distribution.name : null,
+    };
+  }
+}
+
+/**
+ * generate, phase by phase: open (input, settings, output folder), then
+ * images through the loop side by side with the input read only as fast as
+ * they finish, then the manifest and the failure rate.
+ */
+export async function generate(o: GenerateOptions): Promise<GenerateResult> {
+  const t0 = performance.now();
+  checkGenerateOptions(o);
+  const maxFailureRate = o.maxFailureRate ?? 0.01;
+  const opened = await openGenerate(o);
+  const { client, claim } = opened;
   const disposeHardStop = onHardStop(claim.stopNow);
   if (client) preloadLanguageData();
   for (const n of await readdir(o.out)) if (/^part-[\w-]+\.(parquet|jsonl)(\.tmp)?$/.test(n) || n === 'manifest.json' || n === 'rejects.jsonl') await rm(path.join(o.out, n), { force: true });
-  const cacheFile = client === null ? null : o.cache === undefined ? path.join(o.out, 'cache.sqlite') : o.cache;
-  const cache = cacheFile ? new ResponseCache(cacheFile) : null;
-  const callStats: CallStats = { requests: {}, cacheHits: 0, promptTokens: 0, completionTokens: 0 };
-  const call = client ? llmCall(client, cache, callStats) : null;
-  const model = client?.model ?? 'none';
-  const sampling = client?.sampling ?? { temperature: 0, maxTokens: 0, seed: null };
-  const writer = new ShardWriter({ dir: o.out, prefix: `part-${shardTag(o.shard ?? null)}0`, format: o.format ?? 'parquet', rowsPerShard: o.rowsPerShard ?? 10_000, metadata: [...conversationSchema.metadata], schema: conversationSchema });
-  const rejects = createWriteStream(path.join(o.out, 'rejects.jsonl'));
-  const perType: Record<string, PromptTypeStats> = {};
-  const role = (k: string): PromptTypeStats['role'] => (prompts.get(k)?.role === 'generate' ? 'generate' : prompts.has(k) ? 'internal' : 'facts');
-  const typeStats = (k: string) =>
-    (perType[k] ??= { role: role(k), asks: 0, generated: 0, accepted: 0, turnsRejected: 0, conversationsRejected: 0, parseFailures: 0, refusals: 0, unusable: {}, requests: 0, retries: 0 });
-  // Every prompt the run may use has a row, zeros included: a type that kept nothing is news, not noise.
-  if (client) for (const k of [...distribution.types.map((t) => t.prompt), ...LOOP_PROMPTS]) typeStats(k);
-  const stops: Record<string, number> = {};
-  const treeDescriptions: Partial<Record<TreeDescription, number>> = {};
-  const rejectCounts: Record<string, number> = {};
-  const setAside = (reason: string, image: string, detail: string) => {
-    rejectCounts[reason] = (rejectCounts[reason] ?? 0) + 1;
-    rejects.write(JSON.stringify({ reason, detail, image }) + '\n');
-  };
-  let imagesWithConversations = 0;
-  let unusableImages = 0;
-  const total = inputManifest.counts?.images ?? 0;
-  let images = 0;
-  let done = 0;
-  let failed = 0;
-  let conversations = 0;
-  let speculativeUnused = 0;
-  const manifestBase = {
-    tool: 'instructify',
-    version: VERSION,
-    command: 'generate',
-    schema: CONVERSATION_SCHEMA_VERSION,
-    input: typeof o.input === 'string' ? o.input : '(streamed from prepare)',
-    generator: client ? 'llm' : 'facts',
-    fingerprint,
-    settings,
-    shard: o.shard ?? null,
-    limit: o.limit ?? null,
-    model,
-    sampling,
-    distribution: client ? distribution.name : null,
-  };
+  const run = new GenerateRun(o, opened);
+  const manifestBase = run.manifestBase();
   const writeManifest = async (m: object) => {
     const file = path.join(o.out, 'manifest.json');
     await writeFile(`${file}.tmp`, JSON.stringify({ ...manifestBase, ...m }, null, 2) + '\n');
     await rename(`${file}.tmp`, file);
   };
   await writeManifest({ status: 'running' });
-
-  // Finished images are written in input order, whatever order they finish in.
-  const finished = new Map<number, Conversation[]>();
-  let nextToWrite = 0;
-  let writing = Promise.resolve();
-  const flush = () => {
-    writing = writing.then(async () => {
-      while (finished.has(nextToWrite)) {
-        const rows = finished.get(nextToWrite)!;
-        finished.delete(nextToWrite++);
-        if (rows.length) await writer.add(rows);
-      }
-    });
-    return writing;
-  };
 
   const slots = client ? Math.max(1, o.llm!.maxConcurrency ?? 256) : 1;
   // Twice as many images as request slots: while the input lasts, requests
@@ -362,24 +511,24 @@ export async function generate(o: GenerateOptions): Promise<GenerateResult> {
   let failStreak = 0;
   const giveUpAfter = Math.max(16, concurrency);
   let gaveUp: string | null = null;
-  const speculate = o.speculate ?? true;
-  const spare = client && speculate ? () => client.spare : undefined;
+  const spare = client && (o.speculate ?? true) ? () => client.spare : undefined;
+  const total = opened.inputManifest.counts?.images ?? 0;
   const progress = () =>
     o.onProgress?.({
-      done,
+      done: run.done,
       total,
       inFlight: queue.pending,
       requests: client?.stats.requests ?? 0,
-      accepted: conversations,
-      generated: Object.values(perType).reduce((s, t) => s + t.generated, 0),
-      tokens: callStats.promptTokens + callStats.completionTokens,
+      accepted: run.conversations,
+      generated: Object.values(run.perType).reduce((s, t) => s + t.generated, 0),
+      tokens: run.callStats.promptTokens + run.callStats.completionTokens,
     });
   try {
     // The LLM loop reads neither masks nor tree nodes; the facts generator reads the tree nodes.
     for await (const rec of typeof o.input === 'string' ? readPrepared(o.input, { lean: client !== null }) : o.input) {
       if (o.signal?.aborted || gaveUp !== null) break;
       if (!inShard(rec.ref, o.shard ?? null)) continue;
-      if (o.limit !== undefined && images >= o.limit) break;
+      if (o.limit !== undefined && run.images >= o.limit) break;
       // Backpressure: read the next record only when a slot is about to free up.
       await queue.onSizeLessThan(concurrency);
       // Let the event loop run between images: while the first slots fill, the
@@ -388,145 +537,71 @@ export async function generate(o: GenerateOptions): Promise<GenerateResult> {
       // came back ~600 ms after their request at 256 slots, 200 ms without the wait).
       await new Promise<void>((resolve) => setImmediate(resolve));
       if (gaveUp !== null) break;
-      const index = images++;
+      const index = run.images++;
       // Images waiting for a slot start biggest first (p-queue runs higher
       // priorities first), within a bounded window: the last images of a run
       // are then the short ones, so the server stays full longer at the end.
       void queue.add(async () => {
-        const rows: Conversation[] = [];
+        let rows: Conversation[] = [];
         try {
-          let results;
-          let treeDescription: TreeDescription = 'none';
-          if (call) {
-            // An image replayed from the cache (a rerun after a crash) never
-            // speculates: a speculative prompt the first run did not send would
-            // be a request the rerun did not need.
-            let asked = false;
-            const onRequest = () => void (asked = true);
-            const loop = await runLoop(rec, {
-              prompts,
-              distribution,
-              call: (spec, text, priority, attempt) => call(spec, text, priority, attempt, onRequest),
-              options: o.loop,
-              spare: spare && (() => asked && spare()),
-            });
-            mergeStats(loop.stats, typeStats);
-            speculativeUnused += loop.stats.speculativeUnused;
-            stops[loop.stats.stop] = (stops[loop.stats.stop] ?? 0) + 1;
-            treeDescriptions[loop.stats.treeDescription] = (treeDescriptions[loop.stats.treeDescription] ?? 0) + 1;
-            results = loop.results;
-            treeDescription = loop.stats.treeDescription;
-            const why = unusableGeneration(loop.stats, distribution.types.map((t) => t.prompt));
-            if (why) {
-              unusableImages++;
-              setAside('unusable-answers', rec.image, why);
-            }
-          } else {
-            results = factConversations(rec, { seed: o.loop?.seed ?? 0, maxTurns: 8 });
-            for (const r of results) {
-              typeStats(r.promptType).generated++;
-              typeStats(r.promptType).accepted++;
-            }
-          }
-          results.forEach((r, i) => {
-            const turns = r.turns.flatMap((t, k) => [
-              { from: 'human' as const, value: k === 0 ? `<image>\n${t.question}` : t.question },
-              { from: 'gpt' as const, value: t.answer },
-            ]);
-            rows.push({
-              id: conversationId(rec.image, i, r.promptType),
-              image: rec.image,
-              promptType: r.promptType,
-              generator: client ? 'llm' : 'facts',
-              conversations: turns,
-              information: r.input,
-              removed: r.removed,
-              treeDescription,
-              model,
-              temperature: sampling.temperature,
-              maxTokens: sampling.maxTokens,
-              seed: sampling.seed,
-            });
-          });
-          conversations += rows.length;
-          if (rows.length) imagesWithConversations++;
+          rows = await run.conversationsOf(rec, spare);
+          run.conversations += rows.length;
+          if (rows.length) run.imagesWithConversations++;
           failStreak = 0;
         } catch (err) {
           // An image whose calls still fail after retries is set aside; the run goes on, unless they all do.
-          failed++;
+          run.failed++;
           if (++failStreak >= giveUpAfter) gaveUp ??= `the last ${failStreak} images all failed (the last: ${(err as Error).message})`;
-          setAside('llm-failed', rec.image, (err as Error).message);
+          run.setAside('llm-failed', rec.image, (err as Error).message);
         }
-        done++;
-        finished.set(index, rows);
-        await flush();
+        await run.finish(index, rows);
         progress();
       }, { priority: startPriority(expectedWork(rec), index, Math.max(16, slots)) });
     }
     await queue.onIdle();
-    await flush();
-    if (images === 0 && !o.signal?.aborted) throw new InstructifyError('E_EMPTY', 'no input record: nothing was generated (did prepare set every record aside?)', { file: typeof o.input === 'string' ? o.input : undefined });
-    const shards = await writer.close();
-    await new Promise<void>((resolve) => rejects.end(() => resolve()));
-    for (const [k, n] of Object.entries(callStats.requests)) typeStats(k).requests = n;
-    for (const [k, n] of Object.entries(callStats.retries ?? {})) typeStats(k).retries = n;
+    if (run.images === 0 && !o.signal?.aborted) throw new InstructifyError('E_EMPTY', 'no input record: nothing was generated (did prepare set every record aside?)', { file: typeof o.input === 'string' ? o.input : undefined });
+    const shards = await run.close();
     const llm = client?.snapshot() ?? { requests: 0, retries: 0, endpoints: {} };
-    const result: GenerateResult = {
-      images,
-      imagesWithConversations,
-      failed,
-      unusableImages,
-      conversations,
-      perPromptType: perType,
-      stops,
-      treeDescriptions,
-      requests: llm.requests,
-      retries: llm.retries,
-      cacheHits: callStats.cacheHits,
-      rejects: rejectCounts,
-      speculativeUnused,
-      promptTokens: callStats.promptTokens,
-      completionTokens: callStats.completionTokens,
-      shards,
-      seconds: Math.round(performance.now() - t0) / 1000,
-      interrupted: o.signal?.aborted ?? false,
-    };
+    const result = run.result(shards, Math.round(performance.now() - t0) / 1000, o.signal?.aborted ?? false, llm);
     // An image whose model answers were all unusable failed as surely as one whose requests did.
-    const failureRate = images ? (failed + unusableImages) / images : 0;
+    const failureRate = result.images ? (result.failed + result.unusableImages) / result.images : 0;
     if (gaveUp !== null) {
       await writeManifest({ status: 'failed', finished: new Date().toISOString(), ...result, endpoints: llm.endpoints, failureRate, error: { message: gaveUp } });
       throw new InstructifyError(
         'E_LLM',
-        `${gaveUp}; no more images were started. Is the server up and serving --model ${model}? The images that finished are in ${o.out}; run the same command again to go on (answers already given come from the cache).`,
+        `${gaveUp}; no more images were started. Is the server up and serving --model ${run.model}? The images that finished are in ${o.out}; run the same command again to go on (answers already given come from the cache).`,
       );
     }
     const tooMany = failureRate > maxFailureRate;
     await writeManifest({ status: tooMany ? 'failed' : result.interrupted ? 'interrupted' : 'complete', finished: new Date().toISOString(), ...result, endpoints: llm.endpoints, failureRate });
-    if (tooMany) {
-      const what = [failed ? `${failed} failed (requests)` : '', unusableImages ? `${unusableImages} had no usable answer (${unusableSummary(perType)})` : ''].filter(Boolean).join(' and ');
-      throw new InstructifyError(
-        'E_LLM',
-        `of ${images} images, ${what}: ${(100 * failureRate).toFixed(1)}%, more than --max-failure-rate ${maxFailureRate}. Nothing unusable was kept; see ${path.join(o.out, 'rejects.jsonl')}, and try the model on a few images with preview`,
-      );
-    }
+    if (tooMany) throw tooManyFailures(result, failureRate, maxFailureRate, o.out);
     return result;
   } catch (err) {
     // Images still being worked on must finish before their streams close.
     queue.clear();
     await queue.onIdle();
-    await writer.abort();
-    rejects.destroy();
+    await run.writer.abort();
+    run.rejects.destroy();
     if (err instanceof InstructifyError && err.code === 'E_EMPTY') await writeManifest({ status: 'empty', finished: new Date().toISOString(), images: 0 }).catch(() => {});
     else if (!(err instanceof InstructifyError && err.code === 'E_LLM')) {
       await writeManifest({ status: 'failed', error: { code: err instanceof InstructifyError ? err.code : 'E_INTERNAL', message: (err as Error).message } }).catch(() => {});
     }
     throw err;
   } finally {
-    cache?.close();
+    run.cache?.close();
     await client?.close();
     disposeHardStop();
     claim.release();
   }
+}
+
+function tooManyFailures(result: GenerateResult, failureRate: number, maxFailureRate: number, out: string): InstructifyError {
+  const { failed, unusableImages, images } = result;
+  const what = [failed ? `${failed} failed (requests)` : '', unusableImages ? `${unusableImages} had no usable answer (${unusableSummary(result.perPromptType)})` : ''].filter(Boolean).join(' and ');
+  return new InstructifyError(
+    'E_LLM',
+    `of ${images} images, ${what}: ${(100 * failureRate).toFixed(1)}%, more than --max-failure-rate ${maxFailureRate}. Nothing unusable was kept; see ${path.join(out, 'rejects.jsonl')}, and try the model on a few images with preview`,
+  );
 }
 
 /** The settings that differ, as "loop.seed: 1 -> 2", dotted paths in order. */

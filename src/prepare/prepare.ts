@@ -1,5 +1,5 @@
 import { createReadStream, createWriteStream, type WriteStream } from 'node:fs';
-import { open, readdir, realpath, rm, stat, writeFile, rename } from 'node:fs/promises';
+import { readdir, rm, writeFile, rename } from 'node:fs/promises';
 import { claimOutput } from '../write/output-folder.js';
 import { onHardStop } from '../write/hard-stop.js';
 import path from 'node:path';
@@ -10,7 +10,7 @@ import { ingestSink } from '../../transforms/ingest.js';
 import { readOrder } from '../join/fragment-codec.js';
 import { ReadWorkers, type BatchDone, type ReadWorkStats } from '../read/read-pool.js';
 import { DEFAULT_EDGE_TOLERANCE } from '../records/assemble.js';
-import { emptyCounts, type EmitConfig, type RecordCounts } from './emit.js';
+import { emptyCounts, type EmitConfig, type PartitionSummary, type RecordCounts } from './emit.js';
 import { DEFAULT_TREE_OPTIONS, type TreeOptions } from '../tree/build.js';
 import type { TreeStageOptions } from '../tree/stage.js';
 import { inShard, shardTag, type Shard } from '../read/sharding.js';
@@ -19,10 +19,11 @@ import { InstructifyError } from '../errors.js';
 import { resolveImageRoot } from '../records/images.js';
 import { DEFAULT_PARTITIONS, FragmentJoin, type JoinStats, type SpilledJoin } from '../join/join.js';
 import { PREPARED_SCHEMA_VERSION, preparedSchema } from '../write/schema.js';
-import { fileSizeAndMtime, type ShardFormat, type ShardInfo } from '../write/shards.js';
+import type { ShardFormat, ShardInfo } from '../write/shards.js';
 import { SOURCE_KINDS } from '../sources/index.js';
-import { createIngestState, type HandlerContext, type PlannedFile, type SourceKind } from '../sources/types.js';
+import { createIngestState, type HandlerContext, type PlannedFile } from '../sources/types.js';
 import { StageStats } from './stage-stats.js';
+import { planInputs, type InputInfo, type InputPlan, type PlannedSource } from './plan.js';
 import type { Fragment, Reject } from '../types.js';
 import { VERSION } from '../version.js';
 
@@ -107,16 +108,6 @@ export interface PrepareProgress {
 /** Totals over the written records. */
 export type PrepareCounts = RecordCounts;
 
-export interface InputInfo {
-  source: string;
-  kind: string;
-  role: string;
-  /** '-' for stdin (size 0 and no mtime: unknown). */
-  file: string;
-  size: number;
-  mtime: string;
-}
-
 export interface PrepareResult {
   out: string;
   counts: PrepareCounts;
@@ -148,7 +139,7 @@ interface ResolvedOptions extends Required<Omit<PrepareOptions, 'onProgress' | '
   images: string | null;
   tmpDir: string | undefined;
   onProgress: PrepareOptions['onProgress'];
-  sources: (SourceSpec & { name: string; loader: SourceKind })[];
+  sources: (SourceSpec & PlannedSource)[];
 }
 
 export function resolveTreeOptions(t: PrepareOptions['tree'] = {}): TreeStageOptions {
@@ -248,44 +239,6 @@ async function clearOutput(out: string): Promise<void> {
   );
 }
 
-/**
- * Formats people give by mistake, told apart by their first bytes, with
- * what to do instead. (Parquet, JSON, CSV and text are read as they are.)
- */
-const KNOWN_OTHER_FORMATS: { test: (b: Buffer) => boolean; what: string; fix: (file: string) => string }[] = [
-  {
-    // Pickle protocol 2-5 starts with 0x80 and the protocol number (RefCOCO's refs(unc).p, refs(umd).p).
-    test: (b) => b[0] === 0x80 && b[1]! >= 2 && b[1]! <= 5,
-    what: 'a Python pickle',
-    fix: (file) =>
-      `convert it to JSON first: python3 -c "import pickle, json, sys; json.dump(pickle.load(open(sys.argv[1], 'rb')), open(sys.argv[2], 'w'))" '${file}' '${file.replace(/\.p(kl|ickle)?$/, '')}.json'`,
-  },
-  { test: (b) => b[0] === 0x1f && b[1] === 0x8b, what: 'a gzip file', fix: (file) => `unpack it first: gunzip -k '${file}'` },
-  { test: (b) => b[0] === 0x50 && b[1] === 0x4b && (b[2] === 0x03 || b[2] === 0x05) , what: 'a zip archive', fix: (file) => `unpack it first: unzip '${file}'` },
-  { test: (b) => b[0] === 0x42 && b[1] === 0x5a && b[2] === 0x68, what: 'a bzip2 file', fix: (file) => `unpack it first: bunzip2 -k '${file}'` },
-  { test: (b) => b[0] === 0xfd && b[1] === 0x37 && b[2] === 0x7a && b[3] === 0x58, what: 'an xz file', fix: (file) => `unpack it first: unxz -k '${file}'` },
-  { test: (b) => b[0] === 0x28 && b[1] === 0xb5 && b[2] === 0x2f && b[3] === 0xfd, what: 'a zstd file', fix: (file) => `unpack it first: unzstd '${file}'` },
-];
-
-/** An input file must be a file, and not a known other format. */
-async function checkInputFile(file: string, source: string): Promise<void> {
-  const st = await stat(file).catch(() => null);
-  // A missing file is the loader's to report (it knows what it expected).
-  if (!st) return;
-  if (st.isDirectory()) throw new InstructifyError('E_OPTION', `source ${source}: this is a folder; give the annotation file inside it`, { file, source });
-  const head = Buffer.alloc(8);
-  const fh = await open(file, 'r').catch(() => null);
-  if (!fh) return;
-  try {
-    await fh.read(head, 0, 8, 0);
-  } finally {
-    await fh.close();
-  }
-  for (const f of KNOWN_OTHER_FORMATS) {
-    if (f.test(head)) throw new InstructifyError('E_FILE_FORMAT', `source ${source}: this is ${f.what}, not an annotation file; ${f.fix(file)}`, { file, source });
-  }
-}
-
 async function writeManifestFile(out: string, manifest: object): Promise<void> {
   const file = manifestPath(out);
   await writeFile(`${file}.tmp`, JSON.stringify(manifest, null, 2) + '\n');
@@ -303,75 +256,14 @@ export function partitionsFor(bytesTotal: number): number {
   return p;
 }
 
-export async function prepare(options: PrepareOptions): Promise<PrepareResult> {
-  const o = resolvePrepareOptions(options);
-  const started = new Date();
-  const t0 = performance.now();
+export type { InputInfo };
 
-  // Plan every input file before reading any, so a bad path fails at once.
-  const planned: { file: PlannedFile; source: ResolvedOptions['sources'][number] }[] = [];
-  for (const s of o.sources) for (const file of await s.loader.plan(s.paths)) planned.push({ file, source: s });
-  // The same file twice for one source kind would double every fragment of it.
-  const seenFiles = new Map<string, string>();
-  for (const { file, source } of planned) {
-    if (file.path === '-') continue;
-    const key = `${source.kind}\u0000${await realpath(file.path).catch(() => path.resolve(file.path))}`;
-    const first = seenFiles.get(key);
-    if (first !== undefined) throw new InstructifyError('E_OPTION', `source ${source.name}: this file is given twice for ${source.kind} (first as ${first}); give it once`, { file: file.path, source: source.name });
-    seenFiles.set(key, file.path);
-  }
-  // Image tables that define aliases (VG image_data) are read before everything else.
-  planned.sort((a, b) => Number(b.file.first ?? false) - Number(a.file.first ?? false));
-  const inputs: InputInfo[] = [];
-  for (const { file, source } of planned) {
-    // A folder, a pickle or an archive given as an annotation file: said now, with what to do.
-    if (file.path !== '-') await checkInputFile(file.path, source.name);
-    const info = file.path === '-' ? { size: 0, mtime: '' } : await fileSizeAndMtime(file.path).catch((err: Error) => {
-      throw new InstructifyError('E_IO', `cannot read input for source ${source.name}: ${err.message}`, { file: file.path, source: source.name, cause: err });
-    });
-    inputs.push({ source: source.name, kind: source.kind, role: file.role, file: file.path, ...info });
-  }
-  const bytesTotal = inputs.reduce((s, i) => s + i.size, 0);
-  // The main thread is a lane too: 'auto' adds one worker per other core.
-  // Streaming to stdout needs one writer, in order: the main thread alone then writes.
-  const toStdout = o.out === '-';
-  const workerCount = o.workers === 'auto' ? (bytesTotal >= AUTO_WORKERS_MIN_BYTES ? Math.min(3, os.availableParallelism() - 1) : 0) : o.workers;
-
-  // Before the output folder is touched: a wrong image root is a usage mistake, not a failed run
-  // (and must not clear what an earlier run wrote there).
-  const realRoot = o.images !== null ? await resolveImageRoot(o.images) : '';
-  // The folder must be prepare's to write (missing, empty, or an earlier prepare's): decided before anything is written.
-  const claim = toStdout
-    ? null
-    : await claimOutput({ out: o.out, command: 'prepare', inputs: planned.map((p) => p.file.path), roots: o.images !== null ? [o.images] : [], warn: options.warn });
-  const disposeHardStop = claim ? onHardStop(claim.stopNow) : () => {};
-  if (!toStdout) await clearOutput(o.out);
-  // With stdout as the output there is no folder: the manifest is not written.
-  const writeManifest = (out: string, manifest: object) => (toStdout ? Promise.resolve() : writeManifestFile(out, manifest));
-  const baseManifest = {
-    tool: 'instructify',
-    version: VERSION,
-    command: 'prepare',
-    schema: PREPARED_SCHEMA_VERSION,
-    format: o.format,
-    shard: o.shard,
-    started: started.toISOString(),
-    inputs,
-  };
-  // Until the run finishes, the manifest says so: nothing here looks complete.
-  await writeManifest(o.out, { ...baseManifest, status: 'running' });
-
-  const state = createIngestState();
-  const join = new FragmentJoin({ memoryBudget: o.memoryBudget, tmpDir: o.tmpDir, partitions: partitionsFor(bytesTotal) });
-  // Codecs in read workers must number sources and files as this one does: enter them all now, in reading order.
-  join.codec.register(
-    o.sources.map((s) => ({ name: s.name, family: s.loader.family })),
-    planned.map((p) => p.file.path),
-  );
-  let readWorkers: ReadWorkers | null = null;
-  let readSpilled: SpilledJoin[] = [];
-  let readJoinStats: JoinStats[] = [];
-  const stages = {
+/**
+ * One prepare run's state between its phases: the join, the read workers and
+ * lanes it started, what each stage counted, and the rejects file.
+ */
+class PrepareRun {
+  readonly stages = {
     parse: new StageStats('parse'),
     join: new StageStats('join'),
     images: new StageStats('images'),
@@ -379,17 +271,46 @@ export async function prepare(options: PrepareOptions): Promise<PrepareResult> {
     tree: new StageStats('tree'),
     write: new StageStats('write'),
   };
-  const rejectCounts: Record<string, number> = {};
-  const perSource: Record<string, { fragments: number; images: number }> = {};
-  for (const s of o.sources) perSource[s.name] = { fragments: 0, images: 0 };
-  const counts: PrepareCounts = emptyCounts();
-  const rejectsOut: WriteStream | null = o.rejects ? createWriteStream(o.rejects) : null;
-  let shards: ShardInfo[] = [];
-  let lanes: LanePool | null = null;
+  readonly rejectCounts: Record<string, number> = {};
+  readonly perSource: Record<string, { fragments: number; images: number }> = {};
+  readonly counts: PrepareCounts = emptyCounts();
+  readonly state = createIngestState();
+  readonly join: FragmentJoin;
+  readonly rejectsOut: WriteStream | null;
+  readWorkers: ReadWorkers | null = null;
+  lanes: LanePool | null = null;
+  shards: ShardInfo[] = [];
+  private readSpilled: SpilledJoin[] = [];
+  private readJoinStats: JoinStats[] = [];
+  private bytesRead = 0;
+  private records = 0;
+  private partsDone = 0;
+  private partsTotal = 0;
 
-  const recordReject = (r: Reject): void => {
-    rejectCounts[r.reason] = (rejectCounts[r.reason] ?? 0) + 1;
-    if (o.strict) {
+  constructor(
+    readonly o: ResolvedOptions,
+    readonly options: PrepareOptions,
+    readonly plan: InputPlan,
+    readonly workerCount: number,
+  ) {
+    this.join = new FragmentJoin({ memoryBudget: o.memoryBudget, tmpDir: o.tmpDir, partitions: partitionsFor(plan.bytesTotal) });
+    // Codecs in read workers must number sources and files as this one does: enter them all now, in reading order.
+    this.join.codec.register(
+      o.sources.map((s) => ({ name: s.name, family: s.loader.family })),
+      plan.planned.map((p) => p.file.path),
+    );
+    for (const s of o.sources) this.perSource[s.name] = { fragments: 0, images: 0 };
+    this.rejectsOut = o.rejects ? createWriteStream(o.rejects) : null;
+  }
+
+  private progress(phase: PrepareProgress['phase']): void {
+    const { bytesRead, records, partsDone, partsTotal } = this;
+    this.o.onProgress?.({ phase, bytesRead, bytesTotal: this.plan.bytesTotal, records, partsDone, partsTotal });
+  }
+
+  readonly recordReject = (r: Reject): void => {
+    this.rejectCounts[r.reason] = (this.rejectCounts[r.reason] ?? 0) + 1;
+    if (this.o.strict) {
       throw new InstructifyError('E_BAD_RECORD', `${r.reason}: ${r.detail} (strict mode stops at the first bad record)`, {
         file: r.file ?? undefined,
         offset: r.offset ?? undefined,
@@ -397,108 +318,101 @@ export async function prepare(options: PrepareOptions): Promise<PrepareResult> {
         source: r.source ?? undefined,
       });
     }
-    rejectsOut?.write(JSON.stringify(r) + '\n');
+    this.rejectsOut?.write(JSON.stringify(r) + '\n');
   };
 
   /** A batch a read worker finished: its fragments counted as the main thread counts its own. */
-  const onReadBatch = (source: string, d: BatchDone) => {
-    perSource[source]!.fragments += d.fragments;
-    stages.join.seen += d.fragments;
-    for (const r of d.rejects) recordReject(r);
+  private readonly onReadBatch = (source: string, d: BatchDone): void => {
+    this.perSource[source]!.fragments += d.fragments;
+    this.stages.join.seen += d.fragments;
+    for (const r of d.rejects) this.recordReject(r);
   };
 
-  const joinStats = (): JoinStats => {
-    const all = [join.stats, ...readJoinStats];
-    return {
-      fragments: all.reduce((n, s) => n + s.fragments, 0),
-      spills: all.reduce((n, s) => n + s.spills, 0),
-      spilledBytes: all.reduce((n, s) => n + s.spilledBytes, 0),
-      peakHeldBytes: all.reduce((n, s) => n + s.peakHeldBytes, 0),
-    };
-  };
-
-  let bytesRead = 0;
-  let records = 0;
-  let partsDone = 0;
-  let partsTotal = 0;
-  const progress = (phase: PrepareProgress['phase']) => o.onProgress?.({ phase, bytesRead, bytesTotal, records, partsDone, partsTotal });
-
-  try {
-    // A signal (Ctrl-C) stops the reading where it is.
-    const pipeOptions = options.signal ? { signal: options.signal } : {};
-    // 1. Read every file into the join.
-    for (const { file, source } of planned) {
-      let pendingSpill: Promise<void> | undefined;
-      const fileNumber = join.codec.fileNumber(file.path);
-      // Reading order of this file's fragments: arrival, or for files read by several threads the element's offset.
-      let arrival = 0;
-      let byOffset = false;
-      const ctx: HandlerContext = {
-        source: source.name,
-        family: source.loader.family,
-        state,
-        cocoNaming: o.cocoNaming,
-        images: o.images,
-        imageDirs: o.imageDirs,
-        sink: {
-          emit: (f: Fragment) => {
-            // Another shard's image: not ours to join (every process reads all input, keeps its part).
-            if (!inShard(f.ref, o.shard)) return;
-            perSource[source.name]!.fragments++;
-            stages.join.seen++;
-            const wait = join.add(f, readOrder(fileNumber, byOffset ? (f.prov.offset ?? 0) : arrival++));
-            if (wait) pendingSpill = pendingSpill ? pendingSpill.then(() => wait) : wait;
-          },
-          reject: recordReject,
-        },
-      };
-      const handler = source.loader.handler(file, ctx);
-      const format = handler.format ?? 'json';
-      const sink = ingestSink(handler, () => {
-        const w = pendingSpill;
-        pendingSpill = undefined;
-        return w;
-      });
+  /** Phase 2: every file into the join, in the planned order. */
+  async readInputs(): Promise<void> {
+    for (const { file, source } of this.plan.planned) {
       const t = performance.now();
-      if (format === 'parquet') {
-        if (file.path === '-') throw new InstructifyError('E_OPTION', `source ${source.name}: Parquet cannot be read from stdin (it needs to seek); give the file`);
-        await pipeline(parquetValues(file.path, handler.columns), sink, pipeOptions);
-        bytesRead += inputs.find((i) => i.file === file.path)?.size ?? 0;
-        progress('read');
-      } else {
-        // Bulk arrays of this file may be parsed by read workers; its fragments are ordered by offset either way.
-        byOffset = format === 'json' && handler.parallelKeys !== undefined;
-        if (byOffset && workerCount > 0 && readWorkers === null) {
-          readWorkers = await ReadWorkers.start(workerCount, { tmpParent: o.tmpDir ?? os.tmpdir(), memoryBudget: o.memoryBudget, join, shard: o.shard, onBatch: onReadBatch });
-        }
-        const values =
-          byOffset && readWorkers !== null
-            ? [readWorkers.values({ file: fileNumber, kind: source.kind, planned: file, source: source.name, family: source.loader.family, state, cocoNaming: o.cocoNaming, images: o.images }, handler, o.readBatchBytes)]
-            : valueStages(format, file.path, handler);
-        // The 'data' listener starts the flow: nothing may be awaited between here and the pipeline.
-        const input = file.path === '-' ? process.stdin : createReadStream(file.path, { highWaterMark: o.readChunkBytes });
-        input.on('data', (chunk: Buffer | string) => {
-          bytesRead += chunk.length;
-          progress('read');
-        });
-        await pipeline([input, ...values, sink], pipeOptions).catch((err: unknown) => {
-          throw wrapCsvError(err, file.path);
-        });
-        await readWorkers?.idle();
-      }
-      stages.parse.busyMs += performance.now() - t;
-      stages.parse.seen++;
-      stages.parse.passed++;
+      await this.readFile(file, source);
+      this.stages.parse.busyMs += performance.now() - t;
+      this.stages.parse.seen++;
+      this.stages.parse.passed++;
     }
+    if (this.readWorkers !== null) ({ spilled: this.readSpilled, stats: this.readJoinStats } = await this.readWorkers.finish());
+  }
 
-    if (readWorkers !== null) ({ spilled: readSpilled, stats: readJoinStats } = await readWorkers.finish());
+  private async readFile(file: PlannedFile, source: PlannedSource): Promise<void> {
+    const { o, join } = this;
+    // A signal (Ctrl-C) stops the reading where it is.
+    const pipeOptions = this.options.signal ? { signal: this.options.signal } : {};
+    let pendingSpill: Promise<void> | undefined;
+    const fileNumber = join.codec.fileNumber(file.path);
+    // Reading order of this file's fragments: arrival, or for files read by several threads the element's offset.
+    let arrival = 0;
+    let byOffset = false;
+    const ctx: HandlerContext = {
+      source: source.name,
+      family: source.loader.family,
+      state: this.state,
+      cocoNaming: o.cocoNaming,
+      images: o.images,
+      imageDirs: o.imageDirs,
+      sink: {
+        emit: (f: Fragment) => {
+          // Another shard's image: not ours to join (every process reads all input, keeps its part).
+          if (!inShard(f.ref, o.shard)) return;
+          this.perSource[source.name]!.fragments++;
+          this.stages.join.seen++;
+          const wait = join.add(f, readOrder(fileNumber, byOffset ? (f.prov.offset ?? 0) : arrival++));
+          if (wait) pendingSpill = pendingSpill ? pendingSpill.then(() => wait) : wait;
+        },
+        reject: this.recordReject,
+      },
+    };
+    const handler = source.loader.handler(file, ctx);
+    const format = handler.format ?? 'json';
+    const sink = ingestSink(handler, () => {
+      const w = pendingSpill;
+      pendingSpill = undefined;
+      return w;
+    });
+    if (format === 'parquet') {
+      if (file.path === '-') throw new InstructifyError('E_OPTION', `source ${source.name}: Parquet cannot be read from stdin (it needs to seek); give the file`);
+      await pipeline(parquetValues(file.path, handler.columns), sink, pipeOptions);
+      this.bytesRead += this.plan.inputs.find((i) => i.file === file.path)?.size ?? 0;
+      this.progress('read');
+      return;
+    }
+    // Bulk arrays of this file may be parsed by read workers; its fragments are ordered by offset either way.
+    byOffset = format === 'json' && handler.parallelKeys !== undefined;
+    if (byOffset && this.workerCount > 0 && this.readWorkers === null) {
+      this.readWorkers = await ReadWorkers.start(this.workerCount, { tmpParent: o.tmpDir ?? os.tmpdir(), memoryBudget: o.memoryBudget, join, shard: o.shard, onBatch: this.onReadBatch });
+    }
+    const values =
+      byOffset && this.readWorkers !== null
+        ? [this.readWorkers.values({ file: fileNumber, kind: source.kind, planned: file, source: source.name, family: source.loader.family, state: this.state, cocoNaming: o.cocoNaming, images: o.images }, handler, o.readBatchBytes)]
+        : valueStages(format, file.path, handler);
+    // The 'data' listener starts the flow: nothing may be awaited between here and the pipeline.
+    const input = file.path === '-' ? process.stdin : createReadStream(file.path, { highWaterMark: o.readChunkBytes });
+    input.on('data', (chunk: Buffer | string) => {
+      this.bytesRead += chunk.length;
+      this.progress('read');
+    });
+    await pipeline([input, ...values, sink], pipeOptions).catch((err: unknown) => {
+      throw wrapCsvError(err, file.path);
+    });
+    await this.readWorkers?.idle();
+  }
 
-    // 2. Per partition (in worker threads when there are several): group per
-    //    image, check images, build records; then cut shards in order.
+  /**
+   * Phase 3: per partition (in worker threads when there are several), group
+   * per image, check images, build records and trees; shards are cut in order.
+   */
+  async emitAndWrite(realRoot: string): Promise<void> {
+    const { o, join } = this;
     const config: EmitConfig = {
       assemble: { imageDirs: o.imageDirs, cocoNaming: o.cocoNaming, edgeTolerance: o.edgeTolerance },
       sourceOrder: o.sources.map((s) => s.name),
-      categories: [...state.categories].map(([source, table]) => [source, [...table]]),
+      categories: [...this.state.categories].map(([source, table]) => [source, [...table]]),
       images: o.images,
       realRoot,
       checkImages: o.checkImages,
@@ -507,64 +421,142 @@ export async function prepare(options: PrepareOptions): Promise<PrepareResult> {
       tree: o.tree,
       codec: join.codec.tables(),
     };
-    lanes = new LanePool(toStdout ? 0 : workerCount, {
+    const toStdout = o.out === '-';
+    this.lanes = new LanePool(toStdout ? 0 : this.workerCount, {
       config,
       out: o.out,
       format: o.format === 'ndjson' ? 'jsonl' : o.format,
       streamFormat: o.format === 'arrow' ? 'arrow' : 'ndjson',
-      recordStream: options.recordStream,
-      rowsPerShard: o.rowsPerShard, rowGroupRows: o.rowGroupRows, metadata: [...preparedSchema.metadata], tag: shardTag(o.shard) });
+      recordStream: this.options.recordStream,
+      rowsPerShard: o.rowsPerShard,
+      rowGroupRows: o.rowGroupRows,
+      metadata: [...preparedSchema.metadata],
+      tag: shardTag(o.shard),
+    });
     await join.settled();
-    partsTotal = join.nonEmptyPartitions(readSpilled);
-    for await (const r of lanes.run(join.partitionsInOrder(readSpilled))) {
-      if (options.signal?.aborted) throw new InstructifyError('E_INTERRUPTED', 'stopped by a signal');
-      partsDone++;
-      for (const rej of r.rejects) recordReject(rej);
-      for (const [k, v] of Object.entries(r.counts)) counts[k as keyof PrepareCounts] += v;
-      for (const [s, n] of Object.entries(r.perSourceImages)) perSource[s]!.images += n;
-      stages.join.seen++;
-      stages.join.passed++;
-      stages.join.busyMs += r.ms.group;
-      stages.images.seen += r.images.seen;
-      stages.images.passed += r.images.passed;
-      for (const [reason, n] of Object.entries(r.images.dropped)) stages.images.drop(reason, n);
-      stages.images.busyMs += r.ms.images;
-      stages.assemble.busyMs += r.ms.assemble;
-      stages.tree.busyMs += r.ms.tree;
-      stages.tree.seen += r.rows;
-      stages.tree.passed += r.rows;
-      stages.assemble.passed += r.rows;
-      stages.write.busyMs += r.ms.write;
-      stages.write.passed += r.rows;
-      records += r.rows;
-      progress('write');
+    this.partsTotal = join.nonEmptyPartitions(this.readSpilled);
+    for await (const r of this.lanes.run(join.partitionsInOrder(this.readSpilled))) {
+      if (this.options.signal?.aborted) throw new InstructifyError('E_INTERRUPTED', 'stopped by a signal');
+      this.countPartition(r);
+      this.progress('write');
     }
     const tClose = performance.now();
-    shards = await lanes.finish();
-    stages.write.busyMs += performance.now() - tClose;
-    progress('write');
+    this.shards = await this.lanes.finish();
+    this.stages.write.busyMs += performance.now() - tClose;
+    this.progress('write');
+    const rejectsOut = this.rejectsOut;
     if (rejectsOut) await new Promise<void>((resolve, reject) => rejectsOut.end((err?: Error | null) => (err ? reject(err) : resolve())));
+  }
 
-    const result: PrepareResult = {
-      out: o.out,
-      counts,
-      perSource,
-      rejects: rejectCounts,
-      shards,
-      stages: Object.fromEntries(Object.entries(stages).map(([k, v]) => [k, v.toJSON()])),
-      inputs,
-      seconds: Math.round(performance.now() - t0) / 1000,
-      join: joinStats(),
-      read: readWorkers?.stats ?? { workers: 0, batches: 0, elements: 0, fragments: 0 },
+  private countPartition(r: PartitionSummary): void {
+    const { stages } = this;
+    this.partsDone++;
+    for (const rej of r.rejects) this.recordReject(rej);
+    for (const [k, v] of Object.entries(r.counts)) this.counts[k as keyof PrepareCounts] += v;
+    for (const [s, n] of Object.entries(r.perSourceImages)) this.perSource[s]!.images += n;
+    stages.join.seen++;
+    stages.join.passed++;
+    stages.join.busyMs += r.ms.group;
+    stages.images.seen += r.images.seen;
+    stages.images.passed += r.images.passed;
+    for (const [reason, n] of Object.entries(r.images.dropped)) stages.images.drop(reason, n);
+    stages.images.busyMs += r.ms.images;
+    stages.assemble.busyMs += r.ms.assemble;
+    stages.tree.busyMs += r.ms.tree;
+    stages.tree.seen += r.rows;
+    stages.tree.passed += r.rows;
+    stages.assemble.passed += r.rows;
+    stages.write.busyMs += r.ms.write;
+    stages.write.passed += r.rows;
+    this.records += r.rows;
+  }
+
+  private joinStats(): JoinStats {
+    const all = [this.join.stats, ...this.readJoinStats];
+    return {
+      fragments: all.reduce((n, s) => n + s.fragments, 0),
+      spills: all.reduce((n, s) => n + s.spills, 0),
+      spilledBytes: all.reduce((n, s) => n + s.spilledBytes, 0),
+      peakHeldBytes: all.reduce((n, s) => n + s.peakHeldBytes, 0),
     };
-    await writeManifest(o.out, {
-      ...baseManifest,
+  }
+
+  result(t0: number): PrepareResult {
+    return {
+      out: this.o.out,
+      counts: this.counts,
+      perSource: this.perSource,
+      rejects: this.rejectCounts,
+      shards: this.shards,
+      stages: Object.fromEntries(Object.entries(this.stages).map(([k, v]) => [k, v.toJSON()])),
+      inputs: this.plan.inputs,
+      seconds: Math.round(performance.now() - t0) / 1000,
+      join: this.joinStats(),
+      read: this.readWorkers?.stats ?? { workers: 0, batches: 0, elements: 0, fragments: 0 },
+    };
+  }
+
+  /** After a failure: no lane writes on, and no partial shard looks complete (.tmp files go). */
+  async abort(): Promise<void> {
+    await this.lanes?.abort();
+    this.rejectsOut?.destroy();
+    if (this.o.out === '-') return;
+    const names = await readdir(this.o.out).catch(() => [] as string[]);
+    await Promise.all(names.filter((n) => n.endsWith('.tmp') && n.startsWith('part-')).map((n) => rm(path.join(this.o.out, n), { force: true })));
+  }
+
+  async cleanup(): Promise<void> {
+    await this.readWorkers?.cleanup();
+    await this.lanes?.close();
+    // A failed cleanup must not hide the run's own error; say it and move on.
+    await this.join.cleanup().catch((err: Error) => process.stderr.write(`instructify: could not remove the join's spill folder: ${err.message}\n`));
+  }
+}
+
+/**
+ * prepare, phase by phase: plan the inputs, claim the output folder, read
+ * every file into the join, build and write the records, write the manifest.
+ */
+export async function prepare(options: PrepareOptions): Promise<PrepareResult> {
+  const o = resolvePrepareOptions(options);
+  const started = new Date();
+  const t0 = performance.now();
+  // 1. Plan every input file before reading any, so a bad path fails at once.
+  const plan = await planInputs(o.sources);
+  // The main thread is a lane too: 'auto' adds one worker per other core.
+  // Streaming to stdout needs one writer, in order: the main thread alone then writes.
+  const toStdout = o.out === '-';
+  const workerCount = o.workers === 'auto' ? (plan.bytesTotal >= AUTO_WORKERS_MIN_BYTES ? Math.min(3, os.availableParallelism() - 1) : 0) : o.workers;
+
+  // Before the output folder is touched: a wrong image root is a usage mistake, not a failed run
+  // (and must not clear what an earlier run wrote there).
+  const realRoot = o.images !== null ? await resolveImageRoot(o.images) : '';
+  // The folder must be prepare's to write (missing, empty, or an earlier prepare's): decided before anything is written.
+  const claim = toStdout
+    ? null
+    : await claimOutput({ out: o.out, command: 'prepare', inputs: plan.planned.map((p) => p.file.path), roots: o.images !== null ? [o.images] : [], warn: options.warn });
+  const disposeHardStop = claim ? onHardStop(claim.stopNow) : () => {};
+  if (!toStdout) await clearOutput(o.out);
+  const baseManifest = { tool: 'instructify', version: VERSION, command: 'prepare', schema: PREPARED_SCHEMA_VERSION, format: o.format, shard: o.shard, started: started.toISOString(), inputs: plan.inputs };
+  // With stdout as the output there is no folder: the manifest is not written.
+  const writeManifest = (fields: object) => (toStdout ? Promise.resolve() : writeManifestFile(o.out, { ...baseManifest, ...fields }));
+  // Until the run finishes, the manifest says so: nothing here looks complete.
+  await writeManifest({ status: 'running' });
+
+  const run = new PrepareRun(o, options, plan, workerCount);
+  try {
+    // 2. Read and join; 3. build records and write them.
+    await run.readInputs();
+    await run.emitAndWrite(realRoot);
+    // 4. Finish: the manifest says complete only now.
+    const result = run.result(t0);
+    await writeManifest({
       status: 'complete',
       finished: new Date().toISOString(),
       seconds: result.seconds,
-      counts,
-      per_source: perSource,
-      rejects: rejectCounts,
+      counts: result.counts,
+      per_source: result.perSource,
+      rejects: result.rejects,
       shards: result.shards,
       stages: result.stages,
       join: result.join,
@@ -575,15 +567,8 @@ export async function prepare(options: PrepareOptions): Promise<PrepareResult> {
     // A signal stops the read pipeline with an AbortError: report it as the interruption it is.
     const interrupted = options.signal?.aborted === true;
     const err = interrupted ? new InstructifyError('E_INTERRUPTED', `prepare was stopped by a signal; ${o.out} is incomplete (rerun the same command to start it over)`, { cause: caught }) : caught;
-    await lanes?.abort();
-    rejectsOut?.destroy();
-    if (!toStdout) {
-      // Shards written so far stay, but nothing partial looks complete: .tmp files go.
-      const names = await readdir(o.out).catch(() => [] as string[]);
-      await Promise.all(names.filter((n) => n.endsWith('.tmp') && n.startsWith('part-')).map((n) => rm(path.join(o.out, n), { force: true })));
-    }
-    await writeManifest(o.out, {
-      ...baseManifest,
+    await run.abort();
+    await writeManifest({
       status: interrupted ? 'interrupted' : 'failed',
       finished: new Date().toISOString(),
       error: { code: err instanceof InstructifyError ? err.code : 'E_INTERNAL', message: (err as Error).message },
@@ -592,10 +577,6 @@ export async function prepare(options: PrepareOptions): Promise<PrepareResult> {
   } finally {
     disposeHardStop();
     claim?.release();
-    await readWorkers?.cleanup();
-    await lanes?.close();
-    // A failed cleanup must not hide the run's own error; say it and move on.
-    await join.cleanup().catch((err: Error) => process.stderr.write(`instructify: could not remove the join's spill folder: ${err.message}\n`));
+    await run.cleanup();
   }
 }
-

@@ -194,140 +194,162 @@ function bytesAt(buf: Buffer, at: number, key: Buffer): boolean {
   return true;
 }
 
-export function createJsonSplitter(opts: SplitterOptions, onValue: (v: JsonValue) => void): JsonSplitter {
-  const file = opts.file;
-  const skipKeys = opts.skipKeys;
-  const rawKeys = opts.rawKeys && opts.rawKeys.size ? [...opts.rawKeys].map((k) => ({ name: k, bytes: Buffer.from(k) })) : null;
+/**
+ * The splitter's state is this object's fields: where it is in the document
+ * (top, expect, depth), which container it splits, and the element it is
+ * cutting out, which may span chunks. `push` dispatches on the structural
+ * bytes; inside a captured container it skips straight to the next one.
+ */
+class ChunkedJsonSplitter implements JsonSplitter {
+  private readonly file: string;
+  private readonly skipKeys: ReadonlySet<string> | undefined;
+  private readonly rawKeys: { name: string; bytes: Buffer }[] | null;
+  private readonly defer: SplitterOptions['defer'];
+  private readonly onDeferred: SplitterOptions['onDeferred'];
 
-  let top: Top = Top.Start;
-  let expect: Expect = Expect.Value;
+  private top: Top = Top.Start;
+  private expect: Expect = Expect.Value;
   /** Open containers: 1 inside the top-level container. */
-  let depth = 0;
+  private depth = 0;
   /** Chunk base offset in the file. */
-  let base = 0;
+  private base = 0;
 
   // Top-level object state.
-  let currentKey: string | null = null;
+  private currentKey: string | null = null;
   /** The key whose array we are splitting, when depth >= 2 inside it. */
-  let arrayKey: string | null = null;
-  let arrayIndex = 0;
+  private arrayKey: string | null = null;
+  private arrayIndex = 0;
   /** Depth of the container whose children we split on (1 for top array, 2 for a keyed array). */
-  let splitDepth = 1;
+  private splitDepth = 1;
 
   // Key capture (top-level object keys).
-  let inKey = false;
-  let keyParts: Buffer[] = [];
-  let keyStart = 0;
+  private inKey = false;
+  private keyParts: Buffer[] = [];
+  private keyStart = 0;
 
   // Value capture.
-  let capturing = false;
+  private capturing = false;
   /** Whether the value being captured is a container (ends at its close) or a scalar. */
-  let captureIsContainer = false;
-  let captureStart = 0;
-  let captureOffset = 0;
-  let captureParts: Buffer[] = [];
+  private captureIsContainer = false;
+  private captureStart = 0;
+  private captureOffset = 0;
+  private captureParts: Buffer[] = [];
   /** Bytes of the current value held in captureParts (earlier chunks). */
-  let capturedBefore = 0;
+  private capturedBefore = 0;
   // A raw field inside the current value: element-relative byte range, and the depth it closes at.
-  let rawName: string | null = null;
-  let rawStart = -1;
-  let rawEnd = -1;
-  let rawDepth = -1;
+  private rawName: string | null = null;
+  private rawStart = -1;
+  private rawEnd = -1;
+  private rawDepth = -1;
   /** Start of a string directly inside the captured object (a possible raw key), or -1. */
-  let strStartRel = -1;
+  private strStartRel = -1;
   /**
    * A raw key was just read: if the next structural byte at this depth opens
    * an array, that array is the raw value. (The ':' between them is skipped
    * by the fast path; JSON.parse of the rest checks it is there.)
    */
-  let rawPending: string | null = null;
-  let captureIsObject = false;
-  let captureKey: string | null = null;
-  let captureIndex = -1;
-  let captureSkip = false;
+  private rawPending: string | null = null;
+  private captureIsObject = false;
+  private captureKey: string | null = null;
+  private captureIndex = -1;
+  private captureSkip = false;
   /** The element being captured is deferred: its bytes are handed over unparsed. */
-  let captureDeferred = false;
-  const defer = opts.defer;
-  const onDeferred = opts.onDeferred;
+  private captureDeferred = false;
 
   // String state carried across chunks.
-  let inString = false;
-  let pendingEscape = false;
+  private inString = false;
+  private pendingEscape = false;
 
-  function syntax(msg: string, at: number): InstructifyError {
-    return new InstructifyError('E_JSON_SYNTAX', msg, { file, offset: at });
+  constructor(
+    opts: SplitterOptions,
+    private readonly onValue: (v: JsonValue) => void,
+  ) {
+    this.file = opts.file;
+    this.skipKeys = opts.skipKeys;
+    this.rawKeys = opts.rawKeys && opts.rawKeys.size ? [...opts.rawKeys].map((k) => ({ name: k, bytes: Buffer.from(k) })) : null;
+    this.defer = opts.defer;
+    this.onDeferred = opts.onDeferred;
   }
 
-  function finishCapture(buf: Buffer, endExclusive: number): void {
-    capturing = false;
-    if (captureSkip) {
-      captureParts = [];
+  /** Bytes consumed so far. */
+  get bytes(): number {
+    return this.base;
+  }
+
+  private syntax(msg: string, at: number): InstructifyError {
+    return new InstructifyError('E_JSON_SYNTAX', msg, { file: this.file, offset: at });
+  }
+
+  private finishCapture(buf: Buffer, endExclusive: number): void {
+    this.capturing = false;
+    if (this.captureSkip) {
+      this.captureParts = [];
       return;
     }
-    // The element is source[start, end): in this chunk, or joined from the chunks it spans.
+    // The element is source[start, stop): in this chunk, or joined from the chunks it spans.
     let source = buf;
-    let start = captureStart;
-    let end = endExclusive;
-    if (captureParts.length) {
-      captureParts.push(buf.subarray(start, end));
-      source = Buffer.concat(captureParts);
-      captureParts = [];
+    let start = this.captureStart;
+    let stop = endExclusive;
+    if (this.captureParts.length) {
+      this.captureParts.push(buf.subarray(start, stop));
+      source = Buffer.concat(this.captureParts);
+      this.captureParts = [];
       start = 0;
-      end = source.length;
+      stop = source.length;
     }
-    if (captureDeferred) {
-      onDeferred!(captureKey, captureIndex, captureOffset, source, start, end, deferredRaw());
+    if (this.captureDeferred) {
+      this.onDeferred!(this.captureKey, this.captureIndex, this.captureOffset, source, start, stop, this.deferredRaw());
       return;
     }
-    const bytes = start === 0 && end === source.length ? source : source.subarray(start, end);
-    const { value, raw } = parseElement(bytes, rawName, rawStart, rawEnd, file, captureOffset, captureKey, captureIndex);
-    onValue({ key: captureKey, index: captureIndex, value, offset: captureOffset, raw });
+    const bytes = start === 0 && stop === source.length ? source : source.subarray(start, stop);
+    const { value, raw } = parseElement(bytes, this.rawName, this.rawStart, this.rawEnd, this.file, this.captureOffset, this.captureKey, this.captureIndex);
+    this.onValue({ key: this.captureKey, index: this.captureIndex, value, offset: this.captureOffset, raw });
   }
 
   /** The one raw range object handed to `onDeferred`, filled anew for each element. */
-  const rawRange: RawRange = { name: '', start: 0, end: 0 };
-  function deferredRaw(): RawRange | null {
-    if (rawName === null || rawEnd <= rawStart) return null;
-    rawRange.name = rawName;
-    rawRange.start = rawStart;
-    rawRange.end = rawEnd;
-    return rawRange;
+  private readonly rawRange: RawRange = { name: '', start: 0, end: 0 };
+  private deferredRaw(): RawRange | null {
+    if (this.rawName === null || this.rawEnd <= this.rawStart) return null;
+    this.rawRange.name = this.rawName;
+    this.rawRange.start = this.rawStart;
+    this.rawRange.end = this.rawEnd;
+    return this.rawRange;
   }
 
-  function startCapture(i: number, isContainer: boolean, key: string | null, index: number, isObject = false): void {
-    capturing = true;
-    captureIsObject = isObject;
-    captureIsContainer = isContainer;
-    captureStart = i;
-    captureOffset = base + i;
-    captureKey = key;
-    captureIndex = index;
-    captureSkip = key !== null && skipKeys !== undefined && skipKeys.has(key);
-    captureDeferred = index >= 0 && defer !== undefined && defer(key, index);
-    capturedBefore = 0;
-    rawName = null;
-    rawPending = null;
-    rawStart = rawEnd = rawDepth = strStartRel = -1;
+  private startCapture(i: number, isContainer: boolean, key: string | null, index: number, isObject = false): void {
+    this.capturing = true;
+    this.captureIsObject = isObject;
+    this.captureIsContainer = isContainer;
+    this.captureStart = i;
+    this.captureOffset = this.base + i;
+    this.captureKey = key;
+    this.captureIndex = index;
+    this.captureSkip = key !== null && this.skipKeys !== undefined && this.skipKeys.has(key);
+    this.captureDeferred = index >= 0 && this.defer !== undefined && this.defer(key, index);
+    this.capturedBefore = 0;
+    this.rawName = null;
+    this.rawPending = null;
+    this.rawStart = this.rawEnd = this.rawDepth = this.strStartRel = -1;
   }
 
   /** Bytes [from, to) of the value being captured, counted from its first byte. */
-  function capturedBytes(buf: Buffer, from: number, to: number): Buffer {
-    if (from >= capturedBefore) return buf.subarray(captureStart + from - capturedBefore, captureStart + to - capturedBefore);
-    return Buffer.concat([...captureParts, buf.subarray(captureStart, captureStart + to - capturedBefore)]).subarray(from, to);
+  private capturedBytes(buf: Buffer, from: number, to: number): Buffer {
+    if (from >= this.capturedBefore) return buf.subarray(this.captureStart + from - this.capturedBefore, this.captureStart + to - this.capturedBefore);
+    return Buffer.concat([...this.captureParts, buf.subarray(this.captureStart, this.captureStart + to - this.capturedBefore)]).subarray(from, to);
   }
 
   /** A string directly inside the captured object ended (closing quote at `q`): is it a raw key? */
-  function rawKeyCandidateEnded(buf: Buffer, q: number): void {
-    const from = strStartRel;
-    strStartRel = -1;
-    const to = capturedBefore + (q - captureStart);
-    for (const k of rawKeys!) {
+  private rawKeyCandidateEnded(buf: Buffer, q: number): void {
+    const from = this.strStartRel;
+    this.strStartRel = -1;
+    const to = this.capturedBefore + (q - this.captureStart);
+    for (const k of this.rawKeys!) {
       if (k.bytes.length !== to - from) continue;
       // Compared in place when the key lies in this chunk (nearly always): a
       // view and a native compare per element cost more than the key's bytes.
-      const same = from >= capturedBefore ? bytesAt(buf, captureStart + from - capturedBefore, k.bytes) : capturedBytes(buf, from, to).equals(k.bytes);
+      const same = from >= this.capturedBefore ? bytesAt(buf, this.captureStart + from - this.capturedBefore, k.bytes) : this.capturedBytes(buf, from, to).equals(k.bytes);
       if (same) {
-        rawPending = k.name;
+        this.rawPending = k.name;
         return;
       }
     }
@@ -335,30 +357,30 @@ export function createJsonSplitter(opts: SplitterOptions, onValue: (v: JsonValue
 
   // Position of the next backslash in the current chunk (-1: none left), cached
   // so that strings without escapes never rescan the rest of the chunk.
-  let bsBuf: Buffer | null = null;
-  let bsPos = -2;
+  private bsBuf: Buffer | null = null;
+  private bsPos = -2;
 
   /** Skip to the end of a string starting after its opening quote at `i`; returns index after closing quote or -1 if the chunk ended. */
-  function skipString(buf: Buffer, i: number): number {
+  private skipString(buf: Buffer, i: number): number {
     const len = buf.length;
-    if (pendingEscape) {
-      pendingEscape = false;
+    if (this.pendingEscape) {
+      this.pendingEscape = false;
       i++;
     }
-    if (bsBuf !== buf) {
-      bsBuf = buf;
-      bsPos = -2;
+    if (this.bsBuf !== buf) {
+      this.bsBuf = buf;
+      this.bsPos = -2;
     }
     while (i < len) {
       const q = buf.indexOf(QUOTE, i);
-      if (bsPos !== -1 && bsPos < i) bsPos = buf.indexOf(BACKSLASH, i);
-      if (bsPos !== -1 && (q === -1 || bsPos < q)) {
+      if (this.bsPos !== -1 && this.bsPos < i) this.bsPos = buf.indexOf(BACKSLASH, i);
+      if (this.bsPos !== -1 && (q === -1 || this.bsPos < q)) {
         // An escape: skip the backslash and the byte it escapes.
-        if (bsPos + 1 >= len) {
-          pendingEscape = true;
+        if (this.bsPos + 1 >= len) {
+          this.pendingEscape = true;
           return -1;
         }
-        i = bsPos + 2;
+        i = this.bsPos + 2;
         continue;
       }
       if (q === -1) return -1;
@@ -367,216 +389,218 @@ export function createJsonSplitter(opts: SplitterOptions, onValue: (v: JsonValue
     return -1;
   }
 
-  function push(buf: Buffer): void {
+  push(buf: Buffer): void {
     const len = buf.length;
     let i = 0;
 
-    if (inString) {
-      const after = skipString(buf, 0);
+    if (this.inString) {
+      const after = this.skipString(buf, 0);
       if (after === -1) {
-        carry(buf);
-        base += len;
+        this.carry(buf);
+        this.base += len;
         return;
       }
-      inString = false;
-      if (inKey) endKey(buf, after - 1);
-      else if (strStartRel >= 0) rawKeyCandidateEnded(buf, after - 1);
+      this.inString = false;
+      if (this.inKey) this.endKey(buf, after - 1);
+      else if (this.strStartRel >= 0) this.rawKeyCandidateEnded(buf, after - 1);
       i = after;
-      endStringScalar(buf, i);
+      this.endStringScalar(buf, i);
     }
 
     while (i < len) {
       // Fast path: inside a captured container only quotes and brackets matter.
-      if (capturing && captureIsContainer) {
+      if (this.capturing && this.captureIsContainer) {
         while (i < len && STRUCTURAL[buf[i]!] === 0) i++;
         if (i >= len) break;
       }
       const c = buf[i]!;
-
       if (c === QUOTE) {
-        const atSplitLevel = depth === splitDepth && !capturing;
-        if (top === Top.Object && depth === 1 && expect === Expect.Key) {
-          inKey = true;
-          keyStart = i + 1;
-          keyParts = [];
-        } else if (atSplitLevel || (top === Top.Object && depth === 1 && expect === Expect.Value)) {
-          beginValue(i, false);
-        } else if (!capturing && depth <= splitDepth) {
-          throw syntax(`unexpected string`, base + i);
-        } else if (rawKeys !== null && captureIsObject && rawName === null && depth === splitDepthFor() + 1) {
-          rawPending = null;
-          strStartRel = capturedBefore + (i + 1 - captureStart);
-        }
-        const after = skipString(buf, i + 1);
-        if (after === -1) {
-          inString = true;
-          break;
-        }
-        if (inKey) endKey(buf, after - 1);
-        else if (strStartRel >= 0) rawKeyCandidateEnded(buf, after - 1);
-        i = after;
-        endStringScalar(buf, i);
-        continue;
-      }
-
-      if (c === LBRACE || c === LBRACKET) {
-        if (top === Top.Start) {
-          top = c === LBRACKET ? Top.Array : Top.Object;
-          expect = c === LBRACKET ? Expect.Value : Expect.Key;
-          depth = 1;
-          splitDepth = 1;
-          i++;
-          continue;
-        }
-        if (top === Top.Done) throw syntax('unexpected data after the end of the JSON document', base + i);
-        if (capturing) {
-          if (rawPending !== null) {
-            if (c === LBRACKET && depth === splitDepthFor() + 1) {
-              rawName = rawPending;
-              rawStart = capturedBefore + (i - captureStart);
-              rawDepth = depth;
-            }
-            rawPending = null;
-          }
-        } else {
-          if (top === Top.Object && depth === 1) {
-            if (expect !== Expect.Value) throw syntax(`expected ${expectName()}`, base + i);
-            if (c === LBRACKET) {
-              // A keyed array: split its elements.
-              arrayKey = currentKey;
-              arrayIndex = 0;
-              splitDepth = 2;
-              depth = 2;
-              expect = Expect.Value;
-              i++;
-              continue;
-            }
-            startCapture(i, true, currentKey, -1, c === LBRACE);
-          } else if (depth === splitDepth) {
-            beginValue(i, true, c === LBRACE);
-          } else {
-            throw syntax('unexpected bracket', base + i);
-          }
-        }
-        depth++;
+        i = this.onQuote(buf, i);
+        // The string goes on in the next chunk.
+        if (i === -1) break;
+      } else if (c === LBRACE || c === LBRACKET) {
+        this.onOpen(c, i);
         i++;
-        continue;
-      }
-
-      if (c === RBRACE || c === RBRACKET) {
-        if (!capturing) {
-          // Closing the container we split on: fine after a value, or when empty.
-          const inTopObject = top === Top.Object && depth === 1;
-          const ok = expect === Expect.CommaOrClose || (inTopObject ? expect === Expect.Key : expect === Expect.Value);
-          if (!ok) throw syntax(`expected ${expectName()}`, base + i);
-        }
-        depth--;
+      } else if (c === RBRACE || c === RBRACKET) {
+        this.onClose(buf, c, i);
         i++;
-        if (capturing) {
-          rawPending = null;
-          if (depth === rawDepth && rawEnd < 0) rawEnd = capturedBefore + (i - captureStart);
-          if (captureIsContainer && depth === splitDepthFor()) {
-            finishCapture(buf, i);
-            afterValue();
-          } else if (!captureIsContainer && depth < splitDepthFor()) {
-            // A scalar closed by its container's bracket.
-            finishCapture(buf, i - 1);
-            closeLevel(c, i - 1);
-          }
-          continue;
-        }
-        closeLevel(c, i - 1);
-        continue;
-      }
-
-      if (c === COMMA) {
-        if (capturing && !captureIsContainer) {
-          finishCapture(buf, i);
-          afterValue();
-        }
-        if (!capturing) {
-          if (expect !== Expect.CommaOrClose) throw syntax(`expected ${expectName()}`, base + i);
-          expect = top === Top.Object && depth === 1 ? Expect.Key : Expect.Value;
+      } else if (c === COMMA) {
+        this.onComma(buf, i);
+        i++;
+      } else if (WHITESPACE[c] === 1) {
+        if (this.capturing && !this.captureIsContainer) {
+          this.finishCapture(buf, i);
+          this.afterValue();
         }
         i++;
-        continue;
-      }
-
-      if (WHITESPACE[c] === 1) {
-        if (capturing && !captureIsContainer) {
-          finishCapture(buf, i);
-          afterValue();
+      } else if (c === COLON && !this.capturing) {
+        if (!(this.top === Top.Object && this.depth === 1 && this.expect === Expect.Colon)) throw this.syntax(`unexpected ':'`, this.base + i);
+        this.expect = Expect.Value;
+        i++;
+      } else {
+        // Any other byte starts or continues a scalar (number, true, false, null).
+        if (!this.capturing) {
+          if (this.top === Top.Start || this.top === Top.Done) throw this.syntax('expected a JSON object or array', this.base + i);
+          if (this.depth === this.splitDepth || (this.top === Top.Object && this.depth === 1)) this.beginValue(i, false);
+          else throw this.syntax('unexpected value', this.base + i);
         }
         i++;
-        continue;
       }
-
-      if (c === COLON && !capturing) {
-        if (!(top === Top.Object && depth === 1 && expect === Expect.Colon)) throw syntax(`unexpected ':'`, base + i);
-        expect = Expect.Value;
-        i++;
-        continue;
-      }
-
-      // Any other byte starts or continues a scalar (number, true, false, null).
-      if (!capturing) {
-        if (top === Top.Start || top === Top.Done) throw syntax('expected a JSON object or array', base + i);
-        if (depth === splitDepth || (top === Top.Object && depth === 1)) beginValue(i, false);
-        else throw syntax('unexpected value', base + i);
-      }
-      i++;
     }
 
-    carry(buf);
-    base += len;
+    this.carry(buf);
+    this.base += len;
+  }
+
+  /** A string opens at `i`: a key, a value, or a string inside a captured value. Returns where to go on, or -1 when the chunk ends inside it. */
+  private onQuote(buf: Buffer, i: number): number {
+    const atSplitLevel = this.depth === this.splitDepth && !this.capturing;
+    if (this.top === Top.Object && this.depth === 1 && this.expect === Expect.Key) {
+      this.inKey = true;
+      this.keyStart = i + 1;
+      this.keyParts = [];
+    } else if (atSplitLevel || (this.top === Top.Object && this.depth === 1 && this.expect === Expect.Value)) {
+      this.beginValue(i, false);
+    } else if (!this.capturing && this.depth <= this.splitDepth) {
+      throw this.syntax(`unexpected string`, this.base + i);
+    } else if (this.rawKeys !== null && this.captureIsObject && this.rawName === null && this.depth === this.splitDepthFor() + 1) {
+      this.rawPending = null;
+      this.strStartRel = this.capturedBefore + (i + 1 - this.captureStart);
+    }
+    const after = this.skipString(buf, i + 1);
+    if (after === -1) {
+      this.inString = true;
+      return -1;
+    }
+    if (this.inKey) this.endKey(buf, after - 1);
+    else if (this.strStartRel >= 0) this.rawKeyCandidateEnded(buf, after - 1);
+    this.endStringScalar(buf, after);
+    return after;
+  }
+
+  /** `{` or `[` at `i`: the document's start, a keyed array to split, a value to capture, or a level inside one. */
+  private onOpen(c: number, i: number): void {
+    if (this.top === Top.Start) {
+      this.top = c === LBRACKET ? Top.Array : Top.Object;
+      this.expect = c === LBRACKET ? Expect.Value : Expect.Key;
+      this.depth = 1;
+      this.splitDepth = 1;
+      return;
+    }
+    if (this.top === Top.Done) throw this.syntax('unexpected data after the end of the JSON document', this.base + i);
+    if (this.capturing) {
+      if (this.rawPending !== null) {
+        if (c === LBRACKET && this.depth === this.splitDepthFor() + 1) {
+          this.rawName = this.rawPending;
+          this.rawStart = this.capturedBefore + (i - this.captureStart);
+          this.rawDepth = this.depth;
+        }
+        this.rawPending = null;
+      }
+    } else if (this.top === Top.Object && this.depth === 1) {
+      if (this.expect !== Expect.Value) throw this.syntax(`expected ${this.expectName()}`, this.base + i);
+      if (c === LBRACKET) {
+        // A keyed array: split its elements.
+        this.arrayKey = this.currentKey;
+        this.arrayIndex = 0;
+        this.splitDepth = 2;
+        this.depth = 2;
+        this.expect = Expect.Value;
+        return;
+      }
+      this.startCapture(i, true, this.currentKey, -1, c === LBRACE);
+    } else if (this.depth === this.splitDepth) {
+      this.beginValue(i, true, c === LBRACE);
+    } else {
+      throw this.syntax('unexpected bracket', this.base + i);
+    }
+    this.depth++;
+  }
+
+  /** `}` or `]` at `i`: it may end the captured value, a scalar before it, or a level. */
+  private onClose(buf: Buffer, c: number, i: number): void {
+    if (!this.capturing) {
+      // Closing the container we split on: fine after a value, or when empty.
+      const inTopObject = this.top === Top.Object && this.depth === 1;
+      const ok = this.expect === Expect.CommaOrClose || (inTopObject ? this.expect === Expect.Key : this.expect === Expect.Value);
+      if (!ok) throw this.syntax(`expected ${this.expectName()}`, this.base + i);
+    }
+    this.depth--;
+    const after = i + 1;
+    if (!this.capturing) {
+      this.closeLevel(c, i);
+      return;
+    }
+    this.rawPending = null;
+    if (this.depth === this.rawDepth && this.rawEnd < 0) this.rawEnd = this.capturedBefore + (after - this.captureStart);
+    if (this.captureIsContainer && this.depth === this.splitDepthFor()) {
+      this.finishCapture(buf, after);
+      this.afterValue();
+    } else if (!this.captureIsContainer && this.depth < this.splitDepthFor()) {
+      // A scalar closed by its container's bracket.
+      this.finishCapture(buf, i);
+      this.closeLevel(c, i);
+    }
+  }
+
+  /** `,` at `i`: ends a scalar being captured, or separates values at the split level. */
+  private onComma(buf: Buffer, i: number): void {
+    if (this.capturing && !this.captureIsContainer) {
+      this.finishCapture(buf, i);
+      this.afterValue();
+    }
+    if (!this.capturing) {
+      if (this.expect !== Expect.CommaOrClose) throw this.syntax(`expected ${this.expectName()}`, this.base + i);
+      this.expect = this.top === Top.Object && this.depth === 1 ? Expect.Key : Expect.Value;
+    }
   }
 
   /** A string that is itself the captured value ends at its closing quote. */
-  function endStringScalar(buf: Buffer, i: number): void {
-    if (capturing && !captureIsContainer) {
-      finishCapture(buf, i);
-      afterValue();
+  private endStringScalar(buf: Buffer, i: number): void {
+    if (this.capturing && !this.captureIsContainer) {
+      this.finishCapture(buf, i);
+      this.afterValue();
     }
   }
 
   /** The depth at which the current capture's parent sits. */
-  function splitDepthFor(): number {
-    return captureIndex < 0 ? 1 : splitDepth;
+  private splitDepthFor(): number {
+    return this.captureIndex < 0 ? 1 : this.splitDepth;
   }
 
-  function beginValue(i: number, isContainer: boolean, isObject = false): void {
-    if (expect !== Expect.Value) throw syntax(`expected ${expectName()}`, base + i);
-    if (top === Top.Object && depth === 1) startCapture(i, isContainer, currentKey, -1, isObject);
-    else startCapture(i, isContainer, top === Top.Array ? null : arrayKey, arrayIndex++, isObject);
+  private beginValue(i: number, isContainer: boolean, isObject = false): void {
+    if (this.expect !== Expect.Value) throw this.syntax(`expected ${this.expectName()}`, this.base + i);
+    if (this.top === Top.Object && this.depth === 1) this.startCapture(i, isContainer, this.currentKey, -1, isObject);
+    else this.startCapture(i, isContainer, this.top === Top.Array ? null : this.arrayKey, this.arrayIndex++, isObject);
   }
 
-  function afterValue(): void {
-    expect = Expect.CommaOrClose;
+  private afterValue(): void {
+    this.expect = Expect.CommaOrClose;
   }
 
-  function closeLevel(c: number, at: number): void {
-    if (depth === 0) {
-      if ((top === Top.Array) !== (c === RBRACKET)) throw syntax('mismatched bracket', base + at);
-      top = Top.Done;
-    } else if (top === Top.Object && depth === 1) {
-      if (c !== RBRACKET) throw syntax('mismatched bracket', base + at);
+  private closeLevel(c: number, at: number): void {
+    if (this.depth === 0) {
+      if ((this.top === Top.Array) !== (c === RBRACKET)) throw this.syntax('mismatched bracket', this.base + at);
+      this.top = Top.Done;
+    } else if (this.top === Top.Object && this.depth === 1) {
+      if (c !== RBRACKET) throw this.syntax('mismatched bracket', this.base + at);
       // A keyed array closed: back to the object's keys.
-      arrayKey = null;
-      splitDepth = 1;
-      expect = Expect.CommaOrClose;
+      this.arrayKey = null;
+      this.splitDepth = 1;
+      this.expect = Expect.CommaOrClose;
     }
   }
 
-  function endKey(buf: Buffer, quoteAt: number): void {
-    inKey = false;
-    keyParts.push(buf.subarray(keyStart, quoteAt));
-    currentKey = JSON.parse('"' + Buffer.concat(keyParts).toString('utf8') + '"') as string;
-    keyParts = [];
-    expect = Expect.Colon;
+  private endKey(buf: Buffer, quoteAt: number): void {
+    this.inKey = false;
+    this.keyParts.push(buf.subarray(this.keyStart, quoteAt));
+    this.currentKey = JSON.parse('"' + Buffer.concat(this.keyParts).toString('utf8') + '"') as string;
+    this.keyParts = [];
+    this.expect = Expect.Colon;
   }
 
-  function expectName(): string {
-    switch (expect) {
+  private expectName(): string {
+    switch (this.expect) {
       case Expect.Value:
         return 'a value';
       case Expect.CommaOrClose:
@@ -589,41 +613,37 @@ export function createJsonSplitter(opts: SplitterOptions, onValue: (v: JsonValue
   }
 
   /** Keep the unfinished parts of a key or value for the next chunk. */
-  function carry(buf: Buffer): void {
-    if (inKey) {
-      keyParts.push(buf.subarray(keyStart));
-      keyStart = 0;
+  private carry(buf: Buffer): void {
+    if (this.inKey) {
+      this.keyParts.push(buf.subarray(this.keyStart));
+      this.keyStart = 0;
     }
-    if (capturing) {
-      const part = captureStart === 0 ? buf : buf.subarray(captureStart);
-      captureParts.push(part);
-      capturedBefore += part.length;
-      captureStart = 0;
+    if (this.capturing) {
+      const part = this.captureStart === 0 ? buf : buf.subarray(this.captureStart);
+      this.captureParts.push(part);
+      this.capturedBefore += part.length;
+      this.captureStart = 0;
     }
   }
 
-  function end(): void {
-    if (top === Top.Start) throw new InstructifyError('E_JSON_TRUNCATED', 'file is empty (expected a JSON object or array)', { file, offset: base });
-    if (top !== Top.Done || inString || capturing) {
-      const where = capturing
-        ? captureKey !== null
-          ? ` inside "${captureKey}"${captureIndex >= 0 ? ` element ${captureIndex}` : ''} (started at byte ${captureOffset})`
-          : ` inside element ${captureIndex} (started at byte ${captureOffset})`
-        : arrayKey !== null
-          ? ` inside "${arrayKey}" after element ${arrayIndex - 1}`
+  end(): void {
+    if (this.top === Top.Start) throw new InstructifyError('E_JSON_TRUNCATED', 'file is empty (expected a JSON object or array)', { file: this.file, offset: this.base });
+    if (this.top !== Top.Done || this.inString || this.capturing) {
+      const where = this.capturing
+        ? this.captureKey !== null
+          ? ` inside "${this.captureKey}"${this.captureIndex >= 0 ? ` element ${this.captureIndex}` : ''} (started at byte ${this.captureOffset})`
+          : ` inside element ${this.captureIndex} (started at byte ${this.captureOffset})`
+        : this.arrayKey !== null
+          ? ` inside "${this.arrayKey}" after element ${this.arrayIndex - 1}`
           : '';
       throw new InstructifyError('E_JSON_TRUNCATED', `unexpected end of file${where}: the file is truncated or incomplete`, {
-        file,
-        offset: base,
+        file: this.file,
+        offset: this.base,
       });
     }
   }
+}
 
-  return {
-    push,
-    end,
-    get bytes() {
-      return base;
-    },
-  };
+export function createJsonSplitter(opts: SplitterOptions, onValue: (v: JsonValue) => void): JsonSplitter {
+  return new ChunkedJsonSplitter(opts, onValue);
 }

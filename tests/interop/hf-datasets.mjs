@@ -23,9 +23,9 @@ const shared = path.resolve(root, '..', 'shared', 'data', 'coco', 'annotations')
 const work = mkdtempSync(path.join(os.tmpdir(), 'instructify-hf-'));
 const say = (s) => process.stdout.write(`hf interop: ${s}\n`);
 try {
-  const { prepare } = await import(path.join(root, 'dist', 'src', 'prepare.js'));
+  const { prepare } = await import(path.join(root, 'dist', 'src', 'prepare', 'prepare.js'));
   const { generate } = await import(path.join(root, 'dist', 'src', 'generate', 'generate.js'));
-  const { exportConversations } = await import(path.join(root, 'dist', 'src', 'export.js'));
+  const { exportConversations } = await import(path.join(root, 'dist', 'src', 'export', 'export.js'));
   await prepare({ sources: [{ kind: 'coco-captions', paths: [path.join(shared, 'captions_val2017.json')] }, { kind: 'coco-instances', paths: [path.join(shared, 'instances_val2017.json')] }], images: null, out: path.join(work, 'prepared'), warn: () => {} });
   await generate({ input: path.join(work, 'prepared'), out: path.join(work, 'conversations'), distribution: 'llava', warn: () => {} });
   const exported = path.join(work, 'hf');
