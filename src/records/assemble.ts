@@ -193,91 +193,40 @@ function pushUnique(into: string[], from: string[]): void {
   for (const s of from) if (!into.includes(s)) into.push(s);
 }
 
-export function buildRecord(g: ResolvedGroup, fileSize: Size | null, ctx: BuildContext): Assembled<ImageRecord> {
-  const rejects: Reject[] = [];
-  const tol = ctx.opts.edgeTolerance;
-  const recordSize = g.size ?? fileSize;
-  const sources: string[] = [];
-  const captions: Caption[] = [];
-  const facts: Caption[] = [];
-  // Made when first needed, as is every map here: a record is built for every image of a run,
-  // and most images have no facts, no questions and nothing absent.
-  let factTexts: Set<string> | null = null;
-  const regions: Region[] = [];
-  // Boxes that a dataset names by id (VG objects, attributes and relationships) merge into one.
-  // A box is copied only when a second fragment names it: most ids (every COCO annotation's) come
-  // once, and a copy of each box, its lists and an entry key string was a fifth of this function's time.
-  const boxesById = new Map<string, Map<string, MergedBox>>();
-  const boxes: MergedBox[] = [];
-  const absent: string[] = [];
-  const uncounted: string[] = [];
-  let qaById: Map<string, { question: string | null; answer: string | null; answers: string[]; source: string }> | null = null;
-  const qaOrder: { question: string | null; answer: string | null; answers: string[]; source: string }[] = [];
-  let labelSentences = false;
-
-  for (const f of g.fragments) {
-    if (!sources.includes(f.source)) sources.push(f.source);
-    if (f.labelSentence) labelSentences = true;
-    for (const text of f.captions) captions.push({ text, source: f.source });
-    // The same statement often comes with every question of an image (TextVQA's OCR tokens): keep it once.
-    for (const text of f.facts) {
-      factTexts ??= new Set();
-      if (factTexts.has(text)) continue;
-      factTexts.add(text);
-      facts.push({ text, source: f.source });
-    }
-    for (const b of f.boxes) {
-      if (b.sourceId === null) {
-        boxes.push({ box: b, f, own: false });
-        continue;
-      }
-      let ids = boxesById.get(f.source);
-      if (ids === undefined) boxesById.set(f.source, (ids = new Map()));
-      const had = ids.get(b.sourceId);
-      if (!had) {
-        const entry: MergedBox = { box: b, f, own: false };
-        ids.set(b.sourceId, entry);
-        boxes.push(entry);
-      } else {
-        // The fragments' own boxes are never changed: the first merge works on a copy.
-        if (!had.own) {
-          had.box = { ...had.box, attributes: [...had.box.attributes], relations: [...had.box.relations] };
-          had.own = true;
-        }
-        if (had.box.label === null) had.box.label = b.label;
-        pushUnique(had.box.attributes, b.attributes);
-        pushUnique(had.box.relations, b.relations);
-        had.box.mask ??= b.mask;
-      }
-    }
-    const size = f.width !== null && f.height !== null ? { width: f.width, height: f.height } : (g.familySizes[f.family] ?? recordSize);
-    for (const id of f.uncountedCategoryIds) {
-      const name = ctx.state.categories.get(f.source)?.get(id);
-      if (name !== undefined && !uncounted.includes(name)) uncounted.push(name);
-    }
-    for (const id of f.absentCategoryIds) {
-      const name = ctx.state.categories.get(f.source)?.get(id);
-      if (name === undefined) rejects.push(reject('unknown-category', `negative category_id ${id} is not in the file's "categories"`, f, g.image));
-      else if (!absent.includes(name)) absent.push(name);
-    }
-    for (const r of f.regions) {
-      const n = normaliseBox(r.x, r.y, r.w, r.h, size, tol);
-      if (n.length === 2) rejects.push(reject(n[0], `region "${r.text}": ${n[1]}`, f, g.image));
-      else regions.push({ text: r.text, x1: n[0], y1: n[1], x2: n[2], y2: n[3], source: f.source });
-    }
-    for (const q of f.qa) {
-      let entry = q.id !== null ? qaById?.get(`${f.source}\0${q.id}`) : undefined;
-      if (!entry) {
-        entry = { question: null, answer: null, answers: [], source: f.source };
-        if (q.id !== null) (qaById ??= new Map()).set(`${f.source}\0${q.id}`, entry);
-        qaOrder.push(entry);
-      }
-      entry.question ??= q.question;
-      entry.answer ??= q.answer;
-      pushUnique(entry.answers, q.answers);
-    }
+/**
+ * Boxes that a dataset names by id (VG objects, attributes and relationships)
+ * merge into one. A box is copied only when a second fragment names it: most
+ * ids (every COCO annotation's) come once, and a copy of each box, its lists
+ * and an entry key string was a fifth of buildRecord's time.
+ */
+function addBox(b: RawBox, f: Fragment, boxes: MergedBox[], boxesById: Map<string, Map<string, MergedBox>>): void {
+  if (b.sourceId === null) {
+    boxes.push({ box: b, f, own: false });
+    return;
   }
+  let ids = boxesById.get(f.source);
+  if (ids === undefined) boxesById.set(f.source, (ids = new Map()));
+  const had = ids.get(b.sourceId);
+  if (!had) {
+    const entry: MergedBox = { box: b, f, own: false };
+    ids.set(b.sourceId, entry);
+    boxes.push(entry);
+    return;
+  }
+  // The fragments' own boxes are never changed: the first merge works on a copy.
+  if (!had.own) {
+    had.box = { ...had.box, attributes: [...had.box.attributes], relations: [...had.box.relations] };
+    had.own = true;
+  }
+  if (had.box.label === null) had.box.label = b.label;
+  pushUnique(had.box.attributes, b.attributes);
+  pushUnique(had.box.relations, b.relations);
+  had.box.mask ??= b.mask;
+}
 
+/** The record's boxes: labelled from the categories, normalised to 0..1, and set aside with the reason when they cannot be. */
+function finalBoxes(boxes: MergedBox[], g: ResolvedGroup, recordSize: Size | null, ctx: BuildContext, rejects: Reject[]): Box[] {
+  const tol = ctx.opts.edgeTolerance;
   const outBoxes: Box[] = [];
   for (const { box: b, f } of boxes) {
     let label = b.label;
@@ -314,7 +263,70 @@ export function buildRecord(g: ResolvedGroup, fileSize: Size | null, ctx: BuildC
       mask,
     });
   }
+  return outBoxes;
+}
 
+export function buildRecord(g: ResolvedGroup, fileSize: Size | null, ctx: BuildContext): Assembled<ImageRecord> {
+  const rejects: Reject[] = [];
+  const tol = ctx.opts.edgeTolerance;
+  const recordSize = g.size ?? fileSize;
+  const sources: string[] = [];
+  const captions: Caption[] = [];
+  const facts: Caption[] = [];
+  // Made when first needed, as is every map here: a record is built for every image of a run,
+  // and most images have no facts, no questions and nothing absent.
+  let factTexts: Set<string> | null = null;
+  const regions: Region[] = [];
+  // Boxes a dataset names by id merge into one (addBox).
+  const boxesById = new Map<string, Map<string, MergedBox>>();
+  const boxes: MergedBox[] = [];
+  const absent: string[] = [];
+  const uncounted: string[] = [];
+  let qaById: Map<string, { question: string | null; answer: string | null; answers: string[]; source: string }> | null = null;
+  const qaOrder: { question: string | null; answer: string | null; answers: string[]; source: string }[] = [];
+  let labelSentences = false;
+
+  for (const f of g.fragments) {
+    if (!sources.includes(f.source)) sources.push(f.source);
+    if (f.labelSentence) labelSentences = true;
+    for (const text of f.captions) captions.push({ text, source: f.source });
+    // The same statement often comes with every question of an image (TextVQA's OCR tokens): keep it once.
+    for (const text of f.facts) {
+      factTexts ??= new Set();
+      if (factTexts.has(text)) continue;
+      factTexts.add(text);
+      facts.push({ text, source: f.source });
+    }
+    for (const b of f.boxes) addBox(b, f, boxes, boxesById);
+    const size = f.width !== null && f.height !== null ? { width: f.width, height: f.height } : (g.familySizes[f.family] ?? recordSize);
+    for (const id of f.uncountedCategoryIds) {
+      const name = ctx.state.categories.get(f.source)?.get(id);
+      if (name !== undefined && !uncounted.includes(name)) uncounted.push(name);
+    }
+    for (const id of f.absentCategoryIds) {
+      const name = ctx.state.categories.get(f.source)?.get(id);
+      if (name === undefined) rejects.push(reject('unknown-category', `negative category_id ${id} is not in the file's "categories"`, f, g.image));
+      else if (!absent.includes(name)) absent.push(name);
+    }
+    for (const r of f.regions) {
+      const n = normaliseBox(r.x, r.y, r.w, r.h, size, tol);
+      if (n.length === 2) rejects.push(reject(n[0], `region "${r.text}": ${n[1]}`, f, g.image));
+      else regions.push({ text: r.text, x1: n[0], y1: n[1], x2: n[2], y2: n[3], source: f.source });
+    }
+    for (const q of f.qa) {
+      let entry = q.id !== null ? qaById?.get(`${f.source}\0${q.id}`) : undefined;
+      if (!entry) {
+        entry = { question: null, answer: null, answers: [], source: f.source };
+        if (q.id !== null) (qaById ??= new Map()).set(`${f.source}\0${q.id}`, entry);
+        qaOrder.push(entry);
+      }
+      entry.question ??= q.question;
+      entry.answer ??= q.answer;
+      pushUnique(entry.answers, q.answers);
+    }
+  }
+
+  const outBoxes = finalBoxes(boxes, g, recordSize, ctx, rejects);
   joinExpressionsByAnnotation(outBoxes);
 
   // "This image contains ..." for sources that ask for it (LVIS, METHOD.md section 1).

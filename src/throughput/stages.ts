@@ -76,6 +76,52 @@ function row(stage: StageRow['stage'], what: string, items: number, unit: string
   return { stage, what, items, unit, seconds: m.seconds, itemsPerSecond: items / s, mbPerSecond: mb === null ? null : mb / s, peakRssMB: m.peakRssMB, rssGrowthMB: m.rssGrowthMB };
 }
 
+/** sizes: image headers read with sharp, a window of 16 at a time as prepare does. */
+async function benchSizes(dir: string, images: number, seed: number, log: (line: string) => void): Promise<StageRow> {
+  const imageDir = path.join(dir, 'images');
+  await mkdir(imageDir, { recursive: true });
+  const have = new Set(await readdir(imageDir));
+  const r = rng(seed);
+  const names: string[] = [];
+  for (let i = 1; i <= images; i++) {
+    const scene = syntheticImage(r, i);
+    names.push(scene.fileName);
+    if (!have.has(scene.fileName)) await sharp(Buffer.from(sceneSvg(scene))).jpeg({ quality: 85 }).toFile(path.join(imageDir, scene.fileName));
+  }
+  const realRoot = await realpath(imageDir);
+  log('sizes ...');
+  const sizes = await timed(async () => {
+    let ok = 0;
+    for (let i = 0; i < names.length; i += 16) {
+      const got = await Promise.all(names.slice(i, i + 16).map((n) => probeImage(imageDir, realRoot, n, true)));
+      for (const g of got) if (g.ok && g.size) ok++;
+    }
+    return ok;
+  });
+  if (sizes.value !== names.length) throw new Error(`sizes stage: read ${sizes.value} of ${names.length} image sizes`);
+  return row('sizes', 'image headers read with sharp', names.length, 'images', sizes, null);
+}
+
+/** write: the records (trees included) as zstd Parquet shards. */
+async function benchWrite(records: ImageRecord[], dir: string, log: (line: string) => void): Promise<StageRow> {
+  const shardDir = path.join(dir, 'shards');
+  await rm(shardDir, { recursive: true, force: true });
+  await mkdir(shardDir, { recursive: true });
+  log('write ...');
+  const write = await timed(async () => {
+    const w = new ShardWriter({ dir: shardDir, prefix: 'part-0', format: 'parquet', rowsPerShard: 10_000, metadata: [...preparedSchema.metadata] });
+    for (let i = 0; i < records.length; i += 1000) {
+      PeakMemory.sampleNow();
+      await w.add(records.slice(i, i + 1000));
+    }
+    await w.close();
+    return w.shards;
+  });
+  const written = write.value.reduce((s, x) => s + x.bytes, 0) / 1e6;
+  await rm(shardDir, { recursive: true, force: true });
+  return row('write', `Parquet shards (zstd, ${written.toFixed(1)} MB written)`, records.length, 'rows', write, null);
+}
+
 export async function benchStages(o: StageBenchOptions): Promise<StageBenchResult> {
   if (!(Number.isFinite(o.bytes) && o.bytes >= 10_000)) throw new InstructifyError('E_OPTION', `--size must be at least 10KB, got ${o.bytes} bytes`);
   if (!(Number.isInteger(o.images) && o.images >= 1)) throw new InstructifyError('E_OPTION', `--images must be a positive whole number, got ${o.images}`);
@@ -151,29 +197,7 @@ export async function benchStages(o: StageBenchOptions): Promise<StageBenchResul
   }, false);
   fragments.length = 0;
 
-  // sizes: image headers read with sharp, a window of 16 at a time as prepare does.
-  const imageDir = path.join(dir, 'images');
-  await mkdir(imageDir, { recursive: true });
-  const have = new Set(await readdir(imageDir));
-  const r = rng(o.seed);
-  const names: string[] = [];
-  for (let i = 1; i <= o.images; i++) {
-    const scene = syntheticImage(r, i);
-    names.push(scene.fileName);
-    if (!have.has(scene.fileName)) await sharp(Buffer.from(sceneSvg(scene))).jpeg({ quality: 85 }).toFile(path.join(imageDir, scene.fileName));
-  }
-  const realRoot = await realpath(imageDir);
-  log('sizes ...');
-  const sizes = await timed(async () => {
-    let ok = 0;
-    for (let i = 0; i < names.length; i += 16) {
-      const got = await Promise.all(names.slice(i, i + 16).map((n) => probeImage(imageDir, realRoot, n, true)));
-      for (const g of got) if (g.ok && g.size) ok++;
-    }
-    return ok;
-  });
-  if (sizes.value !== names.length) throw new Error(`sizes stage: read ${sizes.value} of ${names.length} image sizes`);
-  stages.push(row('sizes', 'image headers read with sharp', names.length, 'images', sizes, null));
+  stages.push(await benchSizes(dir, o.images, o.seed, log));
 
   // tree: the tree added to each record.
   const boxes = records.reduce((s, rec) => s + rec.boxes.length, 0);
@@ -187,22 +211,7 @@ export async function benchStages(o: StageBenchOptions): Promise<StageBenchResul
   });
   stages.push(row('tree', 'ASCII trees (masks, merges, hierarchy)', records.length, 'images', tree, null));
 
-  // write: the records (trees included) as zstd Parquet shards.
-  const shardDir = path.join(dir, 'shards');
-  await rm(shardDir, { recursive: true, force: true });
-  await mkdir(shardDir, { recursive: true });
-  log('write ...');
-  const write = await timed(async () => {
-    const w = new ShardWriter({ dir: shardDir, prefix: 'part-0', format: 'parquet', rowsPerShard: 10_000, metadata: [...preparedSchema.metadata] });
-    for (let i = 0; i < records.length; i += 1000) {
-      PeakMemory.sampleNow();
-      await w.add(records.slice(i, i + 1000));
-    }
-    await w.close();
-    return w.shards;
-  });
-  const written = write.value.reduce((s, x) => s + x.bytes, 0) / 1e6;
-  stages.push(row('write', `Parquet shards (zstd, ${written.toFixed(1)} MB written)`, records.length, 'rows', write, null));
+  stages.push(await benchWrite(records, dir, log));
   const imagesCount = records.length;
   records.length = 0;
 
@@ -211,7 +220,6 @@ export async function benchStages(o: StageBenchOptions): Promise<StageBenchResul
   const outDir = path.join(dir, 'prepared');
   const all = await timed(() => prepare({ sources: [{ kind: 'coco-instances', paths: [file] }], images: null, out: outDir }));
   stages.push(row('prepare', 'whole prepare: tree on, default workers', all.value.counts.images, 'images', all, mb));
-  await rm(shardDir, { recursive: true, force: true });
   await rm(outDir, { recursive: true, force: true });
 
   return { machine: describeMachine(), input: { file, mb, images: imagesCount, boxes, seed: o.seed }, stages };

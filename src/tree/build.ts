@@ -197,10 +197,32 @@ function buildTreeWithMasks(input: TreeInput, options: Partial<TreeOptions>): Tr
   const o = withDefaults(options);
   const g: Grid = gridFor(input.width ?? 1, input.height ?? 1);
   const cells = g.gw * g.gh;
-
   // 1. Objects with masks (the dataset's, else the box), largest first.
+  // 2. Near-duplicates are one object.
+  const work = mergeObjects(g, objectsOf(g, input.boxes), o);
+  // 3. Depth layers under each mask.
+  if (input.depth) {
+    for (const w of work) {
+      w.depths = nodeLayers(input.depth, w.mask, g.gw);
+      w.nearest = w.depths.length ? w.depths[0]! : 0;
+    }
+  }
+  // 4. Hierarchy: the tightest container is the parent.
+  assignParents(g, work, o);
+  const roots: Work[] = [];
+  for (const w of work) {
+    if (w.parent === null) roots.push(w);
+    else w.parent.children.push(w);
+  }
+  const rootNodes = toNodes(sortInPlace(roots, compareSiblings), cells);
+  const counts = footerCounts(input.boxes, input.uncounted);
+  return { roots: rootNodes, counts, text: renderTree(rootNodes, counts, o) };
+}
+
+/** Step 1: each drawable box as an object with its mask (the dataset's, else the box), largest first. */
+function objectsOf(g: Grid, boxes: TreeInput['boxes']): Work[] {
   let work: Work[] = [];
-  for (const b of input.boxes) {
+  for (const b of boxes) {
     if (b.label.trim() === '' || !(b.x2 > b.x1 && b.y2 > b.y1)) continue;
     let mask = (b.mask && maskCoverage(g, b.mask)) || null;
     let a = mask ? area(mask) : 0;
@@ -211,10 +233,16 @@ function buildTreeWithMasks(input: TreeInput, options: Partial<TreeOptions>): Tr
     work.push({ labels: labelsOf(b), x1: b.x1, y1: b.y1, x2: b.x2, y2: b.y2, mask, area: a, boxArea: boxArea(b), merged: 1, sources: [b.source], depths: null, nearest: 0, parent: null, children: [] });
   }
   sortInPlace(work, compareLargestBoxFirst);
+  return work;
+}
 
-  // 2. Near-duplicate boxes are one object; then boxes whose masks also agree,
-  //    unless their labels are one word in two numbers (two cars are not one).
-  //    (Plain loops: a closure per object for `find` was measurable.)
+/**
+ * Step 2: near-duplicate boxes are one object; then boxes whose masks also
+ * agree, unless their labels are one word in two numbers (two cars are not
+ * one). (Plain loops: a closure per object for `find` was measurable.)
+ */
+function mergeObjects(g: Grid, objects: Work[], o: TreeOptions): Work[] {
+  let work = objects;
   const merged: Work[] = [];
   for (const w of work) {
     let same: Work | null = null;
@@ -259,20 +287,16 @@ function buildTreeWithMasks(input: TreeInput, options: Partial<TreeOptions>): Tr
     }
     work = across;
   }
+  return work;
+}
 
-  // 3. Depth layers under each mask.
-  if (input.depth) {
-    for (const w of work) {
-      w.depths = nodeLayers(input.depth, w.mask, g.gw);
-      w.nearest = w.depths.length ? w.depths[0]! : 0;
-    }
-  }
-
-  // 4. Hierarchy: the tightest container is the parent. Candidates are
-  //    tried from the smallest box up, so the first that passes is the
-  //    parent (ties: the earlier object, as a scan in order would pick) and
-  //    no mask overlap is counted past it; the cheap tests (box overlap)
-  //    come before labels and masks.
+/**
+ * Step 4: the tightest container is the parent. Candidates are tried from
+ * the smallest box up, so the first that passes is the parent (ties: the
+ * earlier object, as a scan in order would pick) and no mask overlap is
+ * counted past it; the cheap tests (box overlap) come before labels and masks.
+ */
+function assignParents(g: Grid, work: Work[], o: TreeOptions): void {
   const boxAreas: number[] = [];
   const singulars: string[] = [];
   const bySize: number[] = [];
@@ -312,14 +336,6 @@ function buildTreeWithMasks(input: TreeInput, options: Partial<TreeOptions>): Tr
       break;
     }
   }
-  const roots: Work[] = [];
-  for (const w of work) {
-    if (w.parent === null) roots.push(w);
-    else w.parent.children.push(w);
-  }
-  const rootNodes = toNodes(sortInPlace(roots, compareSiblings), cells);
-  const counts = footerCounts(input.boxes, input.uncounted);
-  return { roots: rootNodes, counts, text: renderTree(rootNodes, counts, o) };
 }
 
 // What follows is written as module-level functions, not closures made per

@@ -462,11 +462,14 @@ function sampleInPairs(edges: number, rowLo: number, rows: number, shift: number
   return true;
 }
 
-function ringsCoverage(g: Grid, rings: FlatRings): Coverage {
+/** The rings' extent in grid units, set by toGridUnits: minX, minY, maxX, maxY. */
+const extent = new Float64Array(4);
+
+/** The rings into grid units, in place (they are this thread's scratch), and their extent. */
+function toGridUnits(g: Grid, rings: FlatRings): void {
   const { coords, starts, count } = rings;
   const kx = g.gw / g.width;
   const ky = g.gh / g.height;
-  // Into grid units, in place (the rings are this thread's scratch), and the extent.
   let minX = Infinity;
   let minY = Infinity;
   let maxX = -Infinity;
@@ -481,6 +484,19 @@ function ringsCoverage(g: Grid, rings: FlatRings): Coverage {
       if (y > maxY) maxY = y;
     }
   }
+  extent[0] = minX;
+  extent[1] = minY;
+  extent[2] = maxX;
+  extent[3] = maxY;
+}
+
+function ringsCoverage(g: Grid, rings: FlatRings): Coverage {
+  const { count } = rings;
+  toGridUnits(g, rings);
+  const minX = extent[0]!;
+  const minY = extent[1]!;
+  const maxX = extent[2]!;
+  const maxY = extent[3]!;
   if (!(maxY > minY)) return EMPTY;
   // Rows whose middle line the shape crosses; a shape between two such
   // lines gets one line, through its own middle.
@@ -502,41 +518,56 @@ function ringsCoverage(g: Grid, rings: FlatRings): Coverage {
     ringShoelace = new Float64Array(count);
   }
   const edges = tabulateEdges(rings, rowLo, rowHi, shift);
-  if (count === 1 && sampleInPairs(edges, rowLo, rows, shift)) {
-    // One ring crossing every line twice (most masks): the two crossings go
-    // opposite ways, so the span lies between them; no sorting or winding.
-    beginMask(rows, rows);
-    const out = outSpans;
-    const outRows = outStarts;
-    const base = rowBase;
-    const xs = crossX;
-    let n = 2 * outCount;
-    let spanArea = 0;
-    let ringIn = 0;
-    const right = g.gw;
-    for (let k = 0; k < rows; k++) {
-      outRows[base + k] = n >> 1;
-      const p = xs[2 * k]!;
-      const q = xs[2 * k + 1]!;
-      const lo = p < q ? p : q;
-      const hi = p < q ? q : p;
-      ringIn += hi - lo;
-      const a = lo < 0 ? 0 : lo;
-      const b = hi > right ? right : hi;
-      if (b > a) {
-        out[n++] = a;
-        out[n++] = b;
-        spanArea += b - a;
-      }
+  // One ring crossing every line twice (most masks) takes the short way.
+  const spanArea =
+    count === 1 && sampleInPairs(edges, rowLo, rows, shift) ? pairedSpans(g, rows) : windingSpans(g, count, rows, crossingsPerRow(edges, rowLo, rows, shift));
+  return finishMask(g, rowLo, rows, exactArea(g, count, minX, maxX, minY, maxY, spanArea), spanArea);
+}
+
+/**
+ * One ring crossing every line twice (sampleInPairs left the crossings in
+ * crossX): the two crossings go opposite ways, so the span lies between
+ * them; no sorting or winding. Returns the spans' area.
+ */
+function pairedSpans(g: Grid, rows: number): number {
+  beginMask(rows, rows);
+  const out = outSpans;
+  const outRows = outStarts;
+  const base = rowBase;
+  const xs = crossX;
+  let n = 2 * outCount;
+  let spanArea = 0;
+  let ringIn = 0;
+  const right = g.gw;
+  for (let k = 0; k < rows; k++) {
+    outRows[base + k] = n >> 1;
+    const p = xs[2 * k]!;
+    const q = xs[2 * k + 1]!;
+    const lo = p < q ? p : q;
+    const hi = p < q ? q : p;
+    ringIn += hi - lo;
+    const a = lo < 0 ? 0 : lo;
+    const b = hi > right ? right : hi;
+    if (b > a) {
+      out[n++] = a;
+      out[n++] = b;
+      spanArea += b - a;
     }
-    outRows[base + rows] = n >> 1;
-    outCount = n >> 1;
-    ringLen[0] = ringIn;
-    return finishMask(g, rowLo, rows, exactArea(g, count, minX, maxX, minY, maxY, spanArea), spanArea);
   }
+  outRows[base + rows] = n >> 1;
+  outCount = n >> 1;
+  ringLen[0] = ringIn;
+  return spanArea;
+}
+
+/**
+ * Every edge's crossings, grouped by row: row k's are crossX (with their
+ * ring and direction in crossTag) from rowFill[k - 1] to rowFill[k].
+ * Returns how many there are.
+ */
+function crossingsPerRow(edges: number, rowLo: number, rows: number, shift: number): number {
   if (rowFill.length < rows + 1) rowFill = new Int32Array(rows + 1);
   const fill = rowFill;
-
   // How many crossings each row gets (a difference array: an edge crosses a run of rows).
   fill.fill(0, 0, rows + 1);
   for (let e = 0; e < edges; e++) {
@@ -570,11 +601,20 @@ function ringsCoverage(g: Grid, rings: FlatRings): Coverage {
       tags[p] = tag;
     }
   }
+  return total;
+}
 
-  // Each row: crossings in x order; a ring is inside while its winding is
-  // not zero, the shape while any ring is. A row gives at most half its
-  // crossings as spans, so the scratch is made large enough first.
+/**
+ * Each row: crossings in x order; a ring is inside while its winding is
+ * not zero, the shape while any ring is. A row gives at most half its
+ * crossings as spans, so the scratch is made large enough first. Returns
+ * the spans' area; each ring's sampled length goes to ringLen.
+ */
+function windingSpans(g: Grid, count: number, rows: number, total: number): number {
   beginMask(rows, total >> 1);
+  const fill = rowFill;
+  const xs = crossX;
+  const tags = crossTag;
   const out = outSpans;
   const outRows = outStarts;
   const base = rowBase;
@@ -588,19 +628,7 @@ function ringsCoverage(g: Grid, rings: FlatRings): Coverage {
   for (let k = 0, from = 0; k < rows; k++) {
     outRows[base + k] = n >> 1;
     const to = fill[k]!;
-    // Insertion sort: a row holds two crossings per ring it meets, in most rows two.
-    for (let i = from + 1; i < to; i++) {
-      const x = xs[i]!;
-      const tag = tags[i]!;
-      let j = i - 1;
-      while (j >= from && xs[j]! > x) {
-        xs[j + 1] = xs[j]!;
-        tags[j + 1] = tags[j]!;
-        j--;
-      }
-      xs[j + 1] = x;
-      tags[j + 1] = tag;
-    }
+    sortRowCrossings(from, to);
     let inside = 0;
     let spanFrom = 0;
     for (let i = from; i < to; i++) {
@@ -630,8 +658,25 @@ function ringsCoverage(g: Grid, rings: FlatRings): Coverage {
   }
   outRows[base + rows] = n >> 1;
   outCount = n >> 1;
+  return spanArea;
+}
 
-  return finishMask(g, rowLo, rows, exactArea(g, count, minX, maxX, minY, maxY, spanArea), spanArea);
+/** Insertion sort of one row's crossings by x: a row holds two crossings per ring it meets, in most rows two. */
+function sortRowCrossings(from: number, to: number): void {
+  const xs = crossX;
+  const tags = crossTag;
+  for (let i = from + 1; i < to; i++) {
+    const x = xs[i]!;
+    const tag = tags[i]!;
+    let j = i - 1;
+    while (j >= from && xs[j]! > x) {
+      xs[j + 1] = xs[j]!;
+      tags[j + 1] = tags[j]!;
+      j--;
+    }
+    xs[j + 1] = x;
+    tags[j + 1] = tag;
+  }
 }
 
 /**
