@@ -7,6 +7,7 @@ import { addRunCommand } from './commands/run.js';
 import { addExportCommand } from './commands/export.js';
 import { addPreviewCommand, addStatsCommand, addVerifyCommand } from './commands/inspect.js';
 import { addDemoCommand } from './commands/demo.js';
+import { addReportCommand } from './commands/report.js';
 import { addBenchCommand } from './commands/bench.js';
 import { addSourcesCommand } from './commands/sources.js';
 
@@ -28,6 +29,7 @@ export function buildProgram(): Command {
   addVerifyCommand(program);
   addStatsCommand(program);
   addPreviewCommand(program);
+  addReportCommand(program);
   addDemoCommand(program);
   addBenchCommand(program);
   addSourcesCommand(program);

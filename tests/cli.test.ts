@@ -133,6 +133,12 @@ describe('bin/instructify', () => {
     expect(conv).toMatchObject({ images: '12', gens: 'facts' });
     expect(conv!.marked).toBe(conv!.n);
     expect(r.stdout).toMatch(/conversation \(facts-[a-z-]+\):\n  human: <image> \| /);
+    // It ends with the report: its path printed last, a card per image, each with its picture.
+    const printed = /report: 12 images with their boxes, trees and conversations -> (.+index\.html)\n$/.exec(r.stdout);
+    expect(printed?.[1]).toBe(path.resolve(dir, 'demo', 'report', 'index.html'));
+    const page = readFileSync(printed![1]!, 'utf8');
+    expect(page.match(/<article class="card"/g)).toHaveLength(12);
+    expect(page.match(/<img src="thumbs\/[0-9a-f]{16}\.jpg"/g)).toHaveLength(12);
   });
   it('--limit N: generate, run and preview take only the first N images, and stats says how many were worked on', async () => {
     const dir = await tmpDir();

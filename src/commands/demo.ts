@@ -3,6 +3,7 @@ import path from 'node:path';
 import sharp from 'sharp';
 import { formatSummary } from './format.js';
 import { prepare } from '../prepare/prepare.js';
+import { report } from '../inspect/report.js';
 import { sceneSvg, writeSyntheticCoco } from '../sources/synthetic.js';
 import { generate } from '../generate/generate.js';
 import { readShardFile, readShards } from '../write/shard-reader.js';
@@ -73,8 +74,11 @@ export async function runDemo(o: DemoOptions): Promise<void> {
   }
   await writeFile(
     path.join(o.out, 'README.txt'),
-    'instructify demo output\n\nsample/         generated images and COCO-style annotations\nprepared/       one record per image (with its ASCII tree) as Parquet shards, manifest.json, rejects.jsonl\nconversations/  generated conversations as Parquet shards, manifest.json\n',
+    'instructify demo output\n\nsample/         generated images and COCO-style annotations\nprepared/       one record per image (with its ASCII tree) as Parquet shards, manifest.json, rejects.jsonl\nconversations/  generated conversations as Parquet shards, manifest.json\nreport/         index.html: every image with its boxes, tree and conversations (open it in a browser)\n',
   );
+  // Every image of the demo, to look at in a browser.
+  const page = await report({ input: conversationsDir, out: path.join(o.out, 'report'), count: o.images });
+  o.log(`\nreport: ${page.cards} images with their boxes, trees and conversations -> ${path.resolve(page.index)}`);
 }
 
 /** `instructify demo`: a sample dataset through the whole pipeline. */

@@ -66,6 +66,9 @@ export interface GenerateOptions {
   onProgress?: (p: { done: number; total: number; inFlight: number; requests: number; accepted: number; generated: number; tokens: number }) => void;
 }
 
+/** One line per turn a check took out: image, prompt_type, reason, question, answer. */
+export const TURNS_REJECTED_FILE = 'turns-rejected.jsonl';
+
 export interface Conversation {
   id: string;
   image: string;
@@ -306,6 +309,8 @@ class GenerateRun {
   readonly callStats: CallStats = { requests: {}, cacheHits: 0, promptTokens: 0, completionTokens: 0 };
   readonly writer: ShardWriter;
   readonly rejects: WriteStream;
+  /** Turns the checks took out, with why: what the report shows beside the kept conversations. */
+  readonly turnsRejected: WriteStream | null;
   readonly cache: ResponseCache | null;
   readonly call: ReturnType<typeof llmCall> | null;
   readonly model: string;
@@ -333,6 +338,7 @@ class GenerateRun {
     this.sampling = client?.sampling ?? { temperature: 0, maxTokens: 0, seed: null };
     this.writer = new ShardWriter({ dir: o.out, prefix: `part-${shardTag(o.shard ?? null)}0`, format: o.format ?? 'parquet', rowsPerShard: o.rowsPerShard ?? 10_000, metadata: [...conversationSchema.metadata], schema: conversationSchema });
     this.rejects = createWriteStream(path.join(o.out, 'rejects.jsonl'));
+    this.turnsRejected = client ? createWriteStream(path.join(o.out, TURNS_REJECTED_FILE)) : null;
     // Every prompt the run may use has a row, zeros included: a type that kept nothing is news, not noise.
     if (client) for (const k of [...distribution.types.map((t) => t.prompt), ...LOOP_PROMPTS]) this.typeStats(k);
   }
@@ -373,6 +379,9 @@ class GenerateRun {
       this.treeDescriptions[loop.stats.treeDescription] = (this.treeDescriptions[loop.stats.treeDescription] ?? 0) + 1;
       results = loop.results;
       treeDescription = loop.stats.treeDescription;
+      for (const c of loop.checkedOut) {
+        for (const t of c.turns) this.turnsRejected?.write(JSON.stringify({ image: rec.image, prompt_type: c.promptType, reason: c.reason, question: t.question, answer: t.answer }) + '\n');
+      }
       const why = unusableGeneration(loop.stats, distribution.types.map((t) => t.prompt));
       if (why) {
         this.unusableImages++;
@@ -422,6 +431,8 @@ class GenerateRun {
     await this.writing;
     const shards = await this.writer.close();
     await new Promise<void>((resolve) => this.rejects.end(() => resolve()));
+    const turnsRejected = this.turnsRejected;
+    if (turnsRejected) await new Promise<void>((resolve) => turnsRejected.end(() => resolve()));
     for (const [k, n] of Object.entries(this.callStats.requests)) this.typeStats(k).requests = n;
     for (const [k, n] of Object.entries(this.callStats.retries ?? {})) this.typeStats(k).retries = n;
     return shards;
@@ -484,7 +495,7 @@ export async function generate(o: GenerateOptions): Promise<GenerateResult> {
   const { client, claim } = opened;
   const disposeHardStop = onHardStop(claim.stopNow);
   if (client) preloadLanguageData();
-  for (const n of await readdir(o.out)) if (/^part-[\w-]+\.(parquet|jsonl)(\.tmp)?$/.test(n) || n === 'manifest.json' || n === 'rejects.jsonl') await rm(path.join(o.out, n), { force: true });
+  for (const n of await readdir(o.out)) if (/^part-[\w-]+\.(parquet|jsonl)(\.tmp)?$/.test(n) || n === 'manifest.json' || n === 'rejects.jsonl' || n === TURNS_REJECTED_FILE) await rm(path.join(o.out, n), { force: true });
   const run = new GenerateRun(o, opened);
   const manifestBase = run.manifestBase();
   const writeManifest = async (m: object) => {
@@ -582,6 +593,7 @@ export async function generate(o: GenerateOptions): Promise<GenerateResult> {
     await queue.onIdle();
     await run.writer.abort();
     run.rejects.destroy();
+    run.turnsRejected?.destroy();
     if (err instanceof InstructifyError && err.code === 'E_EMPTY') await writeManifest({ status: 'empty', finished: new Date().toISOString(), images: 0 }).catch(() => {});
     else if (!(err instanceof InstructifyError && err.code === 'E_LLM')) {
       await writeManifest({ status: 'failed', error: { code: err instanceof InstructifyError ? err.code : 'E_INTERNAL', message: (err as Error).message } }).catch(() => {});

@@ -73,6 +73,13 @@ export interface LoopResult {
   removed: string[];
 }
 
+/** Turns a check took out: of a kept conversation ('check-false'), or a whole one whose first turn failed ('first-turn-false'). */
+export interface CheckedOut {
+  promptType: string;
+  turns: Turn[];
+  reason: 'check-false' | 'first-turn-false';
+}
+
 export type StopReason = 'rounds' | 'little-information' | 'failures' | 'used-up' | 'no-prompt-left';
 
 /**
@@ -221,7 +228,7 @@ const MC_INSTRUCTIONS = [
   'Reply with the label of the right answer and the answer itself.',
 ];
 
-export async function runLoop(rec: ImageRecord, ctx: LoopContext): Promise<{ results: LoopResult[]; information: string[]; stats: LoopStats }> {
+export async function runLoop(rec: ImageRecord, ctx: LoopContext): Promise<{ results: LoopResult[]; information: string[]; stats: LoopStats; checkedOut: CheckedOut[] }> {
   const o = { ...DEFAULT_LOOP_OPTIONS, ...ctx.options };
   // Draws depend only on the seed and the image: reruns and sharded runs draw the same.
   const random = rng((hashRef(`${o.seed}\u0000${rec.image}`) ^ o.seed) >>> 0);
@@ -262,7 +269,7 @@ function drawRound(ctx: LoopContext, rec: ImageRecord, open: Distribution['types
   return { type, spec, vars };
 }
 
-async function loopImage(rec: ImageRecord, ctx: LoopContext, o: LoopOptions, asker: Asker, random: () => number, pick: (n: number) => number): Promise<{ results: LoopResult[]; information: string[]; stats: LoopStats }> {
+async function loopImage(rec: ImageRecord, ctx: LoopContext, o: LoopOptions, asker: Asker, random: () => number, pick: (n: number) => number): Promise<{ results: LoopResult[]; information: string[]; stats: LoopStats; checkedOut: CheckedOut[] }> {
   const stats = asker.stats;
 
   // 1. The information list.
@@ -315,6 +322,7 @@ async function loopImage(rec: ImageRecord, ctx: LoopContext, o: LoopOptions, ask
   let cur = [...info];
   let fails = 0;
   const results: LoopResult[] = [];
+  const checkedOut: CheckedOut[] = [];
   let round = 0;
   for (; round < o.maxRounds; round++) {
     if (cur.join('\n').length < o.minInfoChars) {
@@ -352,6 +360,8 @@ async function loopImage(rec: ImageRecord, ctx: LoopContext, o: LoopOptions, ask
     // kills the conversation), then find the facts the kept turns used.
     const facts = sentences(cur);
     const { kept, rejected, codes } = await checkAndReduce(ctx, asker, o, orig, facts, parsed.turns, pick);
+    const out = parsed.turns.filter((t) => !kept.includes(t));
+    if (out.length) checkedOut.push({ promptType: spec.name, turns: out, reason: kept.length ? 'check-false' : 'first-turn-false' });
     if (kept.length) bump(stats.turnsRejected, spec.name, rejected);
     else {
       bump(stats.conversationsRejected, spec.name);
@@ -373,7 +383,7 @@ async function loopImage(rec: ImageRecord, ctx: LoopContext, o: LoopOptions, ask
       break;
     }
   }
-  return { results, information: orig, stats };
+  return { results, information: orig, stats, checkedOut };
 }
 
 /**

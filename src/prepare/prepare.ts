@@ -537,7 +537,8 @@ export async function prepare(options: PrepareOptions): Promise<PrepareResult> {
     : await claimOutput({ out: o.out, command: 'prepare', inputs: plan.planned.map((p) => p.file.path), roots: o.images !== null ? [o.images] : [], warn: options.warn });
   const disposeHardStop = claim ? onHardStop(claim.stopNow) : () => {};
   if (!toStdout) await clearOutput(o.out);
-  const baseManifest = { tool: 'instructify', version: VERSION, command: 'prepare', schema: PREPARED_SCHEMA_VERSION, format: o.format, shard: o.shard, started: started.toISOString(), inputs: plan.inputs };
+  // The image root, absolute: report and export find the images from it.
+  const baseManifest = { tool: 'instructify', version: VERSION, command: 'prepare', schema: PREPARED_SCHEMA_VERSION, format: o.format, shard: o.shard, started: started.toISOString(), images: o.images !== null ? path.resolve(o.images) : null, inputs: plan.inputs };
   // With stdout as the output there is no folder: the manifest is not written.
   const writeManifest = (fields: object) => (toStdout ? Promise.resolve() : writeManifestFile(o.out, { ...baseManifest, ...fields }));
   // Until the run finishes, the manifest says so: nothing here looks complete.

@@ -16,20 +16,21 @@ import { InstructifyError, ioError } from '../errors.js';
  * same folder is refused while the first lives, and a lock left by a run
  * that died (kill -9, a crash) is taken over, with a word about it.
  */
-export type OwningCommand = 'prepare' | 'generate' | 'export';
+export type OwningCommand = 'prepare' | 'generate' | 'export' | 'report';
 
 export const LOCK_FILE = '.instructify.lock';
 
 /** The manifest each command writes into its folder. */
-export const MANIFEST_OF: Record<OwningCommand, string> = { prepare: 'manifest.json', generate: 'manifest.json', export: 'export-manifest.json' };
+export const MANIFEST_OF: Record<OwningCommand, string> = { prepare: 'manifest.json', generate: 'manifest.json', export: 'export-manifest.json', report: 'report-manifest.json' };
 
 /** The files (top level) each command makes in its folder, besides its manifest and the lock. */
 const OWNS: Record<OwningCommand, (name: string) => boolean> = {
   prepare: (n) => /^part-[\w-]+\.(parquet|jsonl|arrow)(\.tmp)?$/.test(n) || n === 'rejects.jsonl' || n === 'manifest.json.tmp',
-  generate: (n) => /^part-[\w-]+\.(parquet|jsonl)(\.tmp)?$/.test(n) || n === 'rejects.jsonl' || /^cache\.sqlite(-wal|-shm|-journal)?$/.test(n) || n === 'manifest.json.tmp',
+  generate: (n) => /^part-[\w-]+\.(parquet|jsonl)(\.tmp)?$/.test(n) || n === 'rejects.jsonl' || n === 'turns-rejected.jsonl' || /^cache\.sqlite(-wal|-shm|-journal)?$/.test(n) || n === 'manifest.json.tmp',
   export: (n) =>
     /^(llava\.json|llava\.jsonl|sharegpt\.json|internvl\.jsonl)(\.tmp)?$/.test(n) ||
     ['dataset_info.json', 'internvl_meta.json', 'export-rejects.jsonl', 'data', 'export-manifest.json.tmp'].includes(n),
+  report: (n) => ['index.html', 'index.html.tmp', 'thumbs', 'report-manifest.json.tmp'].includes(n),
 };
 
 export interface ClaimOptions {
