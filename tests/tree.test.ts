@@ -4,7 +4,7 @@ import path from 'node:path';
 import pluralize from 'pluralize';
 import sharp from 'sharp';
 import { buildTree, flatBoxes, fmtPct, type TreeNode } from '../src/tree/build.js';
-import { depthLayers, histogramPeaks, loadDepthMap } from '../src/tree/depth.js';
+import { depthLayers, histogramPeaks, loadDepthLayers, loadDepthMap } from '../src/tree/depth.js';
 import { area, gridFor, maskCoverage, overlap, polygonCoverage, readPolygonText, rowSpans, spanCount, union, type Coverage } from '../src/tree/masks.js';
 import { rng } from '../src/util/random.js';
 import type { Box, ImageRecord } from '../src/types.js';
@@ -706,6 +706,51 @@ describe('depth', () => {
     expect((await sharp(f16).metadata()).depth).toBe('ushort');
     const v16 = await loadDepthMap(f16, g, false);
     expect(buildTree({ width: w, height: h, boxes, depth: depthLayers(v16) }).text).toMatch(/tree \[[^\]]*Relative Depths: 1\] X/);
+  });
+
+  it('finds the layers on the full-resolution map: thin planes the grid would blend into one are two', async () => {
+    const dir = await tmpDir();
+    const w = 1024;
+    const h = 256;
+    const px = Buffer.alloc(w * h);
+    // Left half one plane; right half two planes in one-pixel columns, which any grid averages into a third value.
+    // The top row holds the extremes, so every plane lies inside the range (a histogram's end bin is no peak).
+    for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) px[y * w + x] = y === 0 ? (x % 2 ? 255 : 0) : x < w / 2 ? 230 : x % 2 ? 120 : 20;
+    const file = path.join(dir, 'stripes.png');
+    await sharp(px, { raw: { width: w, height: h, channels: 1 } }).png().toFile(file);
+    const g = gridFor(w, h);
+    const full = await loadDepthLayers(file, g, false);
+    // Three planes (near 0.10, 0.53, 0.92): two cuts, one between each pair.
+    expect(full.cuts).toHaveLength(2);
+    expect(full.cuts[0]).toBeGreaterThan(0.1);
+    expect(full.cuts[0]).toBeLessThan(0.53);
+    expect(full.cuts[1]).toBeGreaterThan(0.53);
+    expect(full.cuts[1]).toBeLessThan(0.92);
+    // The grid's cells blend the columns: a histogram of the grid would not see those three planes.
+    expect(depthLayers(await loadDepthMap(file, g, false)).cuts).not.toHaveLength(2);
+    // The grid values are the cells' means, on the same 0..1 scale (near is 0).
+    expect(full.values[g.gw]).toBeCloseTo(1 - 230 / 255, 5);
+    expect(full.values[2 * g.gw - 1]).toBeCloseTo(1 - 70 / 255, 2);
+  });
+
+  it('gives an object the distinct layers of its mask between the 15th and 85th percentile, not every layer between', () => {
+    const W = 300;
+    const H = 100;
+    const g = gridFor(W, H);
+    const values = new Float32Array(g.gw * g.gh);
+    for (let i = 0; i < values.length; i++) values[i] = (i % g.gw) / g.gw < 1 / 3 ? 0.05 : (i % g.gw) / g.gw < 2 / 3 ? 0.5 : 0.95;
+    const d = depthLayers(values);
+    // A fence in two parts, left and right, seen past a middle plane it does not cover.
+    const polygons = JSON.stringify([
+      [0, 0, 90, 0, 90, 100, 0, 100],
+      [210, 0, 300, 0, 300, 100, 210, 100],
+    ]);
+    const fence = box('fence', 0, 0, 1, 1, { mask: { format: 'polygon', polygons, rle: null, height: H, width: W } });
+    const t = buildTree({ width: W, height: H, boxes: [fence] }, {});
+    expect(t.roots[0]!.depths).toBeNull();
+    const withDepth = buildTree({ width: W, height: H, boxes: [fence], depth: d });
+    expect(withDepth.roots[0]!.depths).toEqual([0, 2]);
+    expect(withDepth.text).toContain('Relative Depths: 0, 2]');
   });
 
   it('keeps prominent histogram peaks only, at least two', () => {

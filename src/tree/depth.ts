@@ -58,10 +58,14 @@ export function histogramPeaks(hist: ArrayLike<number>, o: DepthOptions = DEFAUL
   return peaks;
 }
 
-/** Layers of a depth map given as grid cells with 0 = closest .. 1 = farthest. */
-export function depthLayers(values: Float32Array, o: DepthOptions = DEFAULT_DEPTH_OPTIONS): DepthLayers {
+/**
+ * Layers of a depth map given as grid cells with 0 = closest .. 1 = farthest.
+ * The histogram is taken over `histogramOf` when given (the full-resolution
+ * map, as the method does), else over the grid cells themselves.
+ */
+export function depthLayers(values: Float32Array, o: DepthOptions = DEFAULT_DEPTH_OPTIONS, histogramOf: ArrayLike<number> = values): DepthLayers {
   const hist = new Float64Array(o.bins);
-  for (const v of values) hist[Math.min(o.bins - 1, Math.max(0, Math.floor(v * o.bins)))]!++;
+  for (let i = 0; i < histogramOf.length; i++) hist[Math.min(o.bins - 1, Math.max(0, Math.floor(histogramOf[i]! * o.bins)))]!++;
   const peaks = histogramPeaks(hist, o);
   const centre = (b: number) => (b + 0.5) / o.bins;
   const cuts: number[] = [];
@@ -75,7 +79,11 @@ export function layerOf(d: DepthLayers, v: number): number {
   return l;
 }
 
-/** The distinct layers under a mask between its low and high depth percentiles. */
+/**
+ * The distinct layers under a mask, of the depths between its low and high
+ * percentiles (METHOD.md section 3): an object standing on two layers with
+ * nothing of it in between has those two, not every layer from one to the other.
+ */
 export function nodeLayers(d: DepthLayers, mask: Coverage, gridWidth: number, o: DepthOptions = DEFAULT_DEPTH_OPTIONS): number[] {
   const samples: [number, number][] = [];
   let total = 0;
@@ -93,10 +101,75 @@ export function nodeLayers(d: DepthLayers, mask: Coverage, gridWidth: number, o:
     }
     return samples.at(-1)![0];
   };
-  const lo = layerOf(d, at(o.lowPercentile));
-  const hi = layerOf(d, at(o.highPercentile));
-  const out: number[] = [];
-  for (let l = lo; l <= hi; l++) out.push(l);
+  const lo = at(o.lowPercentile);
+  const hi = at(o.highPercentile);
+  const layers = new Set<number>();
+  for (const [v] of samples) if (v >= lo && v <= hi) layers.add(layerOf(d, v));
+  return [...layers].sort((a, b) => a - b);
+}
+
+/**
+ * A depth map's layers as the method computes them: the histogram and its
+ * peaks over every pixel of the full-resolution map (the grid's cells
+ * blend thin planes into values no pixel has, and so find other layers),
+ * the per-object values on the grid as the cells' means. The map is
+ * decoded once.
+ */
+export async function loadDepthLayers(file: string, g: Grid, largerIsFarther: boolean, o: DepthOptions = DEFAULT_DEPTH_OPTIONS): Promise<DepthLayers> {
+  const sharp = await loadSharp();
+  const meta = await sharp(file).metadata();
+  const sixteen = meta.depth === 'ushort';
+  const { data, info } = await sharp(file)
+    .toColourspace(sixteen ? 'grey16' : 'b-w')
+    .raw(sixteen ? { depth: 'ushort' } : {})
+    .toBuffer({ resolveWithObject: true });
+  const raw = sixteen ? new Uint16Array(data.buffer, data.byteOffset, data.length / 2) : new Uint8Array(data);
+  const full = normalisedDepth(raw, largerIsFarther);
+  return depthLayers(gridAverage(full, info.width, info.height, g), o, full);
+}
+
+/** Values to 0 = closest .. 1 = farthest over the map's own range. */
+function normalisedDepth(raw: ArrayLike<number>, largerIsFarther: boolean): Float32Array {
+  let min = Infinity;
+  let max = -Infinity;
+  for (let i = 0; i < raw.length; i++) {
+    const v = raw[i]!;
+    if (v < min) min = v;
+    if (v > max) max = v;
+  }
+  const span = max - min || 1;
+  const out = new Float32Array(raw.length);
+  for (let i = 0; i < out.length; i++) {
+    const t = (raw[i]! - min) / span;
+    out[i] = largerIsFarther ? t : 1 - t;
+  }
+  return out;
+}
+
+/** The mean of the pixels each grid cell covers (a map smaller than the grid: the pixel under the cell's centre). */
+function gridAverage(full: Float32Array, width: number, height: number, g: Grid): Float32Array {
+  const out = new Float32Array(g.gw * g.gh);
+  const sums = new Float64Array(out.length);
+  const counts = new Uint32Array(out.length);
+  for (let y = 0; y < height; y++) {
+    const cy = Math.min(g.gh - 1, Math.floor((y * g.gh) / height));
+    for (let x = 0; x < width; x++) {
+      const c = cy * g.gw + Math.min(g.gw - 1, Math.floor((x * g.gw) / width));
+      sums[c]! += full[y * width + x]!;
+      counts[c]!++;
+    }
+  }
+  for (let cy = 0; cy < g.gh; cy++) {
+    for (let cx = 0; cx < g.gw; cx++) {
+      const c = cy * g.gw + cx;
+      if (counts[c]) out[c] = sums[c]! / counts[c]!;
+      else {
+        const x = Math.min(width - 1, Math.floor(((cx + 0.5) * width) / g.gw));
+        const y = Math.min(height - 1, Math.floor(((cy + 0.5) * height) / g.gh));
+        out[c] = full[y * width + x]!;
+      }
+    }
+  }
   return out;
 }
 

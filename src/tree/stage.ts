@@ -2,7 +2,7 @@ import path from 'node:path';
 import { access } from 'node:fs/promises';
 import type { ImageRecord, Reject, TreeNodeRow } from '../types.js';
 import { buildTree, DEFAULT_TREE_OPTIONS, flatBoxes, type Tree, type TreeNode, type TreeOptions } from './build.js';
-import { depthLayers, loadDepthMap } from './depth.js';
+import { loadDepthLayers } from './depth.js';
 import { gridFor } from './masks.js';
 
 /**
@@ -75,7 +75,7 @@ async function addTreeWithDepth(rec: ImageRecord, o: TreeStageOptions, depthDir:
   );
   if (exists) {
     try {
-      depth = depthLayers(await loadDepthMap(file, gridFor(rec.width ?? 1, rec.height ?? 1), o.depthLargerIsFarther));
+      depth = await loadDepthLayers(file, gridFor(rec.width ?? 1, rec.height ?? 1), o.depthLargerIsFarther);
     } catch (err) {
       problem = { reason: 'depth-unreadable', detail: `${file}: ${(err as Error).message}`, source: null, file, offset: null, image: rec.image };
     }
