@@ -8,6 +8,7 @@ import { addExportCommand } from './commands/export.js';
 import { addPreviewCommand, addStatsCommand, addVerifyCommand } from './commands/inspect.js';
 import { addDemoCommand } from './commands/demo.js';
 import { addReportCommand } from './commands/report.js';
+import { addEnrichCommand } from './commands/enrich.js';
 import { addBenchCommand } from './commands/bench.js';
 import { addSourcesCommand } from './commands/sources.js';
 
@@ -23,6 +24,7 @@ export function buildProgram(): Command {
     // Usage mistakes exit 2 like our own option errors (E_OPTION), not commander's 1: see main().
     .exitOverride();
   addPrepareCommand(program);
+  addEnrichCommand(program);
   addGenerateCommand(program);
   addRunCommand(program);
   addExportCommand(program);

@@ -25,7 +25,8 @@ export const MANIFEST_OF: Record<OwningCommand, string> = { prepare: 'manifest.j
 
 /** The files (top level) each command makes in its folder, besides its manifest and the lock. */
 const OWNS: Record<OwningCommand, (name: string) => boolean> = {
-  prepare: (n) => /^part-[\w-]+\.(parquet|jsonl|arrow)(\.tmp)?$/.test(n) || n === 'rejects.jsonl' || n === 'manifest.json.tmp',
+  // maps/: an enriched prepared folder's depth maps and OCR words (enrich --keep-maps).
+  prepare: (n) => /^part-[\w-]+\.(parquet|jsonl|arrow)(\.tmp)?$/.test(n) || n === 'rejects.jsonl' || n === 'manifest.json.tmp' || n === 'maps',
   generate: (n) => /^part-[\w-]+\.(parquet|jsonl)(\.tmp)?$/.test(n) || n === 'rejects.jsonl' || n === 'turns-rejected.jsonl' || /^cache\.sqlite(-wal|-shm|-journal)?$/.test(n) || n === 'manifest.json.tmp',
   export: (n) =>
     /^(llava\.json|llava\.jsonl|sharegpt\.json|internvl\.jsonl)(\.tmp)?$/.test(n) ||
