@@ -11,6 +11,7 @@ import { fakeAnswer } from '../src/llm/fake-answers.js';
 import { LoopbackLlmServer } from '../src/llm/loopback-server.js';
 import type { ImageRecord } from '../src/types.js';
 import { COCO_CAPTIONS, COCO_IMAGES, COCO_INSTANCES, ROOT, duckdb, runPrepare, tmpDir } from './helpers.js';
+import { CHROMIUM, openBrowser } from './browser.js';
 
 interface DrawnBox {
   label: string;
@@ -179,40 +180,30 @@ describe('report: the page', () => {
   });
 });
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 // .ci/run installs Debian's chromium; elsewhere the browser test runs where it is installed.
 const browserMissing = !existsSync(CHROMIUM) && process.env.CI !== 'true';
 
 describe.skipIf(browserMissing)('report in headless Chromium', () => {
   it('opens from file:// with no console error, shows every card, and draws a box where its record says', async () => {
-    const { chromium } = await import('playwright-core');
     const r = await report({ input: prepared, out: await tmpDir(), count: 30, seed: 2 });
     const cards = await cardsOf(r.index);
-    const browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      headless: true,
-      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    });
+    const page = await openBrowser();
     try {
-      const page = await browser.newPage({ viewport: { width: 1300, height: 1000 }, deviceScaleFactor: 1 });
-      const problems: string[] = [];
-      page.on('console', (m) => void (m.type() === 'error' && problems.push(`console: ${m.text()}`)));
-      page.on('pageerror', (e) => problems.push(`page: ${e.message}`));
-      page.on('requestfailed', (q) => problems.push(`request: ${q.url()}`));
-      await page.goto(pathToFileURL(r.index).href, { waitUntil: 'load' });
-      expect(await page.locator('article.card').count()).toBe(30);
+      await page.goto(pathToFileURL(r.index).href);
+      expect(await page.evaluate<number>(`document.querySelectorAll('article.card').length`)).toBe(30);
       // The first card with a box: its picture on screen, and the box's left edge in the screenshot.
       const n = cards.findIndex((c) => c.boxes.length > 0);
       const box = cards[n]!.boxes[0]!;
-      const img = page.locator(`#card-${n} img`);
-      await img.scrollIntoViewIfNeeded();
-      await expect.poll(() => img.evaluate((el) => (el as HTMLImageElement).complete && (el as HTMLImageElement).naturalWidth > 0)).toBe(true);
-      const shot = await img.screenshot();
+      const rect = await page.evaluate<{ x: number; y: number; width: number; height: number }>(
+        `(async () => { const img = document.querySelector('#card-${n} img'); img.scrollIntoView(); await img.decode(); const r = img.getBoundingClientRect(); return { x: r.x + window.scrollX, y: r.y + window.scrollY, width: r.width, height: r.height }; })()`,
+      );
+      const shot = await page.screenshot(rect);
       const dir = path.join(ROOT, 'test-artifacts');
       await mkdir(dir, { recursive: true });
       await writeFile(path.join(dir, 'report-card.png'), shot);
-      await page.screenshot({ path: path.join(dir, 'report-page.png') });
+      await writeFile(path.join(dir, 'report-page.png'), await page.screenshot());
       const { data, info } = await sharp(shot).raw().toBuffer({ resolveWithObject: true });
+      expect(info.width).toBe(Math.round(rect.width));
       const hits = [0.3, 0.4, 0.5, 0.6, 0.7].filter((t) => {
         const x = Math.min(info.width - 1, Math.round(box.x1 * info.width));
         const y = Math.min(info.height - 1, Math.round((box.y1 + (box.y2 - box.y1) * t) * info.height));
@@ -220,11 +211,23 @@ describe.skipIf(browserMissing)('report in headless Chromium', () => {
         return near([data[at]!, data[at + 1]!, data[at + 2]!], box.colour);
       });
       expect(hits.length, `${box.label} on ${cards[n]!.image}`).toBeGreaterThanOrEqual(1);
-      // And away from any box, the photo: the colour is where the box is, not everywhere.
-      expect(problems).toEqual([]);
+      expect(page.problems).toEqual([]);
       expect((await readdir(dir)).sort()).toEqual(expect.arrayContaining(['report-card.png', 'report-page.png']));
     } finally {
-      await browser.close();
+      await page.close();
+    }
+  });
+
+  it('a page that has a console error is caught: the check can fail', async () => {
+    const dir = await tmpDir();
+    await writeFile(path.join(dir, 'bad.html'), '<!doctype html><title>x</title><script>console.error("boom")</script><img src="missing.png">');
+    const page = await openBrowser();
+    try {
+      await page.goto(pathToFileURL(path.join(dir, 'bad.html')).href);
+      expect(page.problems.join('\n')).toMatch(/boom/);
+      expect(page.problems.join('\n')).toMatch(/missing\.png|ERR_FILE_NOT_FOUND/);
+    } finally {
+      await page.close();
     }
   });
 });
