@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
@@ -119,6 +120,28 @@ describe.skipIf(skip)('enrich with the test models', () => {
     expect((await records(out)).map((x) => x.tree)).toEqual(after.map((x) => x.tree));
   });
 
+  it('an interrupted run goes on where it stopped: finished images are kept, not worked on again, and the result is the uninterrupted one', async () => {
+    const whole = await tmpDir();
+    await enrich({ input: vgPrepared, out: whole, depth: true, masks: true, depthModel: DEPTH, samModel: SAM });
+    const out = await tmpDir();
+    const stop = new AbortController();
+    const first = enrich({ input: vgPrepared, out, depth: true, masks: true, depthModel: DEPTH, samModel: SAM, rowsPerShard: 1, signal: stop.signal, onProgress: (p) => p.done === 2 && stop.abort() });
+    await expect(first).rejects.toMatchObject({ code: 'E_INTERRUPTED' });
+    expect(JSON.parse(await readFile(path.join(out, 'manifest.json'), 'utf8')).status).toBe('interrupted');
+    const warnings: string[] = [];
+    const again = await enrich({ input: vgPrepared, out, depth: true, masks: true, depthModel: DEPTH, samModel: SAM, rowsPerShard: 1, warn: (m) => warnings.push(m) });
+    expect(again.resumed).toBe(2);
+    expect(again.images).toBe(3);
+    expect(warnings.join('\n')).toContain('going on from an interrupted run: 2 images done in 2 shards');
+    const sortByImage = (rs: ImageRecord[]) => [...rs].sort((a, b) => a.image.localeCompare(b.image)).map((r) => [r.image, r.tree, r.boxes.map((b) => b.mask?.rle)]);
+    expect(sortByImage(await records(out))).toEqual(sortByImage(await records(whole)));
+    expect(JSON.parse(await readFile(path.join(out, 'manifest.json'), 'utf8'))).toMatchObject({ status: 'complete', counts: { images: 5 }, resumed: 2 });
+    // Other settings are other work: a run with masks only starts over.
+    const other = await enrich({ input: vgPrepared, out, masks: true, samModel: SAM, rowsPerShard: 1 });
+    expect(other.resumed).toBe(0);
+    expect(other.images).toBe(5);
+  });
+
   it('never replaces a dataset\'s own masks: COCO\'s polygons and RLE stay as they were', async () => {
     const { out: prepared } = await runPrepare({ sources: [{ kind: 'coco-captions', paths: [COCO_CAPTIONS] }, { kind: 'coco-instances', paths: [COCO_INSTANCES] }], images: COCO_IMAGES, imageDirs: { coco: '.' }, format: 'parquet' });
     const before = await records(prepared);
@@ -163,6 +186,17 @@ describe.skipIf(skip)('enrich with the test models', () => {
 });
 
 describe('enrich without what it needs', () => {
+  it('without model support: exit 1, E_DEPENDENCY naming the one command, and no output folder', async () => {
+    const { out: prepared } = await runPrepare({ sources: [{ kind: 'coco-instances', paths: [COCO_INSTANCES] }], images: COCO_IMAGES, imageDirs: { coco: '.' }, format: 'parquet' });
+    const out = path.join(await tmpDir(), 'e');
+    for (const flag of ['--depth', '--ocr']) {
+      const r = spawnSync(process.execPath, [path.join(ROOT, 'bin', 'instructify'), 'enrich', '--in', prepared, '--out', out, flag, '--model-dir', MODELS], { encoding: 'utf8', env: { ...process.env, INSTRUCTIFY_TEST_NO_MODEL_SUPPORT: '1' } });
+      expect(r.status).toBe(1);
+      expect(r.stderr).toMatch(/E_DEPENDENCY: .* install model support with `npm run models:install` \(onnxruntime-node@1\.31\.1, tesseract\.js@7\.0\.0, @tesseract\.js-data\/eng@1\.0\.0; from the npm registry only\)/);
+      expect(existsSync(out)).toBe(false);
+    }
+  });
+
   it('asks for something to add, and for a model folder laid out as on the hub', async () => {
     await expect(enrich({ input: 'x', out: 'y' })).rejects.toMatchObject({ code: 'E_OPTION', message: expect.stringContaining('--depth, --masks and/or --ocr') });
     if (!modelSupport) return;

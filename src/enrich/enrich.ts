@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -10,8 +11,8 @@ import { VERSION } from '../version.js';
 import { onHardStop } from '../write/hard-stop.js';
 import { claimOutput } from '../write/output-folder.js';
 import { PREPARED_SCHEMA_VERSION, preparedSchema } from '../write/schema.js';
-import { expectOutputOf, readShards } from '../write/shard-reader.js';
-import { ShardWriter } from '../write/shards.js';
+import { expectOutputOf, readShardFile, readShards } from '../write/shard-reader.js';
+import { fileSizeAndMtime, ShardWriter, type ShardInfo } from '../write/shards.js';
 import { DepthModel, SamModel } from './models.js';
 import { OCR_SOURCE, OcrReader } from './ocr.js';
 import { loadOnnxRuntime } from './runtime.js';
@@ -41,6 +42,8 @@ export interface EnrichOptions {
   /** OCR words below this confidence (0-100) are not kept. */
   ocrMinConfidence?: number;
   shard?: Shard | null;
+  /** Images per shard (default 1000: a resumed run redoes at most this many). */
+  rowsPerShard?: number;
   signal?: AbortSignal;
   onProgress?: (p: { done: number; total: number }) => void;
   warn?: (message: string) => void;
@@ -48,6 +51,8 @@ export interface EnrichOptions {
 
 export interface EnrichResult {
   images: number;
+  /** Images an interrupted run had finished, kept and not worked on again. */
+  resumed: number;
   masksAdded: number;
   /** Boxes that kept the dataset's own mask. */
   masksKept: number;
@@ -91,7 +96,7 @@ function mapFile(dir: string, image: string, ext: string): string {
 }
 
 class EnrichRun {
-  readonly result: EnrichResult = { images: 0, masksAdded: 0, masksKept: 0, depthMaps: 0, ocrWords: 0, rates: {}, seconds: 0, shards: [] };
+  readonly result: EnrichResult = { images: 0, resumed: 0, masksAdded: 0, masksKept: 0, depthMaps: 0, ocrWords: 0, rates: {}, seconds: 0, shards: [] };
   private readonly busy: Record<string, number> = {};
 
   constructor(
@@ -168,6 +173,34 @@ class EnrichRun {
   }
 }
 
+/** What an interrupted run with the same input and settings finished: its complete shards and their images. */
+interface Resumable {
+  shards: ShardInfo[];
+  images: Set<string>;
+  nextIndex: number;
+}
+
+async function resumable(out: string, previous: Record<string, unknown> | null, fingerprint: string, prefix: string): Promise<Resumable | null> {
+  const enriched = previous?.enrich as { fingerprint?: string } | undefined;
+  if (!previous || previous.status === 'complete' || enriched?.fingerprint !== fingerprint) return null;
+  const names = (await readdir(out)).filter((n) => n.startsWith(`${prefix}-`) && n.endsWith('.parquet')).sort();
+  const kept: Resumable = { shards: [], images: new Set(), nextIndex: 0 };
+  for (const name of names) {
+    let rows = 0;
+    for await (const r of readShardFile<{ image: string }>(path.join(out, name), LEAN)) {
+      kept.images.add(r.image);
+      rows++;
+    }
+    const { size } = await fileSizeAndMtime(path.join(out, name));
+    kept.shards.push({ file: name, rows, bytes: size });
+    kept.nextIndex = Math.max(kept.nextIndex, Number(/-(\d+)\.parquet$/.exec(name)![1]) + 1);
+  }
+  return kept;
+}
+
+/** Columns a resumed run needs no more of than the image names. */
+const LEAN = ['boxes.list.item.mask', 'tree_nodes'];
+
 function checkEnrichOptions(o: EnrichOptions): void {
   if (!o.depth && !o.masks && !o.ocr) throw new InstructifyError('E_OPTION', 'enrich needs something to add: --depth, --masks and/or --ocr');
   if (o.ocrMinConfidence !== undefined && !(o.ocrMinConfidence >= 0 && o.ocrMinConfidence <= 100)) throw new InstructifyError('E_OPTION', `--ocr-min-confidence must be from 0 to 100, got ${o.ocrMinConfidence}`);
@@ -193,48 +226,57 @@ export async function enrich(o: EnrichOptions): Promise<EnrichResult> {
     throw err;
   }
   const disposeHardStop = onHardStop(claim.stopNow);
-  for (const n of await readdir(o.out)) if (/^part-[\w-]+\.(parquet|jsonl|arrow)(\.tmp)?$/.test(n) || n === 'rejects.jsonl' || n === 'maps') await rm(path.join(o.out, n), { recursive: true, force: true });
-  const maps = path.join(o.out, 'maps');
-  const scratch = o.keepMaps ? null : await mkdtemp(path.join(os.tmpdir(), 'instructify-enrich-'));
-  const depthDir = scratch ?? path.join(maps, 'depth');
   const settings = {
     depth: models.depth ? { model: models.depth.name, output: '16-bit relative inverse depth' } : null,
     masks: models.sam ? { model: models.sam.name, prompt: 'box', fills: 'boxes without a mask' } : null,
     ocr: models.ocr ? { engine: 'tesseract.js', language: 'eng', minConfidence: models.ocr.minConfidence } : null,
     device: o.device ?? 'cpu',
+    keepMaps: o.keepMaps ?? false,
   };
-  const base = { tool: 'instructify', version: VERSION, command: 'prepare', schema: PREPARED_SCHEMA_VERSION, format: 'parquet', shard: o.shard ?? null, images: path.resolve(root), inputs: input.inputs ?? [], enrich: { from: path.resolve(o.input), ...settings } };
+  const from = path.resolve(o.input);
+  const fingerprint = createHash('sha256').update(JSON.stringify({ from, settings, shard: o.shard ?? null, images: path.resolve(root) })).digest('hex').slice(0, 16);
+  const prefix = `part-${shardTag(o.shard ?? null)}0`;
+  // An interrupted run of the same work goes on where it stopped; anything else starts over.
+  const resume = await resumable(o.out, claim.previous, fingerprint, prefix);
+  for (const n of await readdir(o.out)) {
+    if (resume && (resume.shards.some((s) => s.file === n) || n === 'maps')) continue;
+    if (/^part-[\w-]+\.(parquet|jsonl|arrow)(\.tmp)?$/.test(n) || n === 'rejects.jsonl' || n === 'maps') await rm(path.join(o.out, n), { recursive: true, force: true });
+  }
+  if (resume) o.warn?.(`${o.out}: going on from an interrupted run: ${resume.images.size} images done in ${resume.shards.length} shards`);
+  const maps = path.join(o.out, 'maps');
+  const scratch = o.keepMaps ? null : await mkdtemp(path.join(os.tmpdir(), 'instructify-enrich-'));
+  const depthDir = scratch ?? path.join(maps, 'depth');
+  const base = { tool: 'instructify', version: VERSION, command: 'prepare', schema: PREPARED_SCHEMA_VERSION, format: 'parquet', shard: o.shard ?? null, images: path.resolve(root), inputs: input.inputs ?? [], enrich: { from, fingerprint, ...settings } };
   const writeManifest = async (m: object) => {
     const file = path.join(o.out, 'manifest.json');
     await writeFile(`${file}.tmp`, JSON.stringify({ ...base, ...m }, null, 2) + '\n');
     await rename(`${file}.tmp`, file);
   };
   await writeManifest({ status: 'running', started: new Date().toISOString() });
-  const writer = new ShardWriter({ dir: o.out, prefix: `part-${shardTag(o.shard ?? null)}0`, format: 'parquet', rowsPerShard: 10_000, metadata: [...preparedSchema.metadata] });
+  const writer = new ShardWriter({ dir: o.out, prefix, format: 'parquet', rowsPerShard: o.rowsPerShard ?? 1000, metadata: [...preparedSchema.metadata], firstIndex: resume?.nextIndex ?? 0 });
   const run = new EnrichRun(o, models, root, depthDir, o.keepMaps ? path.join(maps, 'ocr') : null);
+  run.result.resumed = resume?.images.size ?? 0;
   const total = Number((input.counts as { images?: number } | undefined)?.images ?? 0);
   try {
-    let batch: ImageRecord[] = [];
     for await (const rec of readShards<ImageRecord>(o.input)) {
-      if (o.signal?.aborted) throw new InstructifyError('E_INTERRUPTED', `enrich was stopped by a signal; ${o.out} is incomplete (rerun the same command to start it over)`);
+      if (o.signal?.aborted) throw new InstructifyError('E_INTERRUPTED', `enrich was stopped by a signal; ${o.out} is incomplete (rerun the same command to go on)`);
       if (!inShard(rec.ref, o.shard ?? null)) continue;
+      if (resume?.images.has(rec.image)) continue;
       await run.enrichRecord(rec);
       run.result.images++;
-      batch.push(rec);
-      if (batch.length >= 64) {
-        await writer.add(batch);
-        batch = [];
-      }
-      o.onProgress?.({ done: run.result.images, total });
+      // Each record to the writer as it is done (the models take far longer than the write): a shard
+      // is complete, and kept by a resumed run, as soon as its last image is.
+      await writer.add([rec]);
+      o.onProgress?.({ done: run.result.resumed + run.result.images, total });
     }
-    if (batch.length) await writer.add(batch);
-    run.result.shards = await writer.close();
+    run.result.shards = [...(resume?.shards ?? []), ...(await writer.close())];
     run.result.seconds = Math.round(performance.now() - t0) / 1000;
     run.result.rates = run.rates();
     const { images, masksAdded, masksKept, depthMaps, ocrWords, rates, seconds, shards } = run.result;
-    await writeManifest({ status: 'complete', finished: new Date().toISOString(), seconds, counts: { images }, enriched: { masks_added: masksAdded, masks_kept: masksKept, depth_maps: depthMaps, ocr_words: ocrWords, images_per_second: rates }, shards });
+    await writeManifest({ status: 'complete', finished: new Date().toISOString(), seconds, counts: { images: images + run.result.resumed }, resumed: run.result.resumed, enriched: { masks_added: masksAdded, masks_kept: masksKept, depth_maps: depthMaps, ocr_words: ocrWords, images_per_second: rates }, shards });
     return run.result;
   } catch (err) {
+    // Finished shards stay (a rerun goes on after them); the shard being written goes.
     await writer.abort();
     const interrupted = o.signal?.aborted === true;
     await writeManifest({ status: interrupted ? 'interrupted' : 'failed', error: { code: err instanceof InstructifyError ? err.code : 'E_INTERNAL', message: (err as Error).message } }).catch(() => {});

@@ -46,9 +46,15 @@ function missing(what: string, pkg: string, err: unknown): InstructifyError {
   return new InstructifyError('E_DEPENDENCY', `${what} needs ${pkg}, which the default install leaves out (it is large): install model support with \`${MODEL_SUPPORT_INSTALL}\` (${MODEL_SUPPORT_PACKAGES.join(', ')}; from the npm registry only)`, { cause: err });
 }
 
+/** Tests set this to see what a machine without model support is told. */
+function requireModelPackage(name: string): unknown {
+  if (process.env.INSTRUCTIFY_TEST_NO_MODEL_SUPPORT === '1') throw new Error(`Cannot find module '${name}'`);
+  return require(name);
+}
+
 export function loadOnnxRuntime(what: string): OrtModule {
   try {
-    return require('onnxruntime-node') as OrtModule;
+    return requireModelPackage('onnxruntime-node') as OrtModule;
   } catch (err) {
     throw missing(what, 'onnxruntime-node', err);
   }
@@ -58,8 +64,8 @@ export function loadTesseract(): { tesseract: TesseractModule; langPath: string;
   let tesseract: TesseractModule;
   let eng: { langPath: string; gzip: boolean };
   try {
-    tesseract = require('tesseract.js') as TesseractModule;
-    eng = require('@tesseract.js-data/eng') as { langPath: string; gzip: boolean };
+    tesseract = requireModelPackage('tesseract.js') as TesseractModule;
+    eng = requireModelPackage('@tesseract.js-data/eng') as { langPath: string; gzip: boolean };
   } catch (err) {
     throw missing('--ocr', 'tesseract.js and @tesseract.js-data/eng', err);
   }

@@ -260,6 +260,8 @@ export interface ShardWriterOptions {
   metadata: [string, string][];
   /** The rows' schema (default: prepared records). */
   schema?: Schema;
+  /** Number of the first shard (a resumed run goes on after the shards it kept). */
+  firstIndex?: number;
 }
 
 export interface ShardInfo {
@@ -298,7 +300,8 @@ export class ShardWriter {
     if (!Number.isInteger(opts.rowsPerShard) || opts.rowsPerShard < 1) {
       throw new InstructifyError('E_OPTION', `rows per shard must be a positive integer, got ${opts.rowsPerShard}`);
     }
-    this.opts = { rowGroupRows: 1000, schema: preparedSchema, ...opts };
+    this.opts = { rowGroupRows: 1000, schema: preparedSchema, firstIndex: 0, ...opts };
+    this.index = this.opts.firstIndex;
     this.rowGroup = new TableBuilder(this.opts.schema);
   }
 
