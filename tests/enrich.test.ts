@@ -1,5 +1,6 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { createReadStream, existsSync } from 'node:fs';
+import http from 'node:http';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import path from 'node:path';
@@ -142,6 +143,36 @@ describe.skipIf(skip)('enrich with the test models', () => {
     expect(other.images).toBe(5);
   });
 
+  it('without --model-dir, the models come from the hub once and from the cache after (a loopback hub serving the test models)', async () => {
+    const served: string[] = [];
+    const hub = http.createServer((req, res) => {
+      served.push(req.url!);
+      const m = /^\/(onnx-community\/depth-anything-v2-small|Xenova\/slimsam-77-uniform)\/resolve\/main\/([^?]+)/.exec(req.url!);
+      if (!m) return void res.writeHead(404).end();
+      const local = path.join(m[1]!.includes('depth') ? DEPTH : SAM, m[2]!);
+      if (!existsSync(local)) return void res.writeHead(404).end();
+      // The hub answers a redirect to its file store, as huggingface.co does.
+      if (!req.url!.includes('?stored')) return void res.writeHead(302, { location: `${req.url}?stored` }).end();
+      res.writeHead(200);
+      createReadStream(local).pipe(res);
+    });
+    await new Promise<void>((resolve) => hub.listen(0, '127.0.0.1', resolve));
+    const endpoint = `http://127.0.0.1:${(hub.address() as { port: number }).port}`;
+    try {
+      const cacheDir = await tmpDir();
+      const out = await tmpDir();
+      const r = await enrich({ input: vgPrepared, out, depth: true, masks: true, hub: { endpoint, cacheDir } });
+      expect(r.masksAdded).toBeGreaterThan(100);
+      expect(await readFile(path.join(cacheDir, 'Xenova/slimsam-77-uniform/onnx/vision_encoder.onnx'))).toEqual(await readFile(path.join(SAM, 'onnx/vision_encoder.onnx')));
+      const downloads = served.filter((u) => u.includes('?stored')).length;
+      expect(downloads).toBe(7);
+      await enrich({ input: vgPrepared, out, depth: true, masks: true, hub: { endpoint, cacheDir } });
+      expect(served.filter((u) => u.includes('?stored')).length).toBe(downloads);
+    } finally {
+      hub.close();
+    }
+  });
+
   it('never replaces a dataset\'s own masks: COCO\'s polygons and RLE stay as they were', async () => {
     const { out: prepared } = await runPrepare({ sources: [{ kind: 'coco-captions', paths: [COCO_CAPTIONS] }, { kind: 'coco-instances', paths: [COCO_INSTANCES] }], images: COCO_IMAGES, imageDirs: { coco: '.' }, format: 'parquet' });
     const before = await records(prepared);
@@ -203,7 +234,10 @@ describe('enrich without what it needs', () => {
     const { out: prepared } = await runPrepare({ sources: [{ kind: 'coco-instances', paths: [COCO_INSTANCES] }], images: COCO_IMAGES, imageDirs: { coco: '.' }, format: 'parquet' });
     const out = path.join(await tmpDir(), 'e');
     await expect(enrich({ input: prepared, out, depth: true, depthModel: MODELS })).rejects.toMatchObject({ code: 'E_OPTION', message: expect.stringContaining('has no config.json') });
-    await expect(enrich({ input: prepared, out, depth: true })).rejects.toMatchObject({ code: 'E_OPTION', message: expect.stringContaining('huggingface-cli download onnx-community/depth-anything-v2-small') });
+    const cacheDir = await tmpDir();
+    await expect(enrich({ input: prepared, out, depth: true, hub: { offline: true, cacheDir } })).rejects.toMatchObject({ code: 'E_OPTION', message: expect.stringContaining('huggingface-cli download onnx-community/depth-anything-v2-small') });
+    // Online, a hub that does not answer: said with the file, and nothing half-written is left in the cache.
+    await expect(enrich({ input: prepared, out, depth: true, hub: { endpoint: 'http://127.0.0.1:9', cacheDir } })).rejects.toMatchObject({ code: 'E_IO', message: expect.stringContaining('could not download http://127.0.0.1:9/onnx-community/depth-anything-v2-small/resolve/main/config.json') });
     // Refused before the output folder is made.
     expect(existsSync(out)).toBe(false);
   });

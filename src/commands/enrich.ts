@@ -16,7 +16,7 @@ export function addEnrichCommand(program: Command): void {
     .option('--masks', 'a mask for every box the dataset gave none')
     .option('--ocr', 'read the text in the image: words as boxes, the text as a fact')
     .option('--images <dir>', 'image root (default: the one the prepared manifest names)')
-    .option('--model-dir <dir>', 'folder with the models as on the hub: depth-anything-v2-small/, slimsam-77-uniform/')
+    .option('--model-dir <dir>', 'folder with the models as on the hub: depth-anything-v2-small/, slimsam-77-uniform/ (default: fetched from the hub once into ~/.cache/instructify/models)')
     .option('--depth-model <dir>', 'the depth model folder (config.json, preprocessor_config.json, onnx/model.onnx)')
     .option('--sam-model <dir>', 'the SAM model folder (onnx/vision_encoder.onnx, onnx/prompt_encoder_mask_decoder.onnx)')
     .addOption(new Option('--device <device>', 'where the models run').choices(['cpu', 'cuda']).default('cpu'))
@@ -47,6 +47,7 @@ export function addEnrichCommand(program: Command): void {
           ocrMinConfidence: opts.ocrMinConfidence,
           shard: opts.shard ?? null,
           signal: stop.signal,
+          warn: (m) => process.stderr.write(`instructify: ${m}\n`),
           onProgress: (p) => {
             if (!bar) return;
             if (!started) bar.start(Math.max(1, p.total), 0, { rate: '-' });

@@ -16,6 +16,7 @@ import { fileSizeAndMtime, ShardWriter, type ShardInfo } from '../write/shards.j
 import { DepthModel, SamModel } from './models.js';
 import { OCR_SOURCE, OcrReader } from './ocr.js';
 import { loadOnnxRuntime } from './runtime.js';
+import { HUB_MODELS, hubModel, type HubModel, type HubOptions } from './hub.js';
 
 /**
  * `instructify enrich`: a prepared folder in, a prepared folder of the same
@@ -32,8 +33,10 @@ export interface EnrichOptions {
   ocr?: boolean;
   /** Image root; default: the one the input's manifest names. */
   images?: string | null;
-  /** A folder holding `depth-anything-v2-small/` and `slimsam-77-uniform/` (hub layout). */
+  /** A folder holding `depth-anything-v2-small/` and `slimsam-77-uniform/` (hub layout); without it, the hub's models through the cache. */
   modelDir?: string | null;
+  /** Where models come from without --model-dir: the hub, through a cache folder. */
+  hub?: HubOptions;
   depthModel?: string | null;
   samModel?: string | null;
   device?: 'cpu' | 'cuda';
@@ -73,10 +76,11 @@ interface Models {
   ocr: OcrReader | null;
 }
 
-function modelFolder(o: EnrichOptions, given: string | null | undefined, name: string, flag: string): string {
+/** A model's folder: given, under --model-dir, or the hub's copy in the cache (fetched once when online). */
+async function modelFolder(o: EnrichOptions, given: string | null | undefined, name: string, hub: HubModel): Promise<string> {
   if (given) return given;
   if (o.modelDir) return path.join(o.modelDir, name);
-  throw new InstructifyError('E_OPTION', `${flag} needs the model: --model-dir DIR (holding ${name}/) or --${flag.slice(2)}-model DIR; get it with \`huggingface-cli download onnx-community/${name} --local-dir DIR/${name}\``);
+  return hubModel(hub, { log: (l) => o.warn?.(l), ...o.hub });
 }
 
 /** Every model loaded before the output folder is touched: a missing runtime or model is said at once. */
@@ -84,8 +88,8 @@ async function loadModels(o: EnrichOptions): Promise<Models> {
   const providers = o.device === 'cuda' ? ['cuda', 'cpu'] : ['cpu'];
   const needOrt = o.depth || o.masks;
   const ort = needOrt ? loadOnnxRuntime(o.depth ? '--depth' : '--masks') : null;
-  const depth = o.depth ? await DepthModel.load(ort!, modelFolder(o, o.depthModel, DEFAULT_DEPTH_MODEL, '--depth'), providers) : null;
-  const sam = o.masks ? await SamModel.load(ort!, modelFolder(o, o.samModel, DEFAULT_SAM_MODEL, '--masks'), providers) : null;
+  const depth = o.depth ? await DepthModel.load(ort!, await modelFolder(o, o.depthModel, DEFAULT_DEPTH_MODEL, HUB_MODELS.depth), providers) : null;
+  const sam = o.masks ? await SamModel.load(ort!, await modelFolder(o, o.samModel, DEFAULT_SAM_MODEL, HUB_MODELS.sam), providers) : null;
   const ocr = o.ocr ? await OcrReader.start(o.ocrMinConfidence ?? 60) : null;
   return { depth, sam, ocr };
 }
