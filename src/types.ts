@@ -215,7 +215,11 @@ export type RejectReason =
   | 'unreadable-image'
   | 'path-escape'
   | 'bad-record'
-  | 'depth-unreadable';
+  | 'depth-unreadable'
+  /** An img2dataset record whose download failed: no image to use. */
+  | 'not-downloaded'
+  /** Two images to compose side by side, one of which cannot be read. */
+  | 'pair-unreadable';
 
 export interface Reject {
   reason: RejectReason;

@@ -8,8 +8,8 @@ import type { FileHandler } from '../src/sources/types.js';
  * join) is spilling, and the stream waits for it before taking more input.
  */
 export function ingestSink(handler: FileHandler, drain: () => Promise<void> | undefined): Writable {
-  /** Run a handler step, then wait for any spill it started before taking more input. */
-  const step = (work: () => void, done: (err?: Error | null) => void) => {
+  /** Run a handler step, then wait for any spill it started (and work of its own, see FileHandler.pending) before taking more input. */
+  const step = (work: () => void, done: (err?: Error | null) => void, all = false) => {
     try {
       work();
     } catch (err) {
@@ -17,7 +17,9 @@ export function ingestSink(handler: FileHandler, drain: () => Promise<void> | un
       return;
     }
     const wait = drain();
-    if (wait) wait.then(() => done(), done);
+    const own = handler.pending?.(all);
+    if (wait && own) Promise.all([wait, own]).then(() => done(), done);
+    else if (wait || own) (wait ?? own)!.then(() => done(), done);
     else done();
   };
   return new Writable({
@@ -27,7 +29,7 @@ export function ingestSink(handler: FileHandler, drain: () => Promise<void> | un
       step(deliver.bind(null, handler, batch), done);
     },
     final(done) {
-      step(() => handler.finish(), done);
+      step(() => handler.finish(), done, true);
     },
   });
 }

@@ -120,6 +120,8 @@ export interface PrepareResult {
   join: FragmentJoin['stats'];
   /** What the read workers took: batches, elements in them, fragments they added (all zero without workers). */
   read: ReadWorkStats;
+  /** How the input was read, where the user should know (e.g. the image layout used for COCO 2014 names). */
+  notes: string[];
 }
 
 export type { ReadWorkStats };
@@ -272,6 +274,9 @@ class PrepareRun {
     write: new StageStats('write'),
   };
   readonly rejectCounts: Record<string, number> = {};
+  /** What the user should know about how the input was read (see HandlerContext.note). */
+  readonly notes: string[] = [];
+  private readonly noteKeys = new Set<string>();
   readonly perSource: Record<string, { fragments: number; images: number }> = {};
   readonly counts: PrepareCounts = emptyCounts();
   readonly state = createIngestState();
@@ -356,6 +361,14 @@ class PrepareRun {
       cocoNaming: o.cocoNaming,
       images: o.images,
       imageDirs: o.imageDirs,
+      note: (m) => {
+        // Said once per kind of message: the first file name stands for the rest.
+        const key = m.replace(/\([^)]*\)/, '');
+        if (this.noteKeys.has(key)) return;
+        this.noteKeys.add(key);
+        this.notes.push(m);
+        (this.options.warn ?? ((s: string) => process.stderr.write(`instructify: ${s}\n`)))(m);
+      },
       sink: {
         emit: (f: Fragment) => {
           // Another shard's image: not ours to join (every process reads all input, keeps its part).
@@ -389,7 +402,7 @@ class PrepareRun {
     }
     const values =
       byOffset && this.readWorkers !== null
-        ? [this.readWorkers.values({ file: fileNumber, kind: source.kind, planned: file, source: source.name, family: source.loader.family, state: this.state, cocoNaming: o.cocoNaming, images: o.images }, handler, o.readBatchBytes)]
+        ? [this.readWorkers.values({ file: fileNumber, kind: source.kind, planned: file, source: source.name, family: source.loader.family, state: this.state, cocoNaming: o.cocoNaming, images: o.images, imageDirs: o.imageDirs }, handler, o.readBatchBytes)]
         : valueStages(format, file.path, handler);
     // The 'data' listener starts the flow: nothing may be awaited between here and the pipeline.
     const input = file.path === '-' ? process.stdin : createReadStream(file.path, { highWaterMark: o.readChunkBytes });
@@ -493,6 +506,7 @@ class PrepareRun {
       seconds: Math.round(performance.now() - t0) / 1000,
       join: this.joinStats(),
       read: this.readWorkers?.stats ?? { workers: 0, batches: 0, elements: 0, fragments: 0 },
+      notes: this.notes,
     };
   }
 
@@ -562,6 +576,7 @@ export async function prepare(options: PrepareOptions): Promise<PrepareResult> {
       stages: result.stages,
       join: result.join,
       read_workers: result.read,
+      notes: result.notes,
     });
     return result;
   } catch (caught) {

@@ -42,6 +42,7 @@ export interface ReadFileStart {
   state: IngestState;
   cocoNaming: '2017' | '2014';
   images: string | null;
+  imageDirs?: Partial<Record<string, string>>;
 }
 
 export type ToReadWorker = { type: 'file'; start: ReadFileStart } | { type: 'batch'; seq: number; batch: ElementBatch } | { type: 'close' };

@@ -44,6 +44,7 @@ function openFile(start: ReadFileStart): OpenFile {
     state: start.state,
     cocoNaming: start.cocoNaming,
     images: start.images,
+    imageDirs: start.imageDirs,
     sink: {
       emit(f) {
         if (!inShard(f.ref, init.shard)) return;

@@ -101,7 +101,14 @@ export function resolveGroup(group: ImageGroup, opts: AssembleOptions): Assemble
     family = chosen.family;
   } else {
     family = ns;
-    rel = ns === 'coco' ? cocoFileName(idOfRef(group.ref), '2017', null) : `${idOfRef(group.ref)}.jpg`;
+    const id = idOfRef(group.ref);
+    // Images known by something other than a number (a URL) have no naming convention: only a catalog names their file.
+    if (!Number.isFinite(id)) {
+      const hint = ns === 'web' ? ': give the img2dataset folder that downloaded it' : '';
+      rejects.push(reject('unknown-image', `no source names a file for ${group.ref}${hint}`, fragments[0]!, null));
+      return { value: null, rejects };
+    }
+    rel = ns === 'coco' ? cocoFileName(id, '2017', null) : `${id}.jpg`;
   }
   const dir = opts.imageDirs[family] ?? '';
   const image = safeRelativePath(dir ? `${dir}/${rel}` : rel);

@@ -1,3 +1,5 @@
+import { existsSync } from 'node:fs';
+import path from 'node:path';
 import { InstructifyError } from '../errors.js';
 import { encodeRleCounts } from '../records/rle.js';
 import type { Mask } from '../types.js';
@@ -36,6 +38,35 @@ const PARALLEL_KEYS = new Set<string | null>(['images', 'annotations']);
  * sizes (catalog fragments); `annotations` are checked on their first element
  * so that a file of the wrong kind fails at once with the keys we expected.
  */
+/**
+ * COCO 2014 file names (`COCO_train2014_000000057870.jpg`) where the user
+ * holds COCO 2017's folders: the same picture is `000000057870.jpg` in
+ * val2017/ or train2017/ (2017 re-split 2014's images). Used when the image
+ * root has a 2017 folder, no 2014 folder, and no --image-dir for COCO.
+ */
+export function in2017Folders(fileName: string | null, ctx: HandlerContext): string | null {
+  const m = fileName === null ? null : /^COCO_(?:train|val)2014_(\d{12}\.jpg)$/.exec(fileName);
+  if (!m || ctx.images === null || ctx.imageDirs?.coco) return fileName;
+  const root = ctx.images;
+  let layout = LAYOUTS.get(root);
+  if (layout === undefined) {
+    const has = (d: string) => existsSync(path.join(root, d));
+    layout = !has('train2014') && !has('val2014') && (has('val2017') || has('train2017'));
+    LAYOUTS.set(root, layout);
+  }
+  if (!layout) return fileName;
+  for (const split of ['val2017', 'train2017']) {
+    if (existsSync(path.join(root, split, m[1]!))) {
+      ctx.note?.(`COCO 2014 file names (${fileName}) found as COCO 2017 files in ${path.join(root, split)} (the image root has 2017 folders and no 2014 ones)`);
+      return `${split}/${m[1]}`;
+    }
+  }
+  return fileName;
+}
+
+/** Per image root: does it hold COCO 2017's folders and no 2014 ones? */
+const LAYOUTS = new Map<string, boolean>();
+
 function cocoHandler(
   file: PlannedFile,
   ctx: HandlerContext,
@@ -66,7 +97,7 @@ function cocoHandler(
         const id = num(el.id);
         const f = emptyFragment(cocoRef(id), ctx, file.path, v.offset);
         f.catalog = true;
-        f.path = str(el.file_name);
+        f.path = in2017Folders(str(el.file_name), ctx);
         const w = num(el.width);
         const h = num(el.height);
         f.width = Number.isFinite(w) && w > 0 ? w : null;

@@ -186,7 +186,7 @@ function boxesOf(rec: Record<string, unknown>, m: NonNullable<Mapping['boxes']>)
 }
 
 /** Image bytes stored in the data (Hugging Face `image: {bytes, path}`): written once under the image root. */
-function writeEmbeddedImage(images: string | null, dir: string, bytes: Uint8Array, name: string | null): string {
+export function writeEmbeddedImage(images: string | null, dir: string, bytes: Uint8Array, name: string | null): string {
   if (images === null) throw new InstructifyError('E_OPTION', 'the data holds image bytes: give --images, where they are written once');
   const hash = createHash('sha256').update(bytes).digest('hex').slice(0, 16);
   const ext = (name && path.extname(name)) || sniffExtension(bytes);
@@ -209,6 +209,22 @@ function sniffExtension(b: Uint8Array): string {
   return '.img';
 }
 
+/**
+ * An image as a Hugging Face row holds it: a path, bytes, or `{bytes, path}`;
+ * bytes are written once (by their hash) under `<images>/<dir>/`. Returns the
+ * path relative to the image root, or null when there is none.
+ */
+export function embeddedImage(ctx: HandlerContext, dir: string, value: unknown): string | null {
+  if (typeof value === 'string' || typeof value === 'number') return String(value).trim() || null;
+  if (value instanceof Uint8Array) return value.length ? writeEmbeddedImage(ctx.images, dir, value, null) : null;
+  if (isObject(value)) {
+    const bytes = value.bytes;
+    if (bytes instanceof Uint8Array && bytes.length) return writeEmbeddedImage(ctx.images, dir, bytes, str(value.path));
+    return str(value.path)?.trim() || null;
+  }
+  return null;
+}
+
 export function mappedHandler(file: PlannedFile, ctx: HandlerContext, m: Mapping, what: string) {
   const format = formatOf(file.path, m);
   return recordHandler(file, ctx, {
@@ -218,15 +234,7 @@ export function mappedHandler(file: PlannedFile, ctx: HandlerContext, m: Mapping
     required: [],
     onRecord(rec, v) {
       const where = { source: ctx.source, file: file.path, offset: v.offset };
-      const imageValue = get(rec, m.image);
-      let rel: string | null = null;
-      if (typeof imageValue === 'string' || typeof imageValue === 'number') rel = String(imageValue).trim();
-      else if (imageValue instanceof Uint8Array) rel = writeEmbeddedImage(ctx.images, m.imageDir ?? m.family, imageValue, null);
-      else if (isObject(imageValue)) {
-        const bytes = imageValue.bytes;
-        if (bytes instanceof Uint8Array && bytes.length) rel = writeEmbeddedImage(ctx.images, m.imageDir ?? m.family, bytes, str(imageValue.path));
-        else rel = str(imageValue.path)?.trim() ?? null;
-      }
+      const rel = embeddedImage(ctx, m.imageDir ?? m.family, get(rec, m.image));
       if (!rel) {
         ctx.sink.reject({ reason: 'bad-record', detail: `${what} record ${v.index}: no image in field "${m.image}"`, ...where, image: null });
         return;

@@ -10,6 +10,10 @@ import { aokvqa, okvqa, vqaE } from './knowledge-vqa.js';
 import { chartqa, docvqa, infovqa, scienceqa, tallyqa, visual7w } from './choice-qa.js';
 import { flickr30k, localizedNarratives } from './flickr30k.js';
 import { custom, hfParquet, llava } from './custom.js';
+import { conceptualCaptions, hrrsd, image2paragraph, remoteclip, visualNews, vsr } from './captions-more.js';
+import { img2dataset } from './img2dataset.js';
+import { diorRsvg, docowl, llavar, ocrVqa, stVqa, visualMrc } from './text-sets.js';
+import { imageEditing, levirCc, spotTheDiff } from './pairs.js';
 
 /** Every loader, by the name used in `--source KIND=PATHS`. */
 export const SOURCE_KINDS: ReadonlyMap<string, SourceKind> = new Map(
@@ -36,6 +40,22 @@ export const SOURCE_KINDS: ReadonlyMap<string, SourceKind> = new Map(
     chartqa,
     flickr30k,
     localizedNarratives,
+    vsr,
+    image2paragraph,
+    conceptualCaptions,
+    img2dataset,
+    ocrVqa,
+    stVqa,
+    visualMrc,
+    llavar,
+    docowl,
+    visualNews,
+    diorRsvg,
+    hrrsd,
+    remoteclip,
+    levirCc,
+    spotTheDiff,
+    imageEditing,
     llava,
     hfParquet,
     custom,

@@ -51,6 +51,12 @@ export interface FileHandler {
   onValue(v: JsonValue): void;
   /** Called after the last value: checks that the file had what it should. */
   finish(): void;
+  /**
+   * Work the handler started and must see done (composing two-image pairs
+   * with sharp): a promise while too much is in flight, or, with `all`,
+   * until every piece is done; undefined when nothing waits.
+   */
+  pending?(all: boolean): Promise<void> | undefined;
 }
 
 /** One input file of a source, and the role it plays (e.g. VG `objects`). */
@@ -82,8 +88,10 @@ export interface HandlerContext {
   cocoNaming: '2017' | '2014';
   /** The image root (--images), where sources with embedded image bytes write them; null when not given. */
   images: string | null;
-  /** --image-dir: the folder under the root holding a family's images (main thread only; read workers do not need it). */
+  /** --image-dir: the folder under the root holding a family's images. */
   imageDirs?: Partial<Record<string, string>>;
+  /** Something the user should know about how the input was read (said once per message; main thread only). */
+  note?: (message: string) => void;
 }
 
 export function emptyFragment(ref: string, ctx: HandlerContext, file: string, offset: number): Fragment {
