@@ -1,4 +1,5 @@
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
@@ -31,6 +32,15 @@ async function picture(file: string, width: number, height: number, colour = '#4
   writeFileSync(file, buf);
   return buf;
 }
+
+describe('the kinds', () => {
+  it('instructify sources lists every kind of the reference\'s datasets', () => {
+    const listed = execFileSync(process.execPath, [path.join(ROOT, 'bin', 'instructify'), 'sources'], { encoding: 'utf8' }).split('\n').map((l) => l.split(/\s+/)[0]);
+    for (const kind of ['coco-captions', 'vsr', 'image2paragraph', 'conceptual-captions', 'img2dataset', 'ocr-vqa', 'st-vqa', 'visualmrc', 'llavar', 'docowl', 'visual-news', 'dior-rsvg', 'hrrsd', 'remoteclip', 'levir-cc', 'spot-the-diff', 'image-editing']) {
+      expect(listed, kind).toContain(kind);
+    }
+  });
+});
 
 describe('COCO 2014 files', () => {
   it('2014 names resolve to the 2017 folders the user holds, and the run says so', async () => {
@@ -70,6 +80,9 @@ describe('VSR', () => {
     // Not of the "The X is ..." shape: a negated fact instead of a question.
     expect(byImage.get('000000000802.jpg')!.facts.map((f) => f.text)).toContain('It is not true that oven far away from the refrigerator.');
     for (const r of rows) expect(r.captions.filter((c) => c.source === 'vsr')).toEqual([]);
+    // A false statement is never a caption nor a true fact, on any record.
+    const falseOnes = ['The tv is on top of the person.', 'Oven far away from the refrigerator.'];
+    for (const r of rows) for (const t of [...r.captions, ...r.facts].map((x) => x.text)) expect(falseOnes).not.toContain(t);
     expect(rejects.filter((r) => r.reason === 'bad-record').map((r) => r.detail)).toEqual(['VSR label must be 1 (true) or 0 (false), got 2']);
   });
 
@@ -132,6 +145,43 @@ describe('Conceptual Captions and img2dataset', () => {
     for (const r of rows.filter((x) => x.status === 'success')) writeFileSync(path.join(alt, '00000', `${r.key}.json`), JSON.stringify(r));
     const { byImage: fromJson } = await records([{ kind: 'img2dataset', paths: [alt] }]);
     expect([...fromJson.keys()].sort()).toEqual(['00000/000000000.jpg', '00000/000000001.jpg']);
+  });
+});
+
+describe('img2dataset outputs', () => {
+  it('the parquet output (bytes in a jpg column) and the webdataset output (tar shards) give the same records as the files output', async () => {
+    const work = await tmpDir();
+    const root = await tmpDir();
+    const pics = [
+      { key: '000000000', url: 'http://example.org/cc/1.jpg', caption: 'a dog runs on the beach', status: 'success', width: 320, height: 240 },
+      { key: '000000001', url: 'http://example.org/cc/2.jpg', caption: 'city skyline at night', status: 'success', width: 200, height: 100 },
+    ];
+    for (const p of pics) {
+      await picture(path.join(work, `${p.key}.jpg`), p.width, p.height, p.key.endsWith('0') ? '#ff8000' : '#0080ff');
+      writeFileSync(path.join(work, `${p.key}.json`), JSON.stringify(p));
+      writeFileSync(path.join(work, `${p.key}.txt`), p.caption);
+    }
+    const pq = path.join(work, 'pq');
+    mkdirSync(pq);
+    const rowsSql = pics.map((p) => `SELECT '${p.key}' AS key, '${p.url}' AS url, '${p.caption}' AS caption, '${p.status}' AS status, ${p.width} AS width, ${p.height} AS height, (SELECT content FROM read_blob('${path.join(work, `${p.key}.jpg`)}')) AS jpg`).join(' UNION ALL ');
+    await duckdb(`COPY (${rowsSql}) TO '${path.join(pq, '00000.parquet')}' (FORMAT parquet)`);
+    const wds = path.join(work, 'wds');
+    mkdirSync(wds);
+    // GNU tar writes the shard, as webdataset's own writer lays it out: a sample's files one after another.
+    execFileSync('tar', ['-cf', path.join(wds, '00000.tar'), '-C', work, ...pics.flatMap((p) => [`${p.key}.jpg`, `${p.key}.json`, `${p.key}.txt`])]);
+    for (const dir of [pq, wds]) {
+      const { rows } = await records([
+        { kind: 'img2dataset', paths: [dir] },
+        { kind: 'conceptual-captions', paths: [fx('conceptual_captions_train_from_format_docs.tsv')] },
+      ], { images: root });
+      const byUrlCaption = rows.map((r) => [r.width, r.height, r.captions.map((c) => c.text)]).sort();
+      expect(byUrlCaption, dir).toEqual([
+        [200, 100, ['city skyline at night', 'city skyline at night']],
+        [320, 240, ['a dog runs on the beach', 'a dog runs on the beach']],
+      ]);
+      // The pictures were written once under the image root, and are the ones in the archive.
+      for (const r of rows) expect((await sharp(path.join(root, r.image)).metadata()).width).toBe(r.width);
+    }
   });
 });
 
@@ -266,6 +316,13 @@ describe('two-image items', () => {
     const diff = rows.find((r) => r.image.startsWith('spot-the-diff/pairs/'))!;
     expect(diff).toMatchObject({ width: 320, height: 120 });
     expect(diff.qa.map((q) => [q.question, q.answer])).toEqual([['What is different?', 'The car is gone.']]);
+    // Left half the first image (red), right half the second (blue).
+    const { data, info } = await sharp(path.join(root, diff.image)).raw().toBuffer({ resolveWithObject: true });
+    const at = (x: number) => [...data.subarray((60 * info.width + x) * 3, (60 * info.width + x) * 3 + 3)];
+    expect(at(80)[0]).toBeGreaterThan(200);
+    expect(at(80)[2]).toBeLessThan(60);
+    expect(at(240)[2]).toBeGreaterThan(200);
+    expect(at(240)[0]).toBeLessThan(60);
     const edit = rows.find((r) => r.image === 'image-editing/pairs/edit-1.jpg')!;
     expect(edit.facts.map((f) => f.text)).toContain('The left image was edited to make the right one: make the sky blue.');
   });

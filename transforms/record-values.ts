@@ -1,5 +1,6 @@
 import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { parse as parseCsv } from 'csv-parse';
+import { createTarParser } from '../src/read/tar.js';
 import { plainValue } from '../src/write/plain.js';
 import { parquetRowGroups } from '../src/write/parquet-read.js';
 import { InstructifyError } from '../src/errors.js';
@@ -14,7 +15,7 @@ import { batchingTransform, jsonValues } from './json-values.js';
  * first row, 0), or the row number for Parquet), so loaders do not care
  * where their records came from.
  */
-export type InputFormat = 'json' | 'jsonl' | 'csv' | 'tsv' | 'lines' | 'text' | 'parquet';
+export type InputFormat = 'json' | 'jsonl' | 'csv' | 'tsv' | 'lines' | 'text' | 'tar' | 'parquet';
 
 function value(index: number, offset: number, v: unknown): JsonValue {
   return { key: null, index, value: v, offset, raw: null };
@@ -43,6 +44,30 @@ function linesTransform(make: (line: string, index: number, offset: number) => J
     if (line.trim() !== '') batch.push(make(line, index++, offset));
   });
   return batchingTransform(splitter, () => batch.splice(0));
+}
+
+/** A tar archive's file entries, one value each: `{name, data}` (data as bytes), at the header's offset. */
+export function tarValues(file: string): Transform {
+  const batch: JsonValue[] = [];
+  let index = 0;
+  const parser = createTarParser((e) => batch.push(value(index++, e.offset, { name: e.name, data: e.data })));
+  return new Transform({
+    readableObjectMode: true,
+    transform(chunk: Buffer, _e, done: TransformCallback) {
+      parser.push(chunk);
+      if (batch.length) this.push(batch.splice(0));
+      done();
+    },
+    flush(done: TransformCallback) {
+      try {
+        parser.end();
+      } catch (err) {
+        return done(new InstructifyError('E_WRONG_KIND', (err as Error).message, { file }));
+      }
+      if (batch.length) this.push(batch.splice(0));
+      done();
+    },
+  });
 }
 
 /** The whole file as one string value (small per-image files, e.g. Flickr30k Entities XML). */
@@ -101,6 +126,8 @@ export function valueStages(format: Exclude<InputFormat, 'parquet'>, file: strin
       return [lineValues(file)];
     case 'text':
       return [textValue()];
+    case 'tar':
+      return [tarValues(file)];
     case 'csv':
     case 'tsv':
       return csvValues(file, format === 'tsv' ? '\t' : ',');
