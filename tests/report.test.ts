@@ -5,7 +5,8 @@ import { pathToFileURL } from 'node:url';
 import sharp from 'sharp';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { generate } from '../src/generate/generate.js';
-import { report, sampleKey, overlaySvg } from '../src/inspect/report.js';
+import { report, rleOutlines, sampleKey, overlaySvg } from '../src/inspect/report.js';
+import { maskToRle } from '../src/enrich/models.js';
 import { bucketize, cardHtml, colourOf, SOURCE_COLOURS } from '../src/inspect/report-html.js';
 import { fakeAnswer } from '../src/llm/fake-answers.js';
 import { LoopbackLlmServer } from '../src/llm/loopback-server.js';
@@ -144,6 +145,23 @@ describe('report: the page', () => {
     const named = [turnsRejected[0]!.image, convs[0]!.image];
     const picked = await report({ input: gen, out: await tmpDir(), images: COCO_IMAGES, pickImages: named });
     expect((await cardsOf(picked.index)).map((c) => c.image).sort()).toEqual([...new Set(named)].sort());
+  });
+
+  it('outlines RLE masks (COCO crowds, the masks enrich adds) in their source\'s colour: the edge, not the inside', () => {
+    // A disc of radius 30 in a 100 x 80 mask, as COCO's column-major RLE.
+    const bits = new Uint8Array(100 * 80);
+    for (let y = 0; y < 80; y++) for (let x = 0; x < 100; x++) bits[y * 100 + x] = (x - 50) ** 2 + (y - 40) ** 2 <= 900 ? 1 : 0;
+    const mask = maskToRle(bits, 100, 80);
+    const box = { label: 'crowd', x1: 0.2, y1: 0.125, x2: 0.8, y2: 0.875, attributes: [], relations: [], source: 'b', iscrowd: true, sourceId: null, mask };
+    const raw = rleOutlines([box], ['a', 'b'], 200, 160)!;
+    const colour = (x: number, y: number) => [...raw.subarray((y * 200 + x) * 4, (y * 200 + x) * 4 + 4)];
+    const [r, g, b] = rgbOf(SOURCE_COLOURS[1]!);
+    // At twice the size: the disc's left edge is near x = 40, its centre at (100, 80).
+    const edge = [38, 39, 40, 41, 42].map((x) => colour(x, 80)).find((c) => c[3] === 255);
+    expect(edge).toEqual([r, g, b, 255]);
+    expect(colour(100, 80)[3]).toBe(0);
+    expect(colour(5, 5)[3]).toBe(0);
+    expect(rleOutlines([{ ...box, mask: null }], ['b'], 200, 160)).toBeNull();
   });
 
   it('escapes what the data says: a label or caption with markup stays text', () => {

@@ -12,6 +12,7 @@ import { VERSION } from '../version.js';
 import { onHardStop } from '../write/hard-stop.js';
 import { claimOutput } from '../write/output-folder.js';
 import { readShards } from '../write/shard-reader.js';
+import { decodeRleString } from '../records/rle.js';
 import { bucketize, colourOf, escapeHtml, pageHtml, type Card, type RejectedTurn, type RejectLine, type ReportSummary } from './report-html.js';
 
 /**
@@ -213,6 +214,43 @@ export function overlaySvg(boxes: Box[], sources: string[], width: number, heigh
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}">${shapes.join('')}</svg>`;
 }
 
+/**
+ * The outlines of a record's RLE masks (COCO crowds, SAM's from enrich) at
+ * the thumbnail's size, as raw RGBA: a mask pixel with an unmasked
+ * neighbour takes its box's colour. Null when the record has no RLE mask.
+ */
+export function rleOutlines(boxes: Box[], sources: string[], width: number, height: number): Buffer | null {
+  const rle = boxes.filter((b) => b.mask?.format === 'rle' && b.mask.rle && b.mask.width > 0 && b.mask.height > 0);
+  if (!rle.length) return null;
+  const out = Buffer.alloc(width * height * 4);
+  const inside = new Uint8Array(width * height);
+  for (const b of rle) {
+    const { width: mw, height: mh, rle: text } = b.mask!;
+    // The mask at the thumbnail's size: each thumbnail pixel takes the mask pixel under it (RLE counts down the columns).
+    const full = new Uint8Array(mw * mh);
+    let at = 0;
+    decodeRleString(text!).forEach((n, k) => {
+      if (k % 2 === 1) full.fill(1, at, Math.min(full.length, at + n));
+      at += n;
+    });
+    inside.fill(0);
+    for (let ty = 0; ty < height; ty++) {
+      const my = Math.min(mh - 1, Math.floor(((ty + 0.5) * mh) / height));
+      for (let tx = 0; tx < width; tx++) inside[ty * width + tx] = full[Math.min(mw - 1, Math.floor(((tx + 0.5) * mw) / width)) * mh + my]!;
+    }
+    const [r, g, bl] = [1, 3, 5].map((i) => parseInt(colourOf(b.source, sources).slice(i, i + 2), 16)) as [number, number, number];
+    for (let y = 0; y < height; y++) {
+      for (let x = 0; x < width; x++) {
+        const i = y * width + x;
+        if (!inside[i]) continue;
+        const edge = x === 0 || y === 0 || x === width - 1 || y === height - 1 || !inside[i - 1] || !inside[i + 1] || !inside[i - width] || !inside[i + width];
+        if (edge) out.set([r, g, bl, 255], i * 4);
+      }
+    }
+  }
+  return out;
+}
+
 /** The thumbnail of one record: the image at a bounded width with its boxes composed on it, written once. */
 async function writeThumbnail(root: string, rec: ImageRecord, sources: string[], outDir: string, maxWidth: number): Promise<Card['thumb'] | string> {
   const file = path.join(root, rec.image);
@@ -224,9 +262,13 @@ async function writeThumbnail(root: string, rec: ImageRecord, sources: string[],
     const width = Math.min(maxWidth, w0);
     const height = Math.max(1, Math.round((h0 * width) / w0));
     const name = `${createHash('sha1').update(rec.image).digest('hex').slice(0, 16)}.jpg`;
+    const outlines = rleOutlines(rec.boxes, sources, width, height);
     await sharp(file)
       .resize(width, height, { fit: 'fill' })
-      .composite([{ input: Buffer.from(overlaySvg(rec.boxes, sources, width, height, rec)), top: 0, left: 0 }])
+      .composite([
+        ...(outlines ? [{ input: outlines, raw: { width, height, channels: 4 as const }, top: 0, left: 0 }] : []),
+        { input: Buffer.from(overlaySvg(rec.boxes, sources, width, height, rec)), top: 0, left: 0 },
+      ])
       // 4:4:4: thin coloured outlines keep their colour (4:2:0 smears them into the photo).
       .jpeg({ quality: 88, chromaSubsampling: '4:4:4' })
       .toFile(path.join(outDir, 'thumbs', name));
