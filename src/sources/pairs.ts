@@ -5,7 +5,7 @@ import sharp from 'sharp';
 import { InstructifyError } from '../errors.js';
 import type { Fragment } from '../types.js';
 import { planAsGiven } from './files.js';
-import { recordHandler, sentence, strings } from './records.js';
+import { qaFromRoleTurns, recordHandler, sentence, strings } from './records.js';
 import { emptyFragment, isObject, str, type FileHandler, type HandlerContext, type PlannedFile, type SourceKind } from './types.js';
 
 /**
@@ -152,16 +152,7 @@ export const spotTheDiff: SourceKind = {
   plan: async (paths) => planAsGiven(paths, 'data'),
   handler: hfPair('Spot-the-diff', 'spot-the-diff', ['images', 'data'], (row, f) => {
     f.facts.push('The image shows two video frames side by side: the first on the left, the second on the right.');
-    let question: string | null = null;
-    for (const t of Array.isArray(row.data) ? row.data.filter(isObject) : []) {
-      const text = str(t.data)?.trim();
-      if (!text || (str(t.modality) && t.modality !== 'text')) continue;
-      if (t.role === 'user') question = text;
-      else if (t.role === 'assistant' && question) {
-        f.qa.push({ id: null, question, answer: text, answers: [text] });
-        question = null;
-      }
-    }
+    qaFromRoleTurns(row.data, f);
   }),
 };
 

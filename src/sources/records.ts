@@ -111,3 +111,21 @@ export function strings(v: unknown): string[] {
   if (!Array.isArray(v)) return [];
   return v.flatMap((x) => (typeof x === 'string' && x.trim() ? [x.trim()] : isObject(x) && typeof x.answer === 'string' && x.answer.trim() ? [x.answer.trim()] : []));
 }
+
+/**
+ * Question and answer pairs from chat turns `{data, modality, role}` (the
+ * Hugging Face multimodal sets): a user text turn is a question, the next
+ * assistant text turn its answer. Paired by role, not by position.
+ */
+export function qaFromRoleTurns(turns: unknown, f: Fragment): void {
+  let question: string | null = null;
+  for (const t of Array.isArray(turns) ? turns.filter(isObject) : []) {
+    const text = typeof t.data === 'string' ? t.data.trim() : '';
+    if (!text || (typeof t.modality === 'string' && t.modality !== 'text')) continue;
+    if (t.role === 'user') question = text;
+    else if (t.role === 'assistant' && question) {
+      f.qa.push({ id: null, question, answer: text, answers: [text] });
+      question = null;
+    }
+  }
+}

@@ -3,7 +3,7 @@ import { InstructifyError } from '../errors.js';
 import type { RawBox } from '../types.js';
 import { embeddedImage } from './custom.js';
 import { planAsGiven } from './files.js';
-import { fragmentForPath, recordHandler, sentence, strings } from './records.js';
+import { fragmentForPath, qaFromRoleTurns, recordHandler, sentence, strings } from './records.js';
 import { ocrSentence } from './text-vqa.js';
 import { mostCommon } from './vqa.js';
 import { emptyFragment, isObject, num, rawBox, str, type FileHandler, type HandlerContext, type PlannedFile, type SourceKind } from './types.js';
@@ -194,19 +194,7 @@ export const visualMrc: SourceKind = {
   family: 'visualmrc',
   expects: 'Hugging Face nimapourjafar/mm_visualmrc *.parquet (images, data [{data, modality, role}])',
   plan: async (paths) => planAsGiven(paths, 'data'),
-  handler: hfPreset('VisualMRC', 'visualmrc', ['images', 'data'], (row, f) => {
-    let question: string | null = null;
-    for (const t of Array.isArray(row.data) ? row.data.filter(isObject) : []) {
-      if (str(t.modality) && str(t.modality) !== 'text') continue;
-      const text = str(t.data)?.trim();
-      if (!text) continue;
-      if (t.role === 'user') question = text;
-      else if (t.role === 'assistant' && question) {
-        f.qa.push({ id: null, question, answer: text, answers: [text] });
-        question = null;
-      }
-    }
-  }),
+  handler: hfPreset('VisualMRC', 'visualmrc', ['images', 'data'], (row, f) => qaFromRoleTurns(row.data, f)),
 };
 
 /**

@@ -189,17 +189,5 @@ export async function loadDepthMap(file: string, g: Grid, largerIsFarther: boole
     .resize(g.gw, g.gh, { fit: 'fill', kernel: 'linear' });
   const { data } = await img.raw(sixteen ? { depth: 'ushort' } : {}).toBuffer({ resolveWithObject: true });
   const raw = sixteen ? new Uint16Array(data.buffer, data.byteOffset, data.length / 2) : new Uint8Array(data);
-  let min = Infinity;
-  let max = -Infinity;
-  for (const v of raw) {
-    if (v < min) min = v;
-    if (v > max) max = v;
-  }
-  const span = max - min || 1;
-  const out = new Float32Array(g.gw * g.gh);
-  for (let i = 0; i < out.length; i++) {
-    const t = (raw[i]! - min) / span;
-    out[i] = largerIsFarther ? t : 1 - t;
-  }
-  return out;
+  return normalisedDepth(raw, largerIsFarther);
 }
