@@ -143,8 +143,11 @@ describe('bin/instructify', () => {
   it('--limit N: generate, run and preview take only the first N images, and stats says how many were worked on', async () => {
     const dir = await tmpDir();
     const sources = ['--source', `coco-captions=${COCO_CAPTIONS}`, '--source', `coco-instances=${COCO_INSTANCES}`];
-    const ran = run(['run', ...sources, '--out', path.join(dir, 'run'), '--limit', '3', '-q']);
+    const ran = run(['run', ...sources, '--out', path.join(dir, 'run'), '--limit', '3']);
     expect(ran.code).toBe(0);
+    // The run ends, and says so: generate stopping early must not leave prepare waiting (node would
+    // then exit 0 on an empty event loop with nothing printed).
+    expect(ran.stderr).toMatch(/generated \d+ conversations for 3 of 3 images worked on/);
     expect(JSON.parse(readFileSync(path.join(dir, 'run', 'manifest.json'), 'utf8'))).toMatchObject({ status: 'complete', images: 3, limit: 3 });
     const [runRows] = await duckdb<{ images: string }>(`select count(distinct image)::varchar as images from '${dir}/run/part-*.parquet'`);
     expect(runRows!.images).toBe('3');

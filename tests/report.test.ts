@@ -164,6 +164,17 @@ describe('report: the page', () => {
     expect(rleOutlines([{ ...box, mask: null }], ['b'], 200, 160)).toBeNull();
   });
 
+  it('a run folder (prepare streamed into generate, no prepared folder): conversations and pictures without boxes, from --images', async () => {
+    const { run } = await import('../src/commands/run.js');
+    const out = await tmpDir();
+    await run({ prepare: { sources: [{ kind: 'coco-captions', paths: [COCO_CAPTIONS] }], images: COCO_IMAGES, imageDirs: { coco: '.' } }, generate: { out, distribution: 'instructify-mix', limit: 4 } });
+    const r = await report({ input: out, out: await tmpDir(), images: COCO_IMAGES });
+    expect(r).toMatchObject({ cards: 4, thumbnails: 4, missingImages: 0 });
+    const html = await readFile(r.index, 'utf8');
+    expect(html.match(/the prepared record is not available/g)).toHaveLength(4);
+    expect(html.match(/<div class="conversation"/g)!.length).toBeGreaterThanOrEqual(4);
+  });
+
   it('escapes what the data says: a label or caption with markup stays text', () => {
     const rec = {
       image: 'a<b>.jpg', width: 100, height: 100, ref: 'x', sources: ['custom'], captions: [{ text: '<script>alert(1)</script>', source: 'custom' }], facts: [], qa: [], regions: [], absent: [], uncounted: [], tree: 'x <y>', treeNodes: [],

@@ -27,7 +27,9 @@ export interface RunOptions {
 export async function run(o: RunOptions): Promise<{ prepared: PrepareResult; generated: GenerateResult }> {
   await mkdir(o.generate.out, { recursive: true });
   const channel = new PassThrough({ objectMode: true, highWaterMark: o.buffer ?? 512 });
-  const records = channel as unknown as AsyncIterable<ImageRecord>;
+  // generate may stop reading early (--limit): the channel must then stay open, and what prepare
+  // still sends is drained below, or prepare would wait forever on a closed channel.
+  const records = channel.iterator({ destroyOnReturn: false }) as AsyncIterable<ImageRecord>;
   // Errors reach generate through its iterator; this listener only keeps an
   // error raised before it starts reading from being "unhandled".
   channel.on('error', () => {});
@@ -35,7 +37,10 @@ export async function run(o: RunOptions): Promise<{ prepared: PrepareResult; gen
   // If prepare fails, generate must not wait for records that will never come.
   prepared.catch((err: Error) => channel.destroy(err));
   const generated = generate({ ...o.generate, input: records });
-  generated.catch(() => channel.destroy());
+  generated.then(
+    () => channel.resume(),
+    () => channel.destroy(),
+  );
   const [p, g] = await Promise.allSettled([prepared, generated]);
   // A failing generate closes the channel, which prepare then reports: the first cause is the one to show.
   if (g.status === 'rejected') throw g.reason;

@@ -383,8 +383,9 @@ async function buildCards(o: ReportOptions, kind: 'prepare' | 'generate', prepar
     await Promise.all(
       cards.slice(i, i + 4).map(async (card) => {
         if (!root) return void (card.missing = 'no image root: give --images');
-        if (!card.record) return void (card.missing = 'no prepared record for this image');
-        const t = await writeThumbnail(root, card.record, sources, o.out, width);
+        // Without its record (a run folder: prepare streamed into generate) the picture still shows, with no boxes.
+        const rec = card.record ?? ({ image: card.image, boxes: [], width: null, height: null } as unknown as ImageRecord);
+        const t = await writeThumbnail(root, rec, sources, o.out, width);
         if (typeof t === 'string') card.missing = t;
         else card.thumb = t;
       }),
