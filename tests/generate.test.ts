@@ -237,6 +237,19 @@ describe('run', () => {
     expect(await q(out)).toEqual(await q(stepwise));
   });
 
+  it('--limit: generate stops reading early and the run still ends, prepare having written every record it made', async () => {
+    const { run } = await import('../src/commands/run.js');
+    const out = await tmpDir();
+    // A one-record channel: prepare waits on it as soon as generate stops reading.
+    const ran = run({ prepare: { sources: [{ kind: 'coco-captions', paths: [COCO_CAPTIONS] }], images: null }, generate: { out, distribution: 'instructify-mix', limit: 3 }, buffer: 1 });
+    const late = new Promise((resolve) => setTimeout(() => resolve('still running after 15 s'), 15_000));
+    const r = await Promise.race([ran, late]);
+    expect(r).not.toBe('still running after 15 s');
+    const { prepared, generated } = r as Awaited<typeof ran>;
+    expect(generated.images).toBe(3);
+    expect(prepared.counts.images).toBe(79);
+  });
+
   it('a failing prepare stops the run with its own error', async () => {
     const { run } = await import('../src/commands/run.js');
     const out = await tmpDir();
