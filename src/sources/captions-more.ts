@@ -89,7 +89,6 @@ export const visualNews: SourceKind = {
     recordHandler(file, ctx, {
       what: 'Visual News',
       required: ['caption', 'image_path'],
-      skipKeys: [],
       onRecord(el, v) {
         const p = (str(el.image_path) ?? '').replace(/^\.\//, '');
         const caption = str(el.caption)?.trim();
