@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import sharp from 'sharp';
@@ -11,7 +11,7 @@ import type { Box, ImageRecord } from '../types.js';
 import { VERSION } from '../version.js';
 import { onHardStop } from '../write/hard-stop.js';
 import { claimOutput } from '../write/output-folder.js';
-import { readShards } from '../write/shard-reader.js';
+import { expectOutputOf, readShards } from '../write/shard-reader.js';
 import { decodeRleString } from '../records/rle.js';
 import { bucketize, colourOf, escapeHtml, pageHtml, type Card, type RejectedTurn, type RejectLine, type ReportSummary } from './report-html.js';
 
@@ -51,20 +51,12 @@ export interface ReportResult {
   missingImages: number;
 }
 
-type Manifest = Record<string, unknown> & { command?: string; tool?: string };
+type Manifest = Record<string, unknown> & { command?: string };
 
+/** The manifest of a prepare or generate folder (expectOutputOf says what else a folder is). */
 async function readManifest(dir: string): Promise<Manifest> {
-  const file = path.join(dir, 'manifest.json');
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch {
-    throw new InstructifyError('E_WRONG_KIND', `no manifest.json here: report reads a prepare or a generate output folder`, { file: dir });
-  }
-  const m = JSON.parse(text) as Manifest;
-  if (m.tool !== 'instructify' || (m.command !== 'prepare' && m.command !== 'generate')) {
-    throw new InstructifyError('E_WRONG_KIND', `this is not a prepare or generate output folder (its manifest says ${String(m.command)})`, { file });
-  }
+  const m = await expectOutputOf(dir, ['prepare', 'generate'], 'report');
+  if (m === null) throw new InstructifyError('E_WRONG_KIND', 'no manifest.json here: report reads a prepare or a generate output folder', { file: dir });
   return m;
 }
 
@@ -131,21 +123,31 @@ async function selectFromPrepared(o: ReportOptions, dir: string, count: number, 
   return { selection: { images: [...records.keys()], eligible, pick: pickDescription(o) }, records, boxesPerImage };
 }
 
-/** A pass over a generate folder's conversations: the sample's images, and the charts of turns and answer lengths. */
-async function selectFromConversations(o: ReportOptions, dir: string, count: number, seed: number): Promise<{ selection: Selection; turns: Map<number, number>; answerChars: Map<number, number> }> {
+/**
+ * One pass over a generate folder's conversations: the sample's images with
+ * their conversations (an image's rows are consecutive, so only the image
+ * being read is held besides the sample), and the charts of turns and
+ * answer lengths.
+ */
+async function selectFromConversations(
+  o: ReportOptions,
+  dir: string,
+  count: number,
+  seed: number,
+): Promise<{ selection: Selection; conversations: Map<string, Conversation[]>; turns: Map<number, number>; answerChars: Map<number, number> }> {
   const named = o.pickImages?.length ? new Set(o.pickImages) : null;
   const withRejects = o.rejected ? await imagesWithRejects([path.join(dir, 'rejects.jsonl'), path.join(dir, TURNS_REJECTED_FILE)]) : null;
-  const chosen = new SmallestKeys<string>(named ? named.size : count);
+  const chosen = new SmallestKeys<{ image: string; rows: Conversation[] }>(named ? named.size : count);
   const turns = new Map<number, number>();
   const answerChars = new Map<number, number>();
+  const picked = (image: string) => (!named || named.has(image)) && (!withRejects || withRejects.has(image));
   let eligible = 0;
-  // Conversations are written image by image: an image's rows are consecutive.
-  let current: string | null = null;
-  let currentOk = false;
+  let current = null as { image: string; rows: Conversation[]; ok: boolean } | null;
   const close = () => {
-    if (current !== null && currentOk) {
+    if (current?.ok) {
       eligible++;
-      chosen.offer(sampleKey(seed, current), () => current!);
+      const { image, rows } = current;
+      chosen.offer(sampleKey(seed, image), () => ({ image, rows }));
     }
   };
   for await (const c of readShards<Conversation>(dir)) {
@@ -157,24 +159,25 @@ async function selectFromConversations(o: ReportOptions, dir: string, count: num
       const step = Math.floor(t.value.length / 50);
       answerChars.set(step, (answerChars.get(step) ?? 0) + 1);
     }
-    if (c.image !== current) {
+    if (c.image !== current?.image) {
       close();
-      current = c.image;
-      currentOk = (!named || named.has(c.image)) && (!withRejects || withRejects.has(c.image)) && !o.promptType;
+      current = { image: c.image, rows: [], ok: picked(c.image) && !o.promptType };
     }
-    if (o.promptType && c.promptType === o.promptType && (!named || named.has(c.image)) && (!withRejects || withRejects.has(c.image))) currentOk = true;
+    current.rows.push(c);
+    if (o.promptType && c.promptType === o.promptType && picked(c.image)) current.ok = true;
   }
   close();
   // Named images or rejected ones without any conversation kept still get a card.
   if (!o.promptType) {
-    const seen = new Set(chosen.entries.map((e) => e.value));
+    const seen = new Set(chosen.entries.map((e) => e.value.image));
     for (const image of named ?? withRejects ?? []) {
       if (seen.has(image)) continue;
       eligible++;
-      chosen.offer(sampleKey(seed, image), () => image);
+      chosen.offer(sampleKey(seed, image), () => ({ image, rows: [] }));
     }
   }
-  return { selection: { images: chosen.entries.map((e) => e.value), eligible, pick: pickDescription(o) }, turns, answerChars };
+  const conversations = new Map(chosen.entries.map((e) => [e.value.image, e.value.rows]));
+  return { selection: { images: [...conversations.keys()], eligible, pick: pickDescription(o) }, conversations, turns, answerChars };
 }
 
 /** The overlay drawn on a thumbnail: each box's outline and label in its source's colour, mask outlines dashed. */
@@ -251,8 +254,11 @@ export function rleOutlines(boxes: Box[], sources: string[], width: number, heig
   return out;
 }
 
+/** What a thumbnail draws: the picture, its boxes, and the record's size (for masks drawn on an unknown size). */
+type Drawn = Pick<ImageRecord, 'image' | 'boxes' | 'width' | 'height'>;
+
 /** The thumbnail of one record: the image at a bounded width with its boxes composed on it, written once. */
-async function writeThumbnail(root: string, rec: ImageRecord, sources: string[], outDir: string, maxWidth: number): Promise<Card['thumb'] | string> {
+async function writeThumbnail(root: string, rec: Drawn, sources: string[], outDir: string, maxWidth: number): Promise<Card['thumb'] | string> {
   const file = path.join(root, rec.image);
   try {
     const meta = await sharp(file).metadata();
@@ -304,7 +310,6 @@ export async function report(o: ReportOptions): Promise<ReportResult> {
   checkReportOptions(o);
   const count = o.count ?? 50;
   const seed = o.seed ?? 1;
-  if (!(await stat(o.input).catch(() => null))?.isDirectory()) throw new InstructifyError('E_OPTION', `no such folder: give a prepare or generate output folder`, { file: o.input });
   const manifest = await readManifest(o.input);
   const kind = manifest.command as 'prepare' | 'generate';
   if (o.promptType && kind !== 'generate') throw new InstructifyError('E_OPTION', '--prompt-type picks images by their conversations: give a generate folder', { file: o.input });
@@ -349,7 +354,7 @@ async function buildCards(o: ReportOptions, kind: 'prepare' | 'generate', prepar
   let selection: Selection;
   let records: Map<string, ImageRecord>;
   const charts = [];
-  const conversations = new Map<string, Conversation[]>();
+  let conversations = new Map<string, Conversation[]>();
   if (kind === 'prepare') {
     const s = await selectFromPrepared(o, o.input, count, seed);
     selection = s.selection;
@@ -358,9 +363,9 @@ async function buildCards(o: ReportOptions, kind: 'prepare' | 'generate', prepar
   } else {
     const s = await selectFromConversations(o, o.input, count, seed);
     selection = s.selection;
+    conversations = s.conversations;
     charts.push(bucketize(s.turns, 8, 'turns per conversation'), bucketize(s.answerChars, 8, 'answer length (×50 characters)'));
     const wanted = new Set(selection.images);
-    for await (const c of readShards<Conversation>(o.input)) if (wanted.has(c.image)) (conversations.get(c.image) ?? conversations.set(c.image, []).get(c.image)!).push(c);
     records = new Map();
     if (preparedDir) for await (const r of readShards<ImageRecord>(preparedDir)) if (wanted.has(r.image)) records.set(r.image, r);
   }
@@ -384,7 +389,7 @@ async function buildCards(o: ReportOptions, kind: 'prepare' | 'generate', prepar
       cards.slice(i, i + 4).map(async (card) => {
         if (!root) return void (card.missing = 'no image root: give --images');
         // Without its record (a run folder: prepare streamed into generate) the picture still shows, with no boxes.
-        const rec = card.record ?? ({ image: card.image, boxes: [], width: null, height: null } as unknown as ImageRecord);
+        const rec: Drawn = card.record ?? { image: card.image, boxes: [], width: null, height: null };
         const t = await writeThumbnail(root, rec, sources, o.out, width);
         if (typeof t === 'string') card.missing = t;
         else card.thumb = t;

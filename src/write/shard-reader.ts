@@ -51,7 +51,7 @@ export async function* readShardFile<T>(file: string, skip?: readonly string[]):
  * record. A folder without a manifest (shards made another way) is taken
  * as it is (null); otherwise the manifest is returned.
  */
-export async function expectOutputOf(dir: string, command: 'prepare' | 'generate', reader: string): Promise<Record<string, unknown> | null> {
+export async function expectOutputOf(dir: string, command: 'prepare' | 'generate' | ('prepare' | 'generate')[], reader: string): Promise<Record<string, unknown> | null> {
   const file = path.join(dir, 'manifest.json');
   let text: string;
   try {
@@ -66,8 +66,9 @@ export async function expectOutputOf(dir: string, command: 'prepare' | 'generate
   } catch (err) {
     throw new InstructifyError('E_WRONG_KIND', `manifest.json is not JSON: is ${dir} an instructify output folder?`, { file, cause: err });
   }
-  if (manifest.command !== undefined && manifest.command !== command) {
-    throw new InstructifyError('E_WRONG_KIND', `this folder holds the output of ${String(manifest.command)}; ${reader} reads the folder ${command} writes (its --out)`, { file });
+  const commands: string[] = Array.isArray(command) ? command : [command];
+  if (manifest.command !== undefined && !commands.includes(String(manifest.command))) {
+    throw new InstructifyError('E_WRONG_KIND', `this folder holds the output of ${String(manifest.command)}; ${reader} reads the folder ${commands.join(' or ')} writes (its --out)`, { file });
   }
   return manifest;
 }
