@@ -126,12 +126,13 @@ class EnrichRun {
     const meta = await sharp(file).metadata().catch((err: Error) => {
       throw new InstructifyError('E_IO', `cannot read the image of ${rec.image}: ${err.message}`, { file, imageId: rec.image, cause: err });
     });
-    const width = meta.width ?? 0;
-    const height = meta.height ?? 0;
+    // The header is read once here; every model takes the size from it.
+    const size = { width: meta.width ?? 0, height: meta.height ?? 0 };
+    const { width, height } = size;
     const { depth, sam, ocr } = this.models;
-    if (sam) await this.timed(sam.name, () => this.addMasks(rec, file, width, height));
+    if (sam) await this.timed(sam.name, () => this.addMasks(rec, file, size));
     if (depth) {
-      const map = await this.timed(depth.name, () => depth.estimate(file));
+      const map = await this.timed(depth.name, () => depth.estimate(file, size));
       const target = depthFileFor(this.depthDir, rec.image);
       await mkdir(path.dirname(target), { recursive: true });
       await writeFile(target, map.png16);
@@ -157,12 +158,13 @@ class EnrichRun {
     if (rejected) throw new InstructifyError('E_INTERNAL', `${rejected.reason}: ${rejected.detail}`, { imageId: rec.image });
   }
 
-  private async addMasks(rec: ImageRecord, file: string, width: number, height: number): Promise<void> {
+  private async addMasks(rec: ImageRecord, file: string, size: { width: number; height: number }): Promise<void> {
     const sam = this.models.sam!;
+    const { width, height } = size;
     const bare = rec.boxes.filter((b) => b.mask === null);
     this.result.masksKept += rec.boxes.length - bare.length;
     if (!bare.length) return;
-    const embedding = await sam.embed(file);
+    const embedding = await sam.embed(file, size);
     for (const b of bare) {
       b.mask = await sam.maskForBox(embedding, [b.x1 * width, b.y1 * height, b.x2 * width, b.y2 * height]);
       this.result.masksAdded++;
@@ -277,7 +279,10 @@ export async function enrich(o: EnrichOptions): Promise<EnrichResult> {
     run.result.seconds = Math.round(performance.now() - t0) / 1000;
     run.result.rates = run.rates();
     const { images, masksAdded, masksKept, depthMaps, ocrWords, rates, seconds, shards } = run.result;
-    await writeManifest({ status: 'complete', finished: new Date().toISOString(), seconds, counts: { images: images + run.result.resumed }, resumed: run.result.resumed, enriched: { masks_added: masksAdded, masks_kept: masksKept, depth_maps: depthMaps, ocr_words: ocrWords, images_per_second: rates }, shards });
+    // The input's sources and what prepare set aside still describe these records (enrich adds, never
+    // drops), unless this is one shard of them.
+    const carried = o.shard ? {} : { per_source: input.per_source ?? {}, rejects: input.rejects ?? {} };
+    await writeManifest({ status: 'complete', finished: new Date().toISOString(), seconds, counts: { images: images + run.result.resumed }, ...carried, resumed: run.result.resumed, enriched: { masks_added: masksAdded, masks_kept: masksKept, depth_maps: depthMaps, ocr_words: ocrWords, images_per_second: rates }, shards });
     return run.result;
   } catch (err) {
     // Finished shards stay (a rerun goes on after them); the shard being written goes.

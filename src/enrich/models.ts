@@ -84,10 +84,8 @@ export class DepthModel {
     return new DepthModel(ort, session, cfg, path.basename(dir));
   }
 
-  async estimate(file: string): Promise<DepthMap> {
-    const meta = await sharp(file).metadata();
-    const width = meta.width ?? 0;
-    const height = meta.height ?? 0;
+  /** The depth map of an image of the given size (the caller has read its header). */
+  async estimate(file: string, { width, height }: { width: number; height: number }): Promise<DepthMap> {
     const size = dptSize(width, height, this.cfg);
     const out = await this.session.run({ [this.session.inputNames[0]!]: await pixelTensor(this.ort, file, size.width, size.height, 'cubic', this.cfg) });
     const pred = out[this.session.outputNames[0]!]!.data as Float32Array;
@@ -171,10 +169,7 @@ export class SamModel {
   }
 
   /** The image through the vision encoder once; every box of it is then one decoder run. */
-  async embed(file: string): Promise<ImageEmbedding> {
-    const meta = await sharp(file).metadata();
-    const width = meta.width ?? 0;
-    const height = meta.height ?? 0;
+  async embed(file: string, { width, height }: { width: number; height: number }): Promise<ImageEmbedding> {
     const longest = this.cfg.size?.longest_edge ?? 1024;
     const scale = longest / Math.max(width, height);
     const resized = { width: Math.round(width * scale), height: Math.round(height * scale) };
