@@ -1,7 +1,7 @@
 import { InstructifyError } from '../errors.js';
 import type { Fragment } from '../types.js';
 import { planAsGiven } from './files.js';
-import { fragmentForPath, recordHandler, sentence } from './records.js';
+import { fragmentForPath, recordHandler, setAside, sentence } from './records.js';
 import { emptyFragment, num, rawBox, str, type FileHandler, type HandlerContext, type PlannedFile, type SourceKind } from './types.js';
 
 /**
@@ -39,7 +39,7 @@ export const vsr: SourceKind = {
       onRecord(el, v) {
         const image = str(el.image);
         const caption = str(el.caption)?.trim();
-        if (!image || !caption) return void ctx.sink.reject({ reason: 'bad-record', detail: 'VSR record without image or caption', source: ctx.source, file: file.path, offset: v.offset, image: image ?? null });
+        if (!image || !caption) return void setAside(ctx, file, v.offset, 'VSR record without image or caption', image ?? null);
         // image_link names the split folder (train2017 or val2017) the COCO file is in.
         const split = /(train|val)20\d\d/.exec(str(el.image_link) ?? '')?.[0];
         const f = fragmentForPath(split ? `${split}/${image}` : image, 'coco', ctx, file.path, v.offset);
@@ -49,7 +49,7 @@ export const vsr: SourceKind = {
           const q = yesNoQuestion(caption);
           if (q) f.qa.push({ id: null, question: q, answer: 'No.', answers: ['No.'] });
           else f.facts.push(`It is not true that ${caption[0]!.toLowerCase()}${sentence(caption).slice(1)}`);
-        } else return void ctx.sink.reject({ reason: 'bad-record', detail: `VSR label must be 1 (true) or 0 (false), got ${String(el.label)}`, source: ctx.source, file: file.path, offset: v.offset, image });
+        } else return void setAside(ctx, file, v.offset, `VSR label must be 1 (true) or 0 (false), got ${String(el.label)}`, image);
         ctx.sink.emit(f);
       },
     }),
@@ -71,7 +71,7 @@ export const image2paragraph: SourceKind = {
         const paragraph = (str(el.paragraph) ?? str(el.Paragraph) ?? '').trim();
         // The URL's last two parts are the VG file: VG_100K/2356347.jpg or VG_100K_2/...
         const tail = /(VG_100K(?:_2)?\/\d+\.jpg)$/.exec(url)?.[1];
-        if (!tail || !paragraph) return void ctx.sink.reject({ reason: 'bad-record', detail: `image paragraph without a VG image URL or text (url ${url || 'missing'})`, source: ctx.source, file: file.path, offset: v.offset, image: null });
+        if (!tail || !paragraph) return void setAside(ctx, file, v.offset, `image paragraph without a VG image URL or text (url ${url || 'missing'})`);
         const f = fragmentForPath(tail, 'vg', ctx, file.path, v.offset);
         f.captions.push(paragraph);
         ctx.sink.emit(f);
@@ -92,7 +92,7 @@ export const visualNews: SourceKind = {
       onRecord(el, v) {
         const p = (str(el.image_path) ?? '').replace(/^\.\//, '');
         const caption = str(el.caption)?.trim();
-        if (!p || !caption) return void ctx.sink.reject({ reason: 'bad-record', detail: 'Visual News record without image_path or caption', source: ctx.source, file: file.path, offset: v.offset, image: p || null });
+        if (!p || !caption) return void setAside(ctx, file, v.offset, 'Visual News record without image_path or caption', p || null);
         const f = emptyFragment(`visual-news:${p}`, ctx, file.path, v.offset);
         f.path = p;
         f.captions.push(caption);
@@ -123,7 +123,7 @@ export const remoteclip: SourceKind = {
       onRecord(el, v) {
         const name = str(el.filename)?.trim();
         const title = str(el.title)?.trim();
-        if (!name || !title) return void ctx.sink.reject({ reason: 'bad-record', detail: 'RemoteCLIP row without title or filename', source: ctx.source, file: file.path, offset: v.offset, image: name ?? null });
+        if (!name || !title) return void setAside(ctx, file, v.offset, 'RemoteCLIP row without title or filename', name ?? null);
         const f = emptyFragment(`remoteclip:${name}`, ctx, file.path, v.offset);
         f.path = name;
         f.captions.push(title);
@@ -146,7 +146,7 @@ export const hrrsd: SourceKind = {
       onRecord(el, v) {
         const name = str(el.filename)?.trim();
         const label = str(el.class)?.trim().replace(/_/g, ' ');
-        if (!name || !label) return void ctx.sink.reject({ reason: 'bad-record', detail: 'HRRSD row without filename or class', source: ctx.source, file: file.path, offset: v.offset, image: name ?? null });
+        if (!name || !label) return void setAside(ctx, file, v.offset, 'HRRSD row without filename or class', name ?? null);
         const p = `JpegImages/${name}`;
         const f = emptyFragment(`hrrsd:${p}`, ctx, file.path, v.offset);
         f.path = p;
@@ -188,7 +188,7 @@ function ccHandler(file: PlannedFile, ctx: HandlerContext): FileHandler {
       if (urlAt < 0) {
         // A header row names its columns; any other row without a URL is set aside.
         if (v.index === 0 && /url/i.test(line)) return;
-        return void ctx.sink.reject({ reason: 'bad-record', detail: `Conceptual Captions line ${v.index + 1} has no URL`, source: ctx.source, file: file.path, offset: v.offset, image: null });
+        return void setAside(ctx, file, v.offset, `Conceptual Captions line ${v.index + 1} has no URL`);
       }
       rows++;
       const f: Fragment = emptyFragment(webRef(cols[urlAt]!), ctx, file.path, v.offset);

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { InstructifyError } from '../errors.js';
 import { webRef } from './captions-more.js';
 import { writeEmbeddedImage } from './custom.js';
+import { setAside } from './records.js';
 import { emptyFragment, isObject, num, str, type FileHandler, type HandlerContext, type PlannedFile, type SourceKind } from './types.js';
 
 /**
@@ -81,7 +82,7 @@ export const img2dataset: SourceKind = {
     const take = (row: Record<string, unknown>, offset: number) => {
       rows++;
       const r = imageFragment(row, file, ctx, offset, shard);
-      if ('reject' in r) ctx.sink.reject({ reason: 'bad-record', detail: r.reject!, source: ctx.source, file: file.path, offset, image: null });
+      if ('reject' in r) setAside(ctx, file, offset, r.reject!);
       else if ('fragment' in r) ctx.sink.emit(r.fragment!);
       else ctx.sink.reject({ reason: 'not-downloaded', detail: `img2dataset could not download ${str(row.url)} (${str(row.error_message) ?? str(row.status)})`, source: ctx.source, file: file.path, offset, image: null });
     };
@@ -102,7 +103,7 @@ export const img2dataset: SourceKind = {
         try {
           Object.assign(sample.row, JSON.parse(Buffer.from(e.data).toString('utf8')) as object, { jpg: sample.row.jpg });
         } catch {
-          ctx.sink.reject({ reason: 'bad-record', detail: `${e.name} is not JSON`, source: ctx.source, file: file.path, offset, image: null });
+          setAside(ctx, file, offset, `${e.name} is not JSON`);
         }
       } else if (ext === 'txt' && sample.row.caption === undefined) sample.row.caption = Buffer.from(e.data).toString('utf8');
     };

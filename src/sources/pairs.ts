@@ -5,7 +5,7 @@ import sharp from 'sharp';
 import { InstructifyError } from '../errors.js';
 import type { Fragment } from '../types.js';
 import { planAsGiven } from './files.js';
-import { qaFromRoleTurns, recordHandler, sentence, strings } from './records.js';
+import { qaFromRoleTurns, recordHandler, setAside, sentence, strings } from './records.js';
 import { emptyFragment, isObject, str, type FileHandler, type HandlerContext, type PlannedFile, type SourceKind } from './types.js';
 
 /**
@@ -107,7 +107,7 @@ export const levirCc: SourceKind = {
       onRecord(el, v) {
         const name = str(el.filename)?.trim();
         const split = str(el.split)?.trim();
-        if (!name || !split) return void ctx.sink.reject({ reason: 'bad-record', detail: 'LEVIR-CC item without filename or split', source: ctx.source, file: file.path, offset: v.offset, image: null });
+        if (!name || !split) return void setAside(ctx, file, v.offset, 'LEVIR-CC item without filename or split');
         const rel = composer.compose('levir-cc', `${split}_${name.replace(/\.\w+$/, '')}`, `images/${split}/A/${name}`, `images/${split}/B/${name}`, v.offset);
         const f = pairFragment(ctx, rel, file.path, v.offset);
         f.facts.push(SIDES_BEFORE_AFTER);
@@ -132,7 +132,7 @@ function hfPair(what: string, family: string, required: string[], fill: (row: Re
       required,
       onRecord(row, v) {
         const images = (Array.isArray(row.images) ? row.images : [row.img0, row.img1]).map((x) => (x instanceof Uint8Array ? x : isObject(x) && x.bytes instanceof Uint8Array ? x.bytes : null));
-        if (images.length < 2 || !images[0] || !images[1]) return void ctx.sink.reject({ reason: 'bad-record', detail: `${what} row ${v.index}: two images expected`, source: ctx.source, file: file.path, offset: v.offset, image: null });
+        if (images.length < 2 || !images[0] || !images[1]) return void setAside(ctx, file, v.offset, `${what} row ${v.index}: two images expected`);
         const name = str(row.uid) ?? `${path.basename(file.path, '.parquet')}_${v.index}`;
         const rel = composer.compose(family, name, images[0], images[1], v.offset);
         const f = pairFragment(ctx, rel, file.path, v.offset);

@@ -129,3 +129,8 @@ export function qaFromRoleTurns(turns: unknown, f: Fragment): void {
     }
   }
 }
+
+/** A record a loader sets aside as `bad-record`: the file, the byte it starts at, and why. */
+export function setAside(ctx: HandlerContext, file: PlannedFile, offset: number, detail: string, image: string | null = null): void {
+  ctx.sink.reject({ reason: 'bad-record', detail, source: ctx.source, file: file.path, offset, image });
+}

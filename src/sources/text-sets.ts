@@ -3,7 +3,7 @@ import { InstructifyError } from '../errors.js';
 import type { RawBox } from '../types.js';
 import { embeddedImage } from './custom.js';
 import { planAsGiven } from './files.js';
-import { fragmentForPath, qaFromRoleTurns, recordHandler, sentence, strings } from './records.js';
+import { fragmentForPath, qaFromRoleTurns, recordHandler, setAside, sentence, strings } from './records.js';
 import { ocrSentence } from './text-vqa.js';
 import { mostCommon } from './vqa.js';
 import { emptyFragment, isObject, num, rawBox, str, type FileHandler, type HandlerContext, type PlannedFile, type SourceKind } from './types.js';
@@ -44,7 +44,7 @@ export const llavar: SourceKind = {
       required: ['llavar_id'],
       onRecord(el, v) {
         const id = str(el.llavar_id)?.trim();
-        if (!id) return void ctx.sink.reject({ reason: 'bad-record', detail: 'LLaVAR record without llavar_id', source: ctx.source, file: file.path, offset: v.offset, image: null });
+        if (!id) return void setAside(ctx, file, v.offset, 'LLaVAR record without llavar_id');
         const p = /\.\w+$/.test(id) ? id : `${id}.jpg`;
         const f = emptyFragment(`llavar:${p}`, ctx, file.path, v.offset);
         f.path = p;
@@ -87,7 +87,7 @@ export const docowl: SourceKind = {
           // A value that is not a list of words (an empty list arrives this way too).
           flush();
           if (Array.isArray(v.value)) return void (v.value.length ? (current = { image: v.key, offset: v.offset, words: v.value }) : undefined);
-          return void ctx.sink.reject({ reason: 'bad-record', detail: `OCR results for ${v.key} are not a list of words`, source: ctx.source, file: file.path, offset: v.offset, image: v.key });
+          return void setAside(ctx, file, v.offset, `OCR results for ${v.key} are not a list of words`, v.key);
         }
         if (current?.image !== v.key) {
           flush();
@@ -112,7 +112,7 @@ function hfPreset(what: string, family: string, required: string[], fill: (row: 
       required,
       onRecord(row, v) {
         const image = embeddedImage(ctx, family, row.image ?? (Array.isArray(row.images) ? row.images[0] : undefined));
-        if (!image) return void ctx.sink.reject({ reason: 'bad-record', detail: `${what} row ${v.index}: no image`, source: ctx.source, file: file.path, offset: v.offset, image: null });
+        if (!image) return void setAside(ctx, file, v.offset, `${what} row ${v.index}: no image`);
         const f = fragmentForPath(image, family, ctx, file.path, v.offset);
         fill(row, f, ctx);
         ctx.sink.emit(f);
@@ -175,7 +175,7 @@ export const stVqa: SourceKind = {
       required: ['file_path', 'question', 'answers'],
       onRecord(el, v) {
         const p = str(el.file_path)?.trim();
-        if (!p) return void ctx.sink.reject({ reason: 'bad-record', detail: 'ST-VQA record without file_path', source: ctx.source, file: file.path, offset: v.offset, image: null });
+        if (!p) return void setAside(ctx, file, v.offset, 'ST-VQA record without file_path');
         const f = fragmentForPath(p, 'st-vqa', ctx, file.path, v.offset);
         addQa(f, el.question, el.answers);
         ctx.sink.emit(f);
