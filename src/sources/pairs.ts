@@ -43,7 +43,8 @@ export async function composePair(left: PairImage, right: PairImage, file: strin
 
 /** Pairs being composed, a few at a time (see FileHandler.pending). */
 export class PairComposer {
-  private readonly inFlight = new Set<Promise<void>>();
+  /** Pictures being composed, by file: an item named twice is composed once. */
+  private readonly inFlight = new Map<string, Promise<void>>();
   constructor(
     private readonly ctx: HandlerContext,
     private readonly file: PlannedFile,
@@ -51,32 +52,32 @@ export class PairComposer {
 
   /**
    * The composed picture's path under the image root; it is made in the
-   * background unless it is there already. The fragment's size is set
-   * when known (it is then given by the picture itself).
+   * background unless it is there already (its size is read with the
+   * other images' when the images are checked).
    */
   compose(family: string, name: string, left: PairImage, right: PairImage, offset: number): string {
     if (this.ctx.images === null) throw new InstructifyError('E_OPTION', 'two-image items are composed into one picture under the image root: give --images', { file: this.file.path, source: this.ctx.source });
     const rel = `${family}/pairs/${name.replace(/[^\w.-]+/g, '_')}.jpg`;
     const full = path.join(this.ctx.images, rel);
-    if (existsSync(full)) return rel;
-    const job: Promise<void> = composePair(
+    if (this.inFlight.has(full) || existsSync(full)) return rel;
+    const job = composePair(
       typeof left === 'string' ? path.join(this.ctx.images, left) : left,
       typeof right === 'string' ? path.join(this.ctx.images, right) : right,
       full,
     ).then(
-      () => void this.inFlight.delete(job),
+      () => void this.inFlight.delete(full),
       (err: Error) => {
-        this.inFlight.delete(job);
+        this.inFlight.delete(full);
         this.ctx.sink.reject({ reason: 'pair-unreadable', detail: `${name}: ${err.message}`, source: this.ctx.source, file: this.file.path, offset, image: rel });
       },
     );
-    this.inFlight.add(job);
+    this.inFlight.set(full, job);
     return rel;
   }
 
   pending(all: boolean): Promise<void> | undefined {
     if (this.inFlight.size === 0 || (!all && this.inFlight.size < 4)) return undefined;
-    return Promise.all(this.inFlight).then(() => undefined);
+    return Promise.all(this.inFlight.values()).then(() => undefined);
   }
 }
 
