@@ -275,6 +275,20 @@ describe('news and aerial images', () => {
   });
 });
 
+describe('counts beside captions', () => {
+  it('a short caption on a box is not a second kind of object: one ship, however its caption is worded', async () => {
+    const root = await tmpDir();
+    const dir = await tmpDir();
+    const img = path.join(dir, 'harbour.jpg');
+    await picture(img, 400, 400, '#3060a0');
+    await duckdb(`COPY (SELECT {'bytes': (SELECT content FROM read_blob('${img}')), 'path': 'h.jpg'} AS image,
+      {'bbox': [[50, 50, 150, 120]], 'captions': [['a white ship']], 'categories': ['ship'], 'categories_normalized': ['ship']} AS objects) TO '${path.join(dir, 'dior_short_caption.parquet')}' (FORMAT parquet)`);
+    const { rows } = await records([{ kind: 'dior-rsvg', paths: [path.join(dir, 'dior_short_caption.parquet')] }], { images: root });
+    const footer = rows[0]!.tree!.slice(rows[0]!.tree!.indexOf('Object Counts:'));
+    expect(footer).toBe('Object Counts:\nships: 1');
+  });
+});
+
 describe('two-image items', () => {
   it('LEVIR-CC: before and after pasted side by side at a common height, once, with the sides said in the facts', async () => {
     const root = await tmpDir();

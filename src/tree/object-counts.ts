@@ -25,6 +25,11 @@ export function isCategoryLabel(label: string): boolean {
  */
 const kindOf = remembered((label) => {
   const l = spoken(label);
+  // A label that opens with an article is a phrase about one object ("a white ship", one of
+  // DIOR-RSVG's captions beside its category box "ship"), never the name of a kind: counted, the
+  // footer said "ships: 1" and "a white ships: 1" for one ship. (Longer "the ..." phrases were
+  // already relation phrases.)
+  if (/^(the|a|an)\s/i.test(l)) return '';
   return /^\p{L}[\p{L} '-]*$/u.test(l) && l.split(/\s+/).length <= 3 && !isRelationPhrase(l) ? singular(l) : '';
 });
 
